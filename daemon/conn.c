@@ -1,0 +1,493 @@
+#include "conn.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#define IN_BUF	       (64u << 10)
+#define READS_PER_TURN 16
+#define IOV_BATCH      64
+
+struct out {
+	STAILQ_ENTRY(out) link;
+	struct req *r; /* a get's chunk: the get goes on once this is written */
+	bool first, last;
+	const uint8_t *data;
+	size_t dlen;
+	size_t hlen;
+	size_t done; /* bytes written, of hdr then data */
+	uint8_t hdr[];
+};
+
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+
+static void mem_ready(struct store_waiter *w)
+{
+	struct conn *c = container_of(w, struct conn, w);
+
+	c->waiting = false;
+	conn_update(c);
+}
+
+struct conn *conn_new(struct server *srv, int fd)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!c)
+		return NULL;
+	c->srv = srv;
+	c->fd = fd;
+	c->in_cap = IN_BUF;
+	c->in = malloc(c->in_cap);
+	c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, on_read, c);
+	c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+	if (!c->in || !c->rev || !c->wev) {
+		if (c->rev)
+			event_free(c->rev);
+		if (c->wev)
+			event_free(c->wev);
+		free(c->in);
+		free(c);
+		return NULL;
+	}
+	if (!getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+	}
+	c->w.fn = mem_ready;
+	STAILQ_INIT(&c->outq);
+	STAILQ_INIT(&c->held);
+	conn_update(c);
+	return c;
+}
+
+static void conn_free(struct conn *c)
+{
+	event_free(c->rev);
+	event_free(c->wev);
+	free(c->in);
+	free(c);
+}
+
+static void conn_unref(struct conn *c)
+{
+	if (--c->refs)
+		return;
+	if (c->dead)
+		conn_free(c);
+	else if (c->eof && STAILQ_EMPTY(&c->outq))
+		conn_close(c, NULL); /* answered everything the client asked before it left */
+}
+
+struct req *req_new(struct conn *c, uint64_t id)
+{
+	struct req *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->c = c;
+	r->id = id;
+	c->refs++;
+	c->inflight++;
+	return r;
+}
+
+void req_free(struct req *r)
+{
+	struct conn *c = r->c;
+
+	free(r);
+	c->inflight--;
+	if (!c->dead)
+		conn_update(c);
+	conn_unref(c);
+}
+
+static void drop_outs(struct out *o)
+{
+	while (o) {
+		struct out *next = STAILQ_NEXT(o, link);
+
+		if (o->r) {
+			store_get_abort(o->r->g);
+			req_free(o->r);
+		}
+		free(o);
+		o = next;
+	}
+}
+
+void conn_close(struct conn *c, const char *why)
+{
+	struct server *srv = c->srv;
+	struct out *outs = STAILQ_FIRST(&c->outq), *held = STAILQ_FIRST(&c->held);
+
+	if (c->dead)
+		return;
+	if (why)
+		log_warn(srv->log, "client pid %d uid %u: closing the connection: %s", (int)c->pid,
+			 (unsigned)c->uid, why);
+	c->dead = true;
+	event_del(c->rev);
+	event_del(c->wev);
+	close(c->fd);
+	c->fd = -1;
+	store_wait_cancel(srv->store, &c->w);
+	if (c->put) {
+		store_put_abort(c->put);
+		c->put = NULL;
+	}
+	LIST_REMOVE(c, link);
+	srv->nconns--;
+	c->refs++; /* dropping the queues must not free c under us */
+	STAILQ_INIT(&c->outq);
+	STAILQ_INIT(&c->held);
+	drop_outs(outs);
+	drop_outs(held);
+	if (--c->refs == 0)
+		conn_free(c);
+}
+
+/* Whether a new request may start: the client's share of the daemon is not used up. */
+static bool may_start(const struct conn *c)
+{
+	return !c->srv->stopping && c->inflight < CONN_MAX_INFLIGHT &&
+	       c->out_bytes < CONN_MAX_OUT_BYTES;
+}
+
+/* A frame that has begun is always read to its end, unless memory is short. */
+static bool want_read(const struct conn *c)
+{
+	if (c->dead || c->eof || c->waiting)
+		return false;
+	return c->rs != R_PREFIX || may_start(c);
+}
+
+void conn_update(struct conn *c)
+{
+	bool want = want_read(c);
+
+	if (want == c->reading)
+		return;
+	c->reading = want;
+	if (!want) {
+		event_del(c->rev);
+		return;
+	}
+	event_add(c->rev, NULL);
+	/* Requests may already sit in our buffer, with no readiness event to come. */
+	event_active(c->rev, EV_READ, 0);
+}
+
+/* --- output --- */
+
+static void enqueue(struct conn *c, struct out *o)
+{
+	if (c->streaming && c->streaming != o->r) {
+		STAILQ_INSERT_TAIL(&c->held, o, link);
+		return;
+	}
+	if (STAILQ_EMPTY(&c->outq))
+		event_add(c->wev, NULL);
+	STAILQ_INSERT_TAIL(&c->outq, o, link);
+	c->out_bytes += o->hlen + o->dlen;
+	if (o->r && o->first && !o->last)
+		c->streaming = o->r;
+}
+
+/* A value finished going out: what waited behind it goes, up to the next value. */
+static void release_held(struct conn *c)
+{
+	struct out *o;
+
+	while (!c->streaming && (o = STAILQ_FIRST(&c->held))) {
+		STAILQ_REMOVE_HEAD(&c->held, link);
+		enqueue(c, o);
+	}
+}
+
+int conn_queue(struct conn *c, struct req *r, const void *msg, size_t mlen, uint64_t plen,
+	       const void *data, size_t dlen, bool last)
+{
+	size_t hlen = msg ? ZAP_FRAME_PREFIX + mlen : 0;
+	struct out *o = malloc(sizeof(*o) + hlen);
+
+	if (!o)
+		return -ENOMEM;
+	*o = (struct out){
+		.r = r, .first = msg != NULL, .last = last, .data = data, .dlen = dlen, .hlen = hlen
+	};
+	if (msg) {
+		zap_frame_encode(o->hdr, mlen, plen);
+		memcpy(o->hdr + ZAP_FRAME_PREFIX, msg, mlen);
+	}
+	if (r && last && c->streaming == r)
+		c->streaming = NULL;
+	enqueue(c, o);
+	release_held(c);
+	return 0;
+}
+
+static void out_done(struct conn *c, struct out *o)
+{
+	c->out_bytes -= o->hlen + o->dlen;
+	if (o->r) {
+		struct req *r = o->r;
+
+		store_get_next(r->g);
+		if (o->last)
+			req_free(r);
+	}
+	free(o);
+}
+
+static int fill_iov(struct conn *c, struct iovec *iov)
+{
+	int n = 0;
+	struct out *o;
+
+	STAILQ_FOREACH(o, &c->outq, link)
+	{
+		if (n + 2 > IOV_BATCH)
+			break;
+		if (o->done < o->hlen)
+			iov[n++] = (struct iovec){ o->hdr + o->done, o->hlen - o->done };
+		if (o->dlen) {
+			size_t off = o->done > o->hlen ? o->done - o->hlen : 0;
+
+			iov[n++] = (struct iovec){ (void *)(o->data + off), o->dlen - off };
+		}
+	}
+	return n;
+}
+
+/* n bytes went out: finish the outs they complete (an empty one is complete at once). */
+static void consume(struct conn *c, size_t n)
+{
+	struct out *o;
+
+	while ((o = STAILQ_FIRST(&c->outq))) {
+		size_t take = MIN(o->hlen + o->dlen - o->done, n);
+
+		o->done += take;
+		n -= take;
+		if (o->done < o->hlen + o->dlen)
+			break;
+		STAILQ_REMOVE_HEAD(&c->outq, link);
+		out_done(c, o);
+	}
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct iovec iov[IOV_BATCH];
+	ssize_t w;
+	int n;
+
+	c->refs++; /* a get ending here must not free c */
+	while (!c->dead && !STAILQ_EMPTY(&c->outq)) {
+		n = fill_iov(c, iov);
+		w = n ? writev(c->fd, iov, n) : 0;
+		if (w < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			conn_close(c,
+				   errno == EPIPE || errno == ECONNRESET ? NULL : strerror(errno));
+			break;
+		}
+		consume(c, w);
+	}
+	if (!c->dead && STAILQ_EMPTY(&c->outq))
+		event_del(c->wev);
+	if (!c->dead)
+		conn_update(c);
+	conn_unref(c);
+}
+
+/* --- input --- */
+
+enum { NEED_INPUT, PAUSED, CLOSED, GO_ON };
+
+static void compact(struct conn *c)
+{
+	memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
+	c->in_end -= c->in_start;
+	c->in_start = 0;
+}
+
+/* Makes the buffer able to hold need bytes from in_start on. */
+static int make_room(struct conn *c, size_t need)
+{
+	uint8_t *in;
+
+	if (c->in_start + need <= c->in_cap)
+		return 0;
+	compact(c);
+	if (need <= c->in_cap)
+		return 0;
+	in = realloc(c->in, need);
+	if (!in)
+		return -ENOMEM;
+	c->in = in;
+	c->in_cap = need;
+	return 0;
+}
+
+static int take_header(struct conn *c)
+{
+	if (c->in_end - c->in_start < ZAP_FRAME_PREFIX)
+		return NEED_INPUT;
+	if (zap_frame_decode(c->in + c->in_start, &c->fr)) {
+		c->srv->st.bad_frames++;
+		conn_close(c, "frame header longer than the limit: not a zappend client?");
+		return CLOSED;
+	}
+	if (make_room(c, ZAP_FRAME_PREFIX + c->fr.hlen)) {
+		conn_close(c, "out of memory for a request header");
+		return CLOSED;
+	}
+	if (c->in_end - c->in_start < ZAP_FRAME_PREFIX + c->fr.hlen)
+		return NEED_INPUT;
+	c->in_start += ZAP_FRAME_PREFIX;
+	c->left = c->fr.plen;
+	c->rs = R_DISCARD;
+	server_request(c, c->in + c->in_start, c->fr.hlen, c->fr.plen);
+	c->in_start += c->fr.hlen;
+	return c->dead ? CLOSED : GO_ON;
+}
+
+/* Hands buffered payload to the put; *dst, *room: where to read the rest straight into. */
+static int feed_put(struct conn *c, uint8_t **dst, size_t *room)
+{
+	while (!store_put_filled(c->put)) {
+		uint8_t *buf = store_put_buf(c->put, room, &c->w);
+		size_t n;
+
+		if (!buf) {
+			if (!store_put_filled(c->put)) {
+				c->waiting = true;
+				conn_update(c);
+				return PAUSED;
+			}
+			break; /* the put failed: the rest of the value is dropped */
+		}
+		n = MIN(*room, c->in_end - c->in_start);
+		memcpy(buf, c->in + c->in_start, n);
+		c->in_start += n;
+		c->left -= n;
+		store_put_fill(c->put, n);
+		if (n < *room) {
+			*dst = buf + n;
+			*room -= n;
+			return NEED_INPUT;
+		}
+	}
+	c->put = NULL;
+	c->rs = c->left ? R_DISCARD : R_PREFIX;
+	return GO_ON;
+}
+
+static int discard(struct conn *c)
+{
+	size_t n = MIN(c->left, c->in_end - c->in_start);
+
+	c->in_start += n;
+	c->left -= n;
+	if (c->left)
+		return NEED_INPUT;
+	c->rs = R_PREFIX;
+	return GO_ON;
+}
+
+static int process(struct conn *c, uint8_t **dst, size_t *room)
+{
+	int ret;
+
+	do {
+		*dst = NULL;
+		switch (c->rs) {
+		case R_PREFIX:
+			if (!may_start(c)) {
+				conn_update(c);
+				return PAUSED;
+			}
+			ret = take_header(c);
+			break;
+		case R_PUT:
+			ret = feed_put(c, dst, room);
+			break;
+		default:
+			ret = discard(c);
+			break;
+		}
+	} while (ret == GO_ON);
+	return ret;
+}
+
+static void on_eof(struct conn *c)
+{
+	if (c->rs != R_PREFIX || c->in_end != c->in_start) {
+		conn_close(c, "the client went away in the middle of a request");
+		return;
+	}
+	/* A client may shut down its sending side and still wait for answers. */
+	c->eof = true;
+	conn_update(c);
+}
+
+static ssize_t read_more(struct conn *c, uint8_t *dst, size_t room)
+{
+	ssize_t n;
+
+	if (dst && room >= 4096) {
+		/* A value too big for our buffer goes straight to its store buffer. */
+		n = read(c->fd, dst, room);
+		if (n > 0) {
+			c->left -= n;
+			store_put_fill(c->put, n);
+		}
+		return n;
+	}
+	if (c->in_start == c->in_end)
+		c->in_start = c->in_end = 0;
+	else if (c->in_start > c->in_cap / 2)
+		compact(c);
+	n = read(c->fd, c->in + c->in_end, c->in_cap - c->in_end);
+	if (n > 0)
+		c->in_end += n;
+	return n;
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	uint8_t *dst;
+	size_t room;
+	ssize_t n;
+
+	c->refs++;
+	for (int i = 0;; i++) {
+		/* All that is buffered is handled before yielding: no event would bring us back. */
+		if (process(c, &dst, &room) != NEED_INPUT || i == READS_PER_TURN)
+			break;
+		n = read_more(c, dst, room);
+		if (n > 0)
+			continue;
+		if (n == 0)
+			on_eof(c);
+		else if (errno != EAGAIN && errno != EINTR)
+			conn_close(c, errno == ECONNRESET ? NULL : strerror(errno));
+		break;
+	}
+	conn_unref(c);
+}

@@ -1,0 +1,145 @@
+/*
+ * The device interface: a zoned device behind a small vtable, so the store
+ * never knows which backend it talks to. Data operations are asynchronous
+ * and complete through the daemon's one io_uring; zone reports are
+ * synchronous because they happen at start.
+ *
+ * Addresses are device byte addresses: zone i starts at i * zone_size.
+ */
+#ifndef ZAPD_DEV_H
+#define ZAPD_DEV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ring.h"
+#include "util.h"
+
+struct zpool;
+
+enum zdev_cond {
+	ZDEV_EMPTY,
+	ZDEV_OPEN, /* written to, not full (open or closed on the device) */
+	ZDEV_FULL,
+	ZDEV_READONLY,
+	ZDEV_OFFLINE,
+};
+
+struct zdev_zone {
+	uint64_t start; /* byte address */
+	uint64_t cap;	/* writable bytes */
+	uint64_t wp;	/* bytes written, relative to start */
+	enum zdev_cond cond;
+};
+
+struct zdev_info {
+	const char *backend;
+	uint64_t zone_size; /* bytes from one zone start to the next */
+	uint32_t nr_zones;
+	uint32_t block;	     /* logical block size */
+	uint32_t max_append; /* most bytes one append may carry */
+	uint32_t max_open;   /* device limits; 0: none */
+	uint32_t max_active;
+	unsigned ring_flags; /* IORING_SETUP_* the backend needs */
+};
+
+struct zdev_io {
+	struct zring_op op; /* private to the backend */
+	void (*done)(struct zdev_io *io);
+	int res;       /* bytes moved (0 for zone and flush operations), or -errno */
+	uint64_t addr; /* append: where the data landed */
+	/* private to the backend */
+	struct zdev *dev;
+	uint32_t zone;
+	uint32_t len;
+	void *buf;
+	uint64_t off;
+	int kind;
+};
+
+struct zdev;
+
+struct zdev_ops {
+	void (*append)(struct zdev *d, uint32_t zone, void *buf, uint32_t len, struct zdev_io *io);
+	void (*read)(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io);
+	void (*flush)(struct zdev *d, struct zdev_io *io);
+	void (*reset)(struct zdev *d, uint32_t zone, struct zdev_io *io);
+	void (*finish)(struct zdev *d, uint32_t zone, struct zdev_io *io);
+	int (*report)(struct zdev *d, struct zdev_zone *zones);
+	void (*close)(struct zdev *d);
+};
+
+struct zdev {
+	const struct zdev_ops *ops;
+	struct zdev_info info;
+	struct zring *ring;
+	const struct zpool *pool; /* buffers inside it are registered with the ring */
+};
+
+struct zdev_opts {
+	const char *path;
+	const char *backend; /* "auto", "file" */
+	uint64_t size;	     /* file backend, at creation: 0 for the default */
+	uint64_t zone_size;
+	uint32_t max_open;
+	uint32_t max_active;
+	bool format; /* file backend: recreate with the geometry asked */
+};
+
+#define ZDEV_FILE_DEFAULT_SIZE	    (4 * GiB)
+#define ZDEV_FILE_DEFAULT_ZONE_SIZE (64 * MiB)
+
+int zdev_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err);
+void zdev_close(struct zdev *d); /* accepts NULL */
+
+/* Connects the device to the ring (created with info.ring_flags) and the buffer pool. */
+void zdev_attach(struct zdev *d, struct zring *ring, const struct zpool *pool);
+
+static inline void zdev_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len,
+			       struct zdev_io *io)
+{
+	d->ops->append(d, zone, buf, len, io);
+}
+
+static inline void zdev_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len,
+			     struct zdev_io *io)
+{
+	d->ops->read(d, addr, buf, len, io);
+}
+
+static inline void zdev_flush(struct zdev *d, struct zdev_io *io)
+{
+	d->ops->flush(d, io);
+}
+
+static inline void zdev_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
+{
+	d->ops->reset(d, zone, io);
+}
+
+static inline void zdev_finish(struct zdev *d, uint32_t zone, struct zdev_io *io)
+{
+	d->ops->finish(d, zone, io);
+}
+
+static inline int zdev_report(struct zdev *d, struct zdev_zone *zones)
+{
+	return d->ops->report(d, zones);
+}
+
+/* Whether buf lies in the registered pool, so fixed-buffer opcodes can carry it. */
+bool zdev_fixed(const struct zdev *d, const void *buf);
+
+/* Completes io with err from the event loop, never from inside the caller. */
+void zdev_fail(struct zdev *d, struct zdev_io *io, int err);
+
+/* Runs one operation to completion before returning: for start-up and recovery. */
+int zdev_read_sync(struct zdev *d, uint64_t addr, void *buf, uint32_t len);
+int zdev_append_sync(struct zdev *d, uint32_t zone, void *buf, uint32_t len, uint64_t *addr);
+int zdev_flush_sync(struct zdev *d);
+int zdev_reset_sync(struct zdev *d, uint32_t zone);
+
+/* Backends. */
+int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err);
+
+#endif

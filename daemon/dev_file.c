@@ -1,0 +1,437 @@
+/*
+ * The default backend: a zoned device emulated in a regular file.
+ *
+ * Layout: one 4 KiB header block (magic, geometry, CRC), then the zones.
+ * Zone append is emulated faithfully: the backend assigns each append its
+ * offset from an in-memory write pointer at submission and returns it on
+ * completion, so many appends to one zone are in flight together.
+ *
+ * Nothing about zone state is kept in the file besides the data itself, so a
+ * crash cannot leave it stale. At open the write pointer of each zone is the
+ * end of the last allocated block in it (SEEK_DATA/SEEK_HOLE); reset punches
+ * the zone out; finish writes a marker into the zone's last block, which lies
+ * beyond the zone's capacity, so "allocated up to the zone's end" means full.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+
+#include "crc32c.h"
+#include "dev.h"
+
+#define HDR_SIZE    4096u
+#define HDR_MAGIC   "ZAPFDEV1"
+#define HDR_VERSION 1u
+#define BLOCK	    4096u
+
+enum { IO_APPEND, IO_READ, IO_FLUSH, IO_RESET, IO_FINISH };
+
+struct file_dev {
+	struct zdev dev;
+	int fd;
+	struct zdev_zone *zones;
+	void *marker;
+};
+
+static struct file_dev *fdev(struct zdev *d)
+{
+	return container_of(d, struct file_dev, dev);
+}
+
+static void encode_header(uint8_t *h, uint64_t zone_size, uint32_t nr_zones)
+{
+	memset(h, 0, HDR_SIZE);
+	memcpy(h, HDR_MAGIC, 8);
+	put_le32(h + 8, HDR_VERSION);
+	put_le32(h + 12, nr_zones);
+	put_le64(h + 16, zone_size);
+	put_le32(h + 24, crc32c(0, h, 24));
+}
+
+static int decode_header(const uint8_t *h, uint64_t *zone_size, uint32_t *nr_zones)
+{
+	if (memcmp(h, HDR_MAGIC, 8) || get_le32(h + 24) != crc32c(0, h, 24))
+		return -EBADMSG;
+	if (get_le32(h + 8) != HDR_VERSION)
+		return -EPROTONOSUPPORT;
+	*nr_zones = get_le32(h + 12);
+	*zone_size = get_le64(h + 16);
+	return 0;
+}
+
+static int make_parent(const char *path)
+{
+	char *dir = strdup(path), *slash;
+	int ret = 0;
+
+	if (!dir)
+		return -ENOMEM;
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+			ret = -errno;
+	}
+	free(dir);
+	return ret;
+}
+
+static int create_image(const struct zdev_opts *o, struct zerr *err)
+{
+	uint64_t size = o->size ? o->size : ZDEV_FILE_DEFAULT_SIZE;
+	uint64_t zs = o->zone_size ? o->zone_size : ZDEV_FILE_DEFAULT_ZONE_SIZE;
+	uint8_t h[HDR_SIZE];
+	uint64_t nr;
+	int fd, ret;
+	char a[32], b[32];
+
+	if (zs < 2 * MiB || zs % MiB)
+		return zerr_set(err, -EINVAL, "zone size %s: must be a multiple of 1M, at least 2M",
+				format_size(zs, a, sizeof(a)));
+	nr = size / zs;
+	if (nr < 4 || nr > UINT32_MAX)
+		return zerr_set(err, -EINVAL,
+				"size %s with zone size %s gives %llu zones; need 4 or more",
+				format_size(size, a, sizeof(a)), format_size(zs, b, sizeof(b)),
+				(unsigned long long)nr);
+	ret = make_parent(o->path);
+	if (ret)
+		return zerr_set(err, ret, "cannot create the directory of %s: %s", o->path,
+				strerror(-ret));
+	fd = open(o->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return zerr_set(err, -errno, "cannot create %s: %s", o->path, strerror(errno));
+	encode_header(h, zs, nr);
+	if (ftruncate(fd, HDR_SIZE + nr * zs) < 0 || pwrite(fd, h, HDR_SIZE, 0) != HDR_SIZE ||
+	    fsync(fd) < 0) {
+		ret = -errno;
+		close(fd);
+		unlink(o->path);
+		return zerr_set(err, ret, "cannot create %s: %s", o->path, strerror(-ret));
+	}
+	close(fd);
+	return 0;
+}
+
+static bool needs_create(const struct zdev_opts *o)
+{
+	struct stat st;
+
+	if (stat(o->path, &st) < 0)
+		return errno == ENOENT;
+	return st.st_size == 0;
+}
+
+/* End of the last allocated byte in [start, end), or start when none is. */
+static uint64_t last_data(int fd, uint64_t start, uint64_t end)
+{
+	uint64_t last = start;
+	off_t off = start;
+
+	for (;;) {
+		off_t data = lseek(fd, off, SEEK_DATA), hole;
+
+		if (data < 0 || (uint64_t)data >= end)
+			return last;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			return end;
+		last = MIN((uint64_t)hole, end);
+		off = hole;
+	}
+}
+
+static void load_zones(struct file_dev *f)
+{
+	uint64_t zs = f->dev.info.zone_size;
+
+	for (uint32_t i = 0; i < f->dev.info.nr_zones; i++) {
+		struct zdev_zone *z = &f->zones[i];
+		uint64_t at = HDR_SIZE + i * zs;
+		uint64_t end = last_data(f->fd, at, at + zs) - at;
+
+		z->start = i * zs;
+		z->cap = zs - BLOCK;
+		if (end > z->cap) {
+			z->wp = z->cap;
+			z->cond = ZDEV_FULL;
+		} else {
+			z->wp = ALIGN_UP(end, BLOCK);
+			z->cond = z->wp ? ZDEV_OPEN : ZDEV_EMPTY;
+		}
+	}
+}
+
+static int check_geometry(const struct zdev_opts *o, uint64_t zs, uint32_t nr, struct zerr *err)
+{
+	char a[32], b[32];
+
+	if (o->zone_size && o->zone_size != zs)
+		return zerr_set(err, -EINVAL, "%s has zone size %s, not the %s asked for", o->path,
+				format_size(zs, a, sizeof(a)),
+				format_size(o->zone_size, b, sizeof(b)));
+	if (o->size && o->size / zs != nr)
+		return zerr_set(err, -EINVAL, "%s holds %s in %u zones, not the %s asked for",
+				o->path, format_size(nr * zs, a, sizeof(a)), nr,
+				format_size(o->size, b, sizeof(b)));
+	return 0;
+}
+
+static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr *err)
+{
+	struct stat st;
+	uint8_t *h = f->marker;
+	uint64_t zs;
+	uint32_t nr;
+	int ret;
+
+	f->fd = open(o->path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (f->fd < 0) {
+		if (errno == EINVAL)
+			return zerr_set(err, -EINVAL,
+					"%s: the file system does not support O_DIRECT", o->path);
+		return zerr_set(err, -errno, "cannot open %s: %s", o->path, strerror(errno));
+	}
+	if (fstat(f->fd, &st) < 0 || pread(f->fd, h, HDR_SIZE, 0) != HDR_SIZE)
+		return zerr_set(err, -EIO, "%s: cannot read the device header", o->path);
+	ret = decode_header(h, &zs, &nr);
+	if (ret == -EPROTONOSUPPORT)
+		return zerr_set(err, ret, "%s: emulated device of a newer version", o->path);
+	if (ret)
+		return zerr_set(err, ret,
+				"%s is not an emulated zoned device (no header); "
+				"refusing to use it (--format recreates it)",
+				o->path);
+	if (zs < 2 * MiB || zs % MiB || nr < 4)
+		return zerr_set(err, -EBADMSG, "%s: impossible geometry in its header", o->path);
+	if ((uint64_t)st.st_size < HDR_SIZE + nr * zs)
+		return zerr_set(err, -EBADMSG, "%s is truncated: %llu bytes, its zones need %llu",
+				o->path, (unsigned long long)st.st_size,
+				(unsigned long long)(HDR_SIZE + nr * zs));
+	ret = check_geometry(o, zs, nr, err);
+	if (ret)
+		return ret;
+	f->dev.info.zone_size = zs;
+	f->dev.info.nr_zones = nr;
+	return 0;
+}
+
+static void file_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct zdev_io *io = container_of(op, struct zdev_io, op);
+
+	io->res = cqe->res;
+	if ((io->kind == IO_APPEND || io->kind == IO_READ || io->kind == IO_FINISH) &&
+	    cqe->res >= 0 && (uint32_t)cqe->res != io->len)
+		io->res = -EIO;
+	if (io->res >= 0 && io->kind == IO_FINISH)
+		io->res = 0;
+	io->done(io);
+}
+
+static void prep_rw(struct zring_op *op, struct io_uring_sqe *sqe)
+{
+	struct zdev_io *io = container_of(op, struct zdev_io, op);
+	int fd = fdev(io->dev)->fd;
+	bool fixed = zdev_fixed(io->dev, io->buf);
+
+	if (io->kind == IO_READ) {
+		if (fixed)
+			io_uring_prep_read_fixed(sqe, fd, io->buf, io->len, io->off, 0);
+		else
+			io_uring_prep_read(sqe, fd, io->buf, io->len, io->off);
+	} else if (fixed) {
+		io_uring_prep_write_fixed(sqe, fd, io->buf, io->len, io->off, 0);
+	} else {
+		io_uring_prep_write(sqe, fd, io->buf, io->len, io->off);
+	}
+}
+
+static void prep_flush(struct zring_op *op, struct io_uring_sqe *sqe)
+{
+	struct zdev_io *io = container_of(op, struct zdev_io, op);
+
+	io_uring_prep_fsync(sqe, fdev(io->dev)->fd, IORING_FSYNC_DATASYNC);
+}
+
+static void prep_punch(struct zring_op *op, struct io_uring_sqe *sqe)
+{
+	struct zdev_io *io = container_of(op, struct zdev_io, op);
+
+	io_uring_prep_fallocate(sqe, fdev(io->dev)->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				io->off, io->dev->info.zone_size);
+}
+
+static void submit(struct zdev *d, struct zdev_io *io, int kind,
+		   void (*prep)(struct zring_op *, struct io_uring_sqe *))
+{
+	io->dev = d;
+	io->kind = kind;
+	io->op.prep = prep;
+	io->op.complete = file_complete;
+	zring_queue(d->ring, &io->op);
+}
+
+static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, struct zdev_io *io)
+{
+	struct file_dev *f = fdev(d);
+	struct zdev_zone *z;
+
+	if (zone >= d->info.nr_zones || len == 0 || len % BLOCK) {
+		zdev_fail(d, io, -EINVAL);
+		return;
+	}
+	z = &f->zones[zone];
+	if (z->cond == ZDEV_READONLY || z->cond == ZDEV_OFFLINE) {
+		zdev_fail(d, io, -EROFS);
+		return;
+	}
+	if (z->cond == ZDEV_FULL || z->wp + len > z->cap) {
+		zdev_fail(d, io, -ENOSPC);
+		return;
+	}
+	/* The device, not the caller, decides where the data lands. */
+	io->addr = z->start + z->wp;
+	io->off = HDR_SIZE + io->addr;
+	io->buf = buf;
+	io->len = len;
+	io->zone = zone;
+	z->wp += len;
+	z->cond = ZDEV_OPEN;
+	submit(d, io, IO_APPEND, prep_rw);
+}
+
+static void file_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io)
+{
+	if (len % BLOCK || addr % BLOCK || addr + len > d->info.nr_zones * d->info.zone_size) {
+		zdev_fail(d, io, -EINVAL);
+		return;
+	}
+	io->addr = addr;
+	io->off = HDR_SIZE + addr;
+	io->buf = buf;
+	io->len = len;
+	submit(d, io, IO_READ, prep_rw);
+}
+
+static void file_flush(struct zdev *d, struct zdev_io *io)
+{
+	submit(d, io, IO_FLUSH, prep_flush);
+}
+
+static void reset_done(struct zring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct zdev_io *io = container_of(op, struct zdev_io, op);
+	struct zdev_zone *z = &fdev(io->dev)->zones[io->zone];
+
+	io->res = cqe->res;
+	if (cqe->res >= 0) {
+		z->wp = 0;
+		z->cond = ZDEV_EMPTY;
+	}
+	io->done(io);
+}
+
+static void file_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
+{
+	if (zone >= d->info.nr_zones) {
+		zdev_fail(d, io, -EINVAL);
+		return;
+	}
+	io->zone = zone;
+	io->off = HDR_SIZE + fdev(d)->zones[zone].start;
+	submit(d, io, IO_RESET, prep_punch);
+	io->op.complete = reset_done;
+}
+
+static void file_finish(struct zdev *d, uint32_t zone, struct zdev_io *io)
+{
+	struct file_dev *f = fdev(d);
+	struct zdev_zone *z;
+
+	if (zone >= d->info.nr_zones) {
+		zdev_fail(d, io, -EINVAL);
+		return;
+	}
+	z = &f->zones[zone];
+	z->wp = z->cap;
+	z->cond = ZDEV_FULL;
+	io->zone = zone;
+	io->buf = f->marker;
+	io->len = BLOCK;
+	io->off = HDR_SIZE + z->start + d->info.zone_size - BLOCK;
+	submit(d, io, IO_FINISH, prep_rw);
+}
+
+static int file_report(struct zdev *d, struct zdev_zone *zones)
+{
+	memcpy(zones, fdev(d)->zones, d->info.nr_zones * sizeof(*zones));
+	return 0;
+}
+
+static void file_close(struct zdev *d)
+{
+	struct file_dev *f = fdev(d);
+
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->zones);
+	free(f->marker);
+	free(f);
+}
+
+static const struct zdev_ops file_ops = {
+	.append = file_append,
+	.read = file_read,
+	.flush = file_flush,
+	.reset = file_reset,
+	.finish = file_finish,
+	.report = file_report,
+	.close = file_close,
+};
+
+int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
+{
+	struct file_dev *f = calloc(1, sizeof(*f));
+	int ret;
+
+	if (!f)
+		return -ENOMEM;
+	f->fd = -1;
+	f->dev.ops = &file_ops;
+	f->dev.info.backend = "file";
+	f->dev.info.block = BLOCK;
+	f->dev.info.max_append = 1 * MiB;
+	f->dev.info.max_open = o->max_open;
+	f->dev.info.max_active = o->max_active;
+	if (posix_memalign(&f->marker, BLOCK, HDR_SIZE)) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	if (o->format || needs_create(o)) {
+		ret = create_image(o, err);
+		if (ret)
+			goto fail;
+	}
+	ret = open_image(f, o, err);
+	if (ret)
+		goto fail;
+	f->zones = calloc(f->dev.info.nr_zones, sizeof(*f->zones));
+	if (!f->zones) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	load_zones(f);
+	memset(f->marker, 0, BLOCK);
+	memcpy(f->marker, "ZAPFFIN1", 8);
+	*out = &f->dev;
+	return 0;
+fail:
+	file_close(&f->dev);
+	return ret;
+}

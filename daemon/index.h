@@ -1,0 +1,73 @@
+/*
+ * The in-memory index: key -> where the newest version of its value lies.
+ * The newest version is the one with the highest sequence number, whatever
+ * order updates arrive in, so puts that complete out of order, recovery
+ * scanning zones in any order, and GC relocations all go through one rule.
+ * A delete leaves a tombstone entry (nchunks == 0) so that an older put
+ * completing later cannot bring the key back.
+ */
+#ifndef ZAPD_INDEX_H
+#define ZAPD_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct zloc {
+	uint64_t addr; /* device byte address of the record */
+	uint32_t len;  /* record length in bytes, block aligned */
+};
+
+struct zent {
+	uint64_t seq;
+	uint64_t vlen;
+	uint32_t nchunks;    /* 0: tombstone */
+	struct zloc loc;     /* nchunks == 1 */
+	struct zloc *chunks; /* nchunks > 1: the chunks in value order */
+};
+
+static inline const struct zloc *zent_chunk(const struct zent *e, uint32_t i)
+{
+	return e->nchunks > 1 ? &e->chunks[i] : &e->loc;
+}
+
+struct zidx;
+
+struct zidx *zidx_new(void);
+void zidx_free(struct zidx *idx);
+
+/* The newest entry for key, tombstones included, or NULL. Valid until the next update. */
+const struct zent *zidx_find(const struct zidx *idx, const void *key, size_t klen);
+
+/*
+ * Records e for key if it is newer than what the index holds. Returns 1 when
+ * recorded (the index then owns e->chunks, and *old, if old is not NULL,
+ * receives the replaced entry with its chunks now the caller's, or nchunks 0
+ * and seq 0 if there was none), 0 when e is older than the index's entry (the
+ * caller keeps e->chunks), or -ENOMEM.
+ */
+int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zent *e,
+		struct zent *old);
+
+/* Frees an entry's chunk array; accepts entries without one. */
+void zent_done(struct zent *e);
+
+/* Number of keys with a live value (tombstones not counted). */
+size_t zidx_count(const struct zidx *idx);
+
+typedef int (*zidx_ent_fn)(const void *key, size_t klen, const struct zent *e, void *arg);
+
+/* Every entry, tombstones included, in no particular order; stops at fn's first non-zero. */
+int zidx_foreach(const struct zidx *idx, zidx_ent_fn fn, void *arg);
+
+typedef int (*zidx_key_fn)(const void *key, size_t klen, void *arg);
+
+/*
+ * Live keys that start with prefix and sort after `after` (alen 0: from the
+ * start), in byte order, at most limit of them, handed to fn. *more tells
+ * whether further keys follow. Returns 0, fn's first non-zero, or -ENOMEM.
+ */
+int zidx_list(const struct zidx *idx, const void *prefix, size_t plen, const void *after,
+	      size_t alen, size_t limit, zidx_key_fn fn, void *arg, bool *more);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * zappendd's settings: defaults, then the config file (key = value, # comments;
+ * every long option is a key), then the command line, which wins.
+ */
+#ifndef ZAPD_OPTIONS_H
+#define ZAPD_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define ZAPD_DEFAULT_CONFIG "/etc/zappend/zappendd.conf"
+#define ZAPD_DEFAULT_DEVICE "/var/lib/zappend/zones.img"
+#define ZAPD_DEFAULT_SOCKET "/run/zappend/zappend.sock"
+
+struct options {
+	char *config;
+	char *device;
+	char *socket;
+	char *backend;
+	uint64_t size;
+	uint64_t zone_size;
+	uint64_t max_value;
+	uint64_t buffer_pool;
+	unsigned open_zones;
+	unsigned max_open_zones;
+	unsigned max_active_zones;
+	unsigned max_connections;
+	bool format;
+	bool sync;
+	bool verbose;
+};
+
+/* 0 to run, 1 when --help or --version was answered, or -errno with err set. */
+int options_parse(struct options *o, int argc, char **argv, struct zerr *err);
+void options_done(struct options *o);
+
+#endif

@@ -1,0 +1,319 @@
+/*
+ * Mount: read (or write) the superblock, then rebuild the index by scanning
+ * every written zone up to its write pointer. Completion order is not
+ * placement order, so nothing is assumed about where the newest records are:
+ * every record names its key and sequence number, and the index keeps the
+ * highest. A record whose CRC fails was torn by a crash (it was never
+ * acknowledged) or rotted; either way it is skipped, never indexed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "record.h"
+#include "recovery.h"
+
+#define SCAN_BUF (4 * MiB)
+
+/* A chunk of a multi-record value, held until all its siblings are found. */
+struct part {
+	uint8_t *key;
+	uint16_t klen;
+	uint32_t chunk, nchunks;
+	uint64_t seq, vlen;
+	struct zloc loc;
+};
+
+struct scan {
+	struct store *s;
+	uint8_t *buf;
+	uint64_t at, len; /* device range held in buf */
+	uint64_t max_seq;
+	struct part *parts;
+	size_t nparts, cparts;
+};
+
+static int load(struct scan *sc, uint64_t addr, uint64_t end)
+{
+	uint32_t len = MIN(SCAN_BUF, end - addr);
+	int ret = zdev_read_sync(sc->s->dev, addr, sc->buf, len);
+
+	if (ret < 0)
+		return ret;
+	sc->at = addr;
+	sc->len = len;
+	return 0;
+}
+
+static int apply(struct store *s, const uint8_t *key, size_t klen, struct zent *e)
+{
+	struct zent old;
+	int ret = zidx_update(s->idx, key, klen, e, &old);
+
+	if (ret == 1)
+		zent_done(&old);
+	else
+		zent_done(e);
+	return ret < 0 ? ret : 0;
+}
+
+static int keep_part(struct scan *sc, const struct zrec *r, uint64_t addr)
+{
+	struct part *p;
+
+	if (sc->nparts == sc->cparts) {
+		size_t n = sc->cparts ? 2 * sc->cparts : 64;
+		struct part *np = realloc(sc->parts, n * sizeof(*np));
+
+		if (!np)
+			return -ENOMEM;
+		sc->parts = np;
+		sc->cparts = n;
+	}
+	p = &sc->parts[sc->nparts];
+	p->key = malloc(r->klen);
+	if (!p->key)
+		return -ENOMEM;
+	memcpy(p->key, r->key, r->klen);
+	p->klen = r->klen;
+	p->chunk = r->chunk;
+	p->nchunks = r->nchunks;
+	p->seq = r->seq;
+	p->vlen = r->vlen;
+	p->loc = (struct zloc){ addr, r->len };
+	sc->nparts++;
+	return 0;
+}
+
+static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
+{
+	struct zent e = { .seq = r->seq, .vlen = r->vlen, .loc = { addr, r->len } };
+
+	sc->max_seq = MAX(sc->max_seq, r->seq);
+	sc->s->st.recovered_records++;
+	switch (r->type) {
+	case ZREC_PUT:
+		if (r->nchunks > 1)
+			return keep_part(sc, r, addr);
+		e.nchunks = 1;
+		return apply(sc->s, r->key, r->klen, &e);
+	case ZREC_DEL:
+		return apply(sc->s, r->key, r->klen, &e);
+	default:
+		return 0;
+	}
+}
+
+static int scan_zone(struct scan *sc, const struct zone *z)
+{
+	uint64_t pos = z->start, end = z->start + MIN(z->used, z->cap);
+	struct zrec r;
+	int ret;
+
+	sc->len = 0;
+	while (pos < end) {
+		if (pos < sc->at || pos + ZREC_BLOCK > sc->at + sc->len) {
+			ret = load(sc, pos, end);
+			if (ret)
+				return ret;
+		}
+		if (zrec_parse(sc->buf + (pos - sc->at), sc->at + sc->len - pos, sc->s->tag, &r) ||
+		    pos + r.len > end || r.len > SCAN_BUF) {
+			pos += ZREC_BLOCK; /* not a record start: a hole or a torn write */
+			continue;
+		}
+		if (pos + r.len > sc->at + sc->len) {
+			ret = load(sc, pos, end);
+			if (ret)
+				return ret;
+			zrec_parse(sc->buf, sc->len, sc->s->tag, &r);
+		}
+		if (zrec_verify_data(&r)) {
+			/* The header is intact, so its length is right: skip the whole record. */
+			sc->s->st.torn_records++;
+		} else {
+			ret = found(sc, &r, pos);
+			if (ret)
+				return ret;
+		}
+		pos += r.len;
+	}
+	return 0;
+}
+
+static int partcmp(const void *a, const void *b)
+{
+	const struct part *x = a, *y = b;
+	int c = memcmp(x->key, y->key, MIN(x->klen, y->klen));
+
+	if (c || x->klen != y->klen)
+		return c ? c : x->klen < y->klen ? -1 : 1;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
+}
+
+static bool same_put(const struct part *a, const struct part *b)
+{
+	return a->klen == b->klen && !memcmp(a->key, b->key, a->klen) && a->seq == b->seq;
+}
+
+/* A value in several records counts only when every one of them was found. */
+static int assemble(struct scan *sc)
+{
+	qsort(sc->parts, sc->nparts, sizeof(*sc->parts), partcmp);
+	for (size_t i = 0, j; i < sc->nparts; i = j) {
+		const struct part *p = &sc->parts[i];
+		struct zent e = { .seq = p->seq, .vlen = p->vlen, .nchunks = p->nchunks };
+		uint32_t have = 0;
+
+		for (j = i; j < sc->nparts && same_put(p, &sc->parts[j]); j++) {
+			/* Copies of one chunk (GC moved it) are alike; count the first. */
+			if (sc->parts[j].chunk == have && sc->parts[j].nchunks == p->nchunks &&
+			    sc->parts[j].vlen == p->vlen)
+				have++;
+		}
+		if (have != p->nchunks)
+			continue;
+		e.chunks = malloc(p->nchunks * sizeof(*e.chunks));
+		if (!e.chunks)
+			return -ENOMEM;
+		have = 0;
+		for (size_t k = i; k < j; k++) {
+			if (sc->parts[k].chunk == have)
+				e.chunks[have++] = sc->parts[k].loc;
+		}
+		if (apply(sc->s, p->key, p->klen, &e))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int count_live(const void *key, size_t klen, const struct zent *e, void *arg)
+{
+	struct zones *zs = arg;
+
+	for (uint32_t i = 0; i < MAX(e->nchunks, 1u); i++)
+		zones_add_live(zs, zent_chunk(e, i)->addr, zent_chunk(e, i)->len);
+	return 0;
+}
+
+static int format(struct store *s, struct zdev_zone *dz, struct zerr *err)
+{
+	const struct zdev_info *info = &s->dev->info;
+	uint8_t *buf = NULL;
+	uint64_t addr;
+	int ret;
+
+	for (uint32_t i = 0; i < info->nr_zones; i++) {
+		if (dz[i].cond == ZDEV_EMPTY)
+			continue;
+		ret = zdev_reset_sync(s->dev, i);
+		if (ret < 0)
+			return zerr_set(err, ret, "format: cannot reset zone %u: %s", i,
+					strerror(-ret));
+	}
+	zsuper_new(&s->sb, info);
+	if (posix_memalign((void **)&buf, ZREC_BLOCK, ZREC_BLOCK))
+		return -ENOMEM;
+	zsuper_encode(&s->sb, buf);
+	ret = zdev_append_sync(s->dev, 0, buf, ZREC_BLOCK, &addr);
+	free(buf);
+	if (ret >= 0 && addr != 0)
+		ret = -EIO;
+	if (ret >= 0)
+		ret = zdev_flush_sync(s->dev);
+	if (ret < 0)
+		return zerr_set(err, ret, "format: cannot write the superblock: %s",
+				strerror(-ret));
+	return zdev_report(s->dev, dz);
+}
+
+static bool all_empty(const struct zdev_zone *dz, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		if (dz[i].cond != ZDEV_EMPTY)
+			return false;
+	}
+	return true;
+}
+
+static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct zerr *err)
+{
+	const struct zdev_info *info = &s->dev->info;
+	uint8_t *buf = NULL;
+	int ret;
+
+	if (force || all_empty(dz, info->nr_zones))
+		return format(s, dz, err);
+	if (posix_memalign((void **)&buf, ZREC_BLOCK, ZREC_BLOCK))
+		return -ENOMEM;
+	ret = zdev_read_sync(s->dev, 0, buf, ZREC_BLOCK);
+	if (ret >= 0)
+		ret = zsuper_decode(buf, ZREC_BLOCK, &s->sb);
+	free(buf);
+	if (ret == -EPROTONOSUPPORT)
+		return zerr_set(err, ret, "formatted by a newer zappend (format version %u)",
+				s->sb.version);
+	if (ret == -EBADMSG)
+		return zerr_set(err, ret,
+				"holds data but no zappend superblock; refusing to "
+				"touch it (--format wipes it)");
+	if (ret < 0)
+		return zerr_set(err, ret, "cannot read the superblock: %s", strerror(-ret));
+	return zsuper_check(&s->sb, info, err);
+}
+
+static int scan_all(struct store *s)
+{
+	struct scan sc = { .s = s };
+	int ret = 0;
+
+	if (posix_memalign((void **)&sc.buf, ZREC_BLOCK, SCAN_BUF))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->zones.n && !ret; i++) {
+		if (s->zones.z[i].state != ZS_META && s->zones.z[i].used)
+			ret = scan_zone(&sc, &s->zones.z[i]);
+	}
+	if (!ret)
+		ret = assemble(&sc);
+	if (!ret)
+		zidx_foreach(s->idx, count_live, &s->zones);
+	s->next_seq = sc.max_seq + 1;
+	for (size_t i = 0; i < sc.nparts; i++)
+		free(sc.parts[i].key);
+	free(sc.parts);
+	free(sc.buf);
+	return ret;
+}
+
+int store_mount(struct store *s, bool force_format, struct zerr *err)
+{
+	struct zdev_zone *dz = calloc(s->dev->info.nr_zones, sizeof(*dz));
+	struct timespec t0, t1;
+	int ret;
+
+	if (!dz)
+		return -ENOMEM;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ret = zdev_report(s->dev, dz);
+	if (ret < 0) {
+		zerr_set(err, ret, "cannot report zones: %s", strerror(-ret));
+		goto out;
+	}
+	ret = read_super(s, dz, force_format, err);
+	if (ret < 0)
+		goto out;
+	s->tag = zsuper_tag(&s->sb);
+	ret = store_zones_init(s, dz);
+	if (!ret)
+		ret = scan_all(s);
+	if (ret < 0 && !err->msg[0])
+		zerr_set(err, ret, "recovery failed: %s", strerror(-ret));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	s->st.recovery_seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+out:
+	free(dz);
+	return ret;
+}

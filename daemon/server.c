@@ -1,0 +1,629 @@
+#include "server.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "zappend.pb-c.h"
+
+#define LIST_DEFAULT	 1000u
+#define LIST_MAX	 10000u
+#define LIST_MAX_BYTES	 (512u << 10)
+#define STOP_POLL_MS	 20
+#define STOP_GRACE_TICKS (30 * 1000 / STOP_POLL_MS)
+
+/* --- responses --- */
+
+static Zappend__Status status_of(int err)
+{
+	switch (err) {
+	case 0:
+		return ZAPPEND__STATUS__STATUS_OK;
+	case -ENOENT:
+		return ZAPPEND__STATUS__STATUS_NOT_FOUND;
+	case -EINVAL:
+		return ZAPPEND__STATUS__STATUS_INVALID;
+	case -E2BIG:
+		return ZAPPEND__STATUS__STATUS_TOO_LARGE;
+	case -ENOSPC:
+		return ZAPPEND__STATUS__STATUS_NO_SPACE;
+	case -EBUSY:
+	case -ENOMEM:
+		return ZAPPEND__STATUS__STATUS_BUSY;
+	case -EIO:
+	case -EBADMSG:
+	case -EROFS:
+		return ZAPPEND__STATUS__STATUS_IO_ERROR;
+	default:
+		return ZAPPEND__STATUS__STATUS_INTERNAL;
+	}
+}
+
+static const char *message_of(int err)
+{
+	switch (err) {
+	case -ENOENT:
+		return "key not found";
+	case -ENOSPC:
+		return "no space left on the device";
+	case -EBUSY:
+	case -ENOMEM:
+		return "the daemon is out of memory for this request; retry";
+	case -EIO:
+		return "device I/O error";
+	case -EBADMSG:
+		return "stored data failed its checksum";
+	case -EROFS:
+		return "the device is read-only";
+	default:
+		return strerror(-err);
+	}
+}
+
+/* Sends r; on failure the connection is closed (it cannot stay in sync). */
+static int send_response(struct conn *c, Zappend__Response *r, struct req *get, const void *data,
+			 size_t dlen, uint64_t plen, bool last)
+{
+	size_t len = zappend__response__get_packed_size(r);
+	uint8_t small[256], *buf = len <= sizeof(small) ? small : malloc(len);
+	int ret;
+
+	if (!buf) {
+		conn_close(c, "out of memory for a response");
+		return -ENOMEM;
+	}
+	zappend__response__pack(r, buf);
+	ret = conn_queue(c, get, buf, len, plen, data, dlen, last);
+	if (buf != small)
+		free(buf);
+	if (ret)
+		conn_close(c, "out of memory for a response");
+	return ret;
+}
+
+static void respond_err(struct conn *c, uint64_t id, int err, const char *msg)
+{
+	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
+
+	r.id = id;
+	r.status = status_of(err);
+	r.message = (char *)(msg ? msg : err ? message_of(err) : "");
+	send_response(c, &r, NULL, NULL, 0, 0, true);
+}
+
+/* --- put, del --- */
+
+static void put_done(void *arg, const struct zput_result *res)
+{
+	struct req *q = arg;
+	struct conn *c = q->c;
+	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
+
+	if (!c->dead) {
+		if (res->err) {
+			respond_err(c, q->id, res->err, NULL);
+		} else {
+			r.id = q->id;
+			r.zone = res->zone;
+			r.offset = res->offset;
+			r.seq = res->seq;
+			send_response(c, &r, NULL, NULL, 0, 0, true);
+		}
+	}
+	req_free(q);
+}
+
+static void limit_message(struct server *srv, char *buf, size_t len, size_t klen, uint64_t vlen)
+{
+	if (klen > ZAP_KEY_MAX)
+		snprintf(buf, len, "key of %zu bytes exceeds the limit of %u", klen, ZAP_KEY_MAX);
+	else
+		snprintf(buf, len, "value of %llu bytes exceeds the limit of %llu (--max-value)",
+			 (unsigned long long)vlen, (unsigned long long)srv->store->cfg.max_value);
+}
+
+static void do_put(struct conn *c, const Zappend__Request *rq, uint32_t plen)
+{
+	struct server *srv = c->srv;
+	struct req *q = req_new(c, rq->id);
+	char msg[128];
+	int ret;
+
+	if (!q) {
+		respond_err(c, rq->id, -ENOMEM, NULL);
+		return;
+	}
+	ret = store_put_begin(srv->store, rq->key.data, rq->key.len, plen, put_done, q, &c->put);
+	if (ret) {
+		if (ret == -E2BIG)
+			limit_message(srv, msg, sizeof(msg), rq->key.len, plen);
+		respond_err(c, rq->id, ret,
+			    ret == -E2BIG    ? msg
+			    : ret == -EINVAL ? "empty key"
+					     : NULL);
+		req_free(q);
+		return;
+	}
+	c->rs = R_PUT;
+}
+
+static void do_del(struct conn *c, const Zappend__Request *rq)
+{
+	struct req *q = req_new(c, rq->id);
+	int ret;
+
+	if (!q) {
+		respond_err(c, rq->id, -ENOMEM, NULL);
+		return;
+	}
+	ret = store_del(c->srv->store, rq->key.data, rq->key.len, put_done, q);
+	if (ret) {
+		respond_err(c, rq->id, ret, NULL);
+		req_free(q);
+	}
+}
+
+/* --- get --- */
+
+static void get_chunk(void *arg, int err, const struct zget_chunk *ch)
+{
+	struct req *q = arg;
+	struct conn *c = q->c;
+	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
+
+	if (err) {
+		/* The store ended the get. */
+		if (!c->dead && q->streaming)
+			conn_close(c, "a value failed its checksum after its response began");
+		else if (!c->dead)
+			respond_err(c, q->id, err, NULL);
+		req_free(q);
+		return;
+	}
+	if (c->dead) {
+		store_get_abort(q->g);
+		req_free(q);
+		return;
+	}
+	if (q->streaming) {
+		if (conn_queue(c, q, NULL, 0, 0, ch->data, ch->dlen, ch->last)) {
+			store_get_abort(q->g);
+			conn_close(c, "out of memory for a response");
+			req_free(q);
+		}
+		return;
+	}
+	q->streaming = true;
+	r.id = q->id;
+	if (send_response(c, &r, q, ch->data, ch->dlen, ch->vlen, ch->last)) {
+		store_get_abort(q->g);
+		req_free(q);
+	}
+}
+
+static void do_get(struct conn *c, const Zappend__Request *rq)
+{
+	struct req *q = req_new(c, rq->id);
+	int ret;
+
+	if (!q) {
+		respond_err(c, rq->id, -ENOMEM, NULL);
+		return;
+	}
+	ret = store_get(c->srv->store, rq->key.data, rq->key.len, get_chunk, q, &q->g);
+	if (ret) {
+		respond_err(c, rq->id, ret, NULL);
+		req_free(q);
+	}
+}
+
+/* --- list --- */
+
+struct list_acc {
+	ProtobufCBinaryData *keys;
+	size_t n;
+	size_t bytes;
+};
+
+static int list_key(const void *key, size_t klen, void *arg)
+{
+	struct list_acc *a = arg;
+
+	if (a->bytes + klen > LIST_MAX_BYTES)
+		return 1;
+	a->keys[a->n++] = (ProtobufCBinaryData){ klen, (uint8_t *)key };
+	a->bytes += klen + 4;
+	return 0;
+}
+
+static void do_list(struct conn *c, const Zappend__Request *rq)
+{
+	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
+	size_t limit = rq->limit ? MIN(rq->limit, LIST_MAX) : LIST_DEFAULT;
+	struct list_acc a = { .keys = malloc(limit * sizeof(*a.keys)) };
+	bool more = false;
+	int ret;
+
+	if (!a.keys) {
+		respond_err(c, rq->id, -ENOMEM, NULL);
+		goto out;
+	}
+	ret = zidx_list(c->srv->store->idx, rq->key.data, rq->key.len, rq->start_after.data,
+			rq->start_after.len, limit, list_key, &a, &more);
+	if (ret < 0) {
+		respond_err(c, rq->id, ret, NULL);
+		goto out;
+	}
+	r.id = rq->id;
+	r.n_keys = a.n;
+	r.keys = a.keys;
+	r.more = more || ret > 0;
+	send_response(c, &r, NULL, NULL, 0, 0, true);
+out:
+	free(a.keys);
+}
+
+/* --- stat, zones --- */
+
+#define STAT_MAX 40
+
+struct stat_acc {
+	Zappend__StatItem items[STAT_MAX];
+	Zappend__StatItem *ptrs[STAT_MAX];
+	size_t n;
+};
+
+static Zappend__StatItem *stat_item(struct stat_acc *a, const char *name)
+{
+	Zappend__StatItem *it = &a->items[a->n];
+
+	zappend__stat_item__init(it);
+	it->name = (char *)name;
+	a->ptrs[a->n++] = it;
+	return it;
+}
+
+static void stat_u(struct stat_acc *a, const char *name, uint64_t v)
+{
+	Zappend__StatItem *it = stat_item(a, name);
+
+	it->value_case = ZAPPEND__STAT_ITEM__VALUE_U;
+	it->u = v;
+}
+
+static void stat_d(struct stat_acc *a, const char *name, double v)
+{
+	Zappend__StatItem *it = stat_item(a, name);
+
+	it->value_case = ZAPPEND__STAT_ITEM__VALUE_D;
+	it->d = v;
+}
+
+static void stat_s(struct stat_acc *a, const char *name, const char *v)
+{
+	Zappend__StatItem *it = stat_item(a, name);
+
+	it->value_case = ZAPPEND__STAT_ITEM__VALUE_S;
+	it->s = (char *)v;
+}
+
+static void collect_stats(struct server *srv, struct stat_acc *a)
+{
+	const struct store *st = srv->store;
+	struct store_space sp;
+
+	store_space(st, &sp);
+	stat_u(a, "keys", zidx_count(st->idx));
+	stat_u(a, "live_bytes", sp.live);
+	stat_u(a, "used_bytes", sp.used);
+	stat_u(a, "capacity_bytes", sp.capacity);
+	stat_u(a, "zones_total", sp.zones);
+	stat_u(a, "zones_empty", sp.empty);
+	stat_u(a, "zones_open", sp.open);
+	stat_u(a, "zones_full", sp.full);
+	stat_u(a, "zones_other", sp.other);
+	stat_u(a, "puts", st->st.puts);
+	stat_u(a, "gets", st->st.gets);
+	stat_u(a, "dels", st->st.dels);
+	stat_u(a, "put_bytes", st->st.put_bytes);
+	stat_u(a, "get_bytes", st->st.get_bytes);
+	stat_u(a, "gc_bytes_moved", 0);
+	stat_d(a, "write_amplification",
+	       st->st.put_bytes ? (double)st->st.appended_bytes / st->st.put_bytes : 0.0);
+	stat_u(a, "appended_bytes", st->st.appended_bytes);
+	stat_u(a, "max_inflight_per_zone", st->zones.max_inflight);
+	stat_u(a, "flushes", st->st.flushes);
+	stat_u(a, "errors", st->st.errors);
+	stat_u(a, "corrupt_records", st->st.corrupt);
+	stat_u(a, "torn_records", st->st.torn_records);
+	stat_u(a, "recovered_records", st->st.recovered_records);
+	stat_d(a, "recovery_seconds", st->st.recovery_seconds);
+	stat_u(a, "connections", srv->nconns);
+	stat_u(a, "connections_total", srv->st.connections);
+	stat_u(a, "connections_rejected", srv->st.rejected);
+	stat_u(a, "bad_frames", srv->st.bad_frames);
+	stat_u(a, "buffer_pool_bytes", st->pool->size);
+	stat_u(a, "buffer_pool_free", st->pool->free_bytes);
+	stat_u(a, "fixed_buffers", st->ring->fixed_buffers);
+	stat_u(a, "max_value", st->cfg.max_value);
+	stat_u(a, "uptime_seconds", time(NULL) - srv->started);
+	stat_s(a, "backend", st->dev->info.backend);
+	stat_s(a, "sync", st->cfg.sync ? "always" : "none");
+	stat_s(a, "version", PACKAGE_VERSION);
+}
+
+static void do_stat(struct conn *c, const Zappend__Request *rq)
+{
+	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
+	struct stat_acc a = { .n = 0 };
+
+	collect_stats(c->srv, &a);
+	r.id = rq->id;
+	r.n_stats = a.n;
+	r.stats = a.ptrs;
+	send_response(c, &r, NULL, NULL, 0, 0, true);
+}
+
+static void do_zones(struct conn *c, const Zappend__Request *rq)
+{
+	const struct zones *zs = &c->srv->store->zones;
+	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
+	Zappend__ZoneInfo *zi = calloc(zs->n, sizeof(*zi));
+	Zappend__ZoneInfo **zp = calloc(zs->n, sizeof(*zp));
+
+	if (!zi || !zp) {
+		respond_err(c, rq->id, -ENOMEM, NULL);
+		goto out;
+	}
+	for (uint32_t i = 0; i < zs->n; i++) {
+		const struct zone *z = &zs->z[i];
+
+		zappend__zone_info__init(&zi[i]);
+		zi[i].id = i;
+		zi[i].state = (char *)zone_state_name(z->state);
+		zi[i].start = z->start;
+		zi[i].capacity = z->cap;
+		zi[i].write_pointer = MIN(z->used, z->cap);
+		zi[i].live_bytes = z->live;
+		zi[i].inflight = z->inflight;
+		zp[i] = &zi[i];
+	}
+	r.id = rq->id;
+	r.n_zones = zs->n;
+	r.zones = zp;
+	send_response(c, &r, NULL, NULL, 0, 0, true);
+out:
+	free(zi);
+	free(zp);
+}
+
+/* --- dispatch --- */
+
+void server_request(struct conn *c, const uint8_t *msg, size_t mlen, uint32_t plen)
+{
+	Zappend__Request *rq = zappend__request__unpack(NULL, mlen, msg);
+	char why[64];
+
+	if (!rq) {
+		/* The frame itself was sound: answer, skip its payload, stay in sync. */
+		respond_err(c, 0, -EINVAL, "cannot parse the request");
+		return;
+	}
+	switch (rq->op) {
+	case ZAPPEND__OP__OP_PUT:
+		do_put(c, rq, plen);
+		break;
+	case ZAPPEND__OP__OP_GET:
+		do_get(c, rq);
+		break;
+	case ZAPPEND__OP__OP_DEL:
+		do_del(c, rq);
+		break;
+	case ZAPPEND__OP__OP_STAT:
+		do_stat(c, rq);
+		break;
+	case ZAPPEND__OP__OP_LIST:
+		do_list(c, rq);
+		break;
+	case ZAPPEND__OP__OP_ZONES:
+		do_zones(c, rq);
+		break;
+	default:
+		snprintf(why, sizeof(why), "unknown request type %d", (int)rq->op);
+		respond_err(c, rq->id, -EINVAL, why);
+	}
+	zappend__request__free_unpacked(rq, NULL);
+}
+
+/* --- listener --- */
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct conn *c;
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn(srv->log, "accept: %s", strerror(errno));
+			return;
+		}
+		if (srv->nconns >= srv->cfg.max_connections) {
+			srv->st.rejected++;
+			log_warn(srv->log,
+				 "refusing a connection: %u connections is the limit "
+				 "(--max-connections)",
+				 srv->cfg.max_connections);
+			close(fd);
+			continue;
+		}
+		c = conn_new(srv, fd);
+		if (!c) {
+			log_warn(srv->log, "refusing a connection: out of memory");
+			close(fd);
+			continue;
+		}
+		LIST_INSERT_HEAD(&srv->conns, c, link);
+		srv->nconns++;
+		srv->st.connections++;
+	}
+}
+
+/* A socket file that nobody answers on is left from a daemon that died: remove it. */
+static int claim_path(const char *path, struct zerr *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, ret;
+
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return zerr_set(err, -errno, "socket: %s", strerror(errno));
+	ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	if (ret == 0)
+		return zerr_set(err, -EADDRINUSE, "%s: another zappendd is serving on it", path);
+	if (errno == ECONNREFUSED && unlink(path) < 0)
+		return zerr_set(err, -errno, "%s: cannot remove the stale socket: %s", path,
+				strerror(errno));
+	return 0;
+}
+
+static int make_dir_of(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
+
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = 0;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int listen_on(const char *path, struct zerr *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return zerr_set(err, -ENAMETOOLONG, "socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	ret = make_dir_of(path);
+	if (ret)
+		return zerr_set(err, ret, "cannot create the directory of %s: %s", path,
+				strerror(-ret));
+	ret = claim_path(path, err);
+	if (ret)
+		return ret;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return zerr_set(err, -errno, "socket: %s", strerror(errno));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
+	    listen(fd, 512) < 0) {
+		ret = -errno;
+		close(fd);
+		return zerr_set(err, ret, "cannot listen on %s: %s", path, strerror(-ret));
+	}
+	return fd;
+}
+
+int server_start(struct server *srv, struct event_base *base, struct store *store,
+		 const struct zlog *log, const struct server_cfg *cfg, struct zerr *err)
+{
+	memset(srv, 0, sizeof(*srv));
+	srv->base = base;
+	srv->store = store;
+	srv->log = log;
+	srv->cfg = *cfg;
+	srv->started = time(NULL);
+	LIST_INIT(&srv->conns);
+	srv->lfd = listen_on(cfg->socket_path, err);
+	if (srv->lfd < 0)
+		return srv->lfd;
+	srv->lev = event_new(base, srv->lfd, EV_READ | EV_PERSIST, on_accept, srv);
+	if (!srv->lev) {
+		close(srv->lfd);
+		return zerr_set(err, -ENOMEM, "out of memory");
+	}
+	event_add(srv->lev, NULL);
+	return 0;
+}
+
+static bool quiet(const struct server *srv)
+{
+	const struct conn *c;
+
+	if (srv->store->busy)
+		return false;
+	LIST_FOREACH(c, &srv->conns, link)
+	{
+		if (c->inflight || !STAILQ_EMPTY(&c->outq))
+			return false;
+	}
+	return true;
+}
+
+static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	static const struct timeval tick = { 0, STOP_POLL_MS * 1000 };
+
+	if (quiet(srv) || ++srv->stop_ticks > STOP_GRACE_TICKS) {
+		if (!quiet(srv))
+			log_warn(srv->log, "stopping with requests still unanswered after 30 s");
+		event_base_loopexit(srv->base, NULL);
+		return;
+	}
+	event_add(srv->stop_timer, &tick);
+}
+
+void server_stop(struct server *srv)
+{
+	struct conn *c;
+
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+	if (srv->lev) {
+		event_free(srv->lev);
+		srv->lev = NULL;
+		close(srv->lfd);
+		srv->lfd = -1;
+		unlink(srv->cfg.socket_path);
+	}
+	LIST_FOREACH(c, &srv->conns, link)
+	conn_update(c);
+	srv->stop_timer = evtimer_new(srv->base, on_stop_tick, srv);
+	if (!srv->stop_timer)
+		event_base_loopexit(srv->base, NULL);
+	else
+		on_stop_tick(-1, 0, srv);
+}
+
+void server_done(struct server *srv)
+{
+	while (!LIST_EMPTY(&srv->conns))
+		conn_close(LIST_FIRST(&srv->conns), NULL);
+	if (srv->lev)
+		event_free(srv->lev);
+	if (srv->lfd >= 0)
+		close(srv->lfd);
+	if (srv->stop_timer)
+		event_free(srv->stop_timer);
+	memset(srv, 0, sizeof(*srv));
+	srv->lfd = -1;
+}

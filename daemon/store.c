@@ -1,0 +1,714 @@
+#include "store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "record.h"
+
+struct zchunk {
+	struct zdev_io io;
+	struct zput *p;
+	void *buf;
+	uint32_t alloc; /* bytes asked of the pool */
+	uint32_t idx;
+	uint32_t dlen;
+	uint32_t filled;
+	uint32_t zone;
+};
+
+struct zput {
+	struct store *s;
+	zput_fn done;
+	void *arg;
+	uint8_t type;
+	bool input_done;
+	int err;
+	uint64_t seq;
+	uint64_t vlen;
+	uint64_t given;
+	uint32_t nchunks;
+	uint32_t dmax;
+	uint32_t submitted;
+	uint32_t completed;
+	struct zchunk *cur;
+	struct zloc *locs; /* &one, or an array the index takes over on commit */
+	struct zloc one;
+	bool locs_given;
+	struct zdev_io end_io;
+	struct store_waiter w; /* deletes: waiting for a block of buffer */
+	struct zput *next;
+	uint16_t klen;
+	uint8_t key[];
+};
+
+struct zget {
+	struct store *s;
+	zget_fn fn;
+	void *arg;
+	uint64_t seq;
+	uint64_t vlen;
+	uint32_t nchunks;
+	uint32_t next;
+	struct zloc *locs; /* &one for a value in one record */
+	struct zloc one;
+	void *buf;
+	uint32_t alloc;
+	bool reading;
+	bool aborted;
+	struct zdev_io io;
+	struct store_waiter w;
+	uint16_t klen;
+	uint8_t key[];
+};
+
+static void wait_queue(struct store *s, struct store_waiter *w)
+{
+	if (w->queued)
+		return;
+	w->queued = true;
+	w->next = NULL;
+	*s->waiters_tail = w;
+	s->waiters_tail = &w->next;
+}
+
+void store_wait_cancel(struct store *s, struct store_waiter *w)
+{
+	struct store_waiter **pp;
+
+	if (!w->queued)
+		return;
+	for (pp = &s->waiters; *pp != w; pp = &(*pp)->next)
+		;
+	*pp = w->next;
+	if (s->waiters_tail == &w->next)
+		s->waiters_tail = pp;
+	w->queued = false;
+}
+
+/* Everyone waiting gets a chance; those still short of memory queue again. */
+static void wake_waiters(struct store *s)
+{
+	struct store_waiter *list = s->waiters;
+
+	s->waiters = NULL;
+	s->waiters_tail = &s->waiters;
+	while (list) {
+		struct store_waiter *w = list;
+
+		list = w->next;
+		w->queued = false;
+		w->fn(w);
+	}
+}
+
+static void *buf_get(struct store *s, uint32_t len)
+{
+	return zpool_alloc(s->pool, len);
+}
+
+static void buf_put(struct store *s, void *buf, uint32_t len)
+{
+	zpool_free(s->pool, buf, len);
+	if (s->waiters)
+		wake_waiters(s);
+}
+
+/* --- zones --- */
+
+struct zone_op {
+	struct zdev_io io;
+	struct store *s;
+};
+
+static void finish_done(struct zdev_io *io)
+{
+	struct zone_op *op = container_of(io, struct zone_op, io);
+
+	zones_finished(&op->s->zones, io->zone, io->res >= 0);
+	op->s->busy--;
+	free(op);
+}
+
+static void finish_zone(void *arg, uint32_t zone)
+{
+	struct store *s = arg;
+	struct zone_op *op = calloc(1, sizeof(*op));
+
+	if (!op) {
+		/* The zone stays FILLING: it takes no appends, and the next start finds it. */
+		return;
+	}
+	op->s = s;
+	op->io.done = finish_done;
+	s->busy++;
+	zdev_finish(s->dev, zone, &op->io);
+}
+
+/* --- puts --- */
+
+static void live_add(struct store *s, const struct zent *e)
+{
+	for (uint32_t i = 0; i < MAX(e->nchunks, 1u); i++)
+		zones_add_live(&s->zones, zent_chunk(e, i)->addr, zent_chunk(e, i)->len);
+}
+
+static void live_sub(struct store *s, const struct zent *e)
+{
+	for (uint32_t i = 0; i < MAX(e->nchunks, 1u); i++)
+		zones_sub_live(&s->zones, zent_chunk(e, i)->addr, zent_chunk(e, i)->len);
+}
+
+static void put_free(struct zput *p)
+{
+	if (p->locs != &p->one && !p->locs_given)
+		free(p->locs);
+	free(p);
+}
+
+static void put_end(struct zput *p, int err)
+{
+	struct store *s = p->s;
+	struct zput_result res = { .err = err, .seq = p->seq };
+
+	if (!err) {
+		res.zone = zones_of(&s->zones, p->locs[0].addr);
+		res.offset = p->locs[0].addr - s->zones.z[res.zone].start;
+	} else {
+		s->st.errors++;
+	}
+	s->busy--;
+	p->done(p->arg, &res);
+	put_free(p);
+}
+
+static void commit(struct zput *p)
+{
+	struct store *s = p->s;
+	struct zent e = { .seq = p->seq, .vlen = p->vlen, .nchunks = p->nchunks };
+	struct zent old;
+	int ret;
+
+	if (p->type == ZREC_DEL)
+		e.nchunks = 0;
+	if (p->nchunks > 1)
+		e.chunks = p->locs;
+	else
+		e.loc = p->locs[0];
+	ret = zidx_update(s->idx, p->key, p->klen, &e, &old);
+	if (ret < 0) {
+		put_end(p, ret);
+		return;
+	}
+	if (ret == 1) {
+		live_add(s, &e);
+		if (old.seq)
+			live_sub(s, &old);
+		zent_done(&old);
+		p->locs_given = p->locs != &p->one;
+	}
+	if (p->type == ZREC_DEL) {
+		s->st.dels++;
+	} else {
+		s->st.puts++;
+		s->st.put_bytes += p->vlen;
+	}
+	put_end(p, 0);
+}
+
+static void kick_flush(struct store *s);
+
+/* All the put's records ended and no more input comes: on to flush or the end. */
+static void put_settle(struct zput *p)
+{
+	struct store *s = p->s;
+
+	if (!p->input_done || p->completed != p->submitted)
+		return;
+	if (p->err) {
+		put_end(p, p->err);
+	} else if (s->cfg.sync) {
+		p->next = NULL;
+		*s->unflushed_tail = p;
+		s->unflushed_tail = &p->next;
+		kick_flush(s);
+	} else {
+		commit(p);
+	}
+}
+
+static void end_io_done(struct zdev_io *io)
+{
+	put_settle(container_of(io, struct zput, end_io));
+}
+
+/* Input stops early: settle from the event loop, never inside the caller. */
+static void put_stop_input(struct zput *p, int err)
+{
+	if (!p->err)
+		p->err = err;
+	p->input_done = true;
+	if (p->completed == p->submitted) {
+		p->end_io.done = end_io_done;
+		zdev_fail(p->s->dev, &p->end_io, p->err);
+	}
+}
+
+static void flush_done(struct zdev_io *io)
+{
+	struct store *s = container_of(io, struct store, flush_io);
+	struct zput *list = s->flushing;
+
+	s->flush_inflight = false;
+	s->flushing = NULL;
+	s->st.flushes++;
+	s->busy--;
+	while (list) {
+		struct zput *p = list;
+
+		list = p->next;
+		if (io->res < 0)
+			put_end(p, -EIO);
+		else
+			commit(p);
+	}
+	kick_flush(s);
+}
+
+/* One flush at a time; it covers every append that completed before it was issued. */
+static void kick_flush(struct store *s)
+{
+	if (s->flush_inflight || !s->unflushed)
+		return;
+	s->flushing = s->unflushed;
+	s->unflushed = NULL;
+	s->unflushed_tail = &s->unflushed;
+	s->flush_inflight = true;
+	s->busy++;
+	s->flush_io.done = flush_done;
+	zdev_flush(s->dev, &s->flush_io);
+}
+
+static bool inside_zone(const struct store *s, uint32_t zone, uint64_t addr, uint32_t len)
+{
+	const struct zone *z = &s->zones.z[zone];
+
+	return addr >= z->start && addr + len <= z->start + z->cap && addr % ZREC_BLOCK == 0;
+}
+
+static void chunk_done(struct zdev_io *io)
+{
+	struct zchunk *c = container_of(io, struct zchunk, io);
+	struct zput *p = c->p;
+	struct store *s = p->s;
+
+	zones_append_done(&s->zones, c->zone);
+	if (io->res < 0) {
+		p->err = p->err ? p->err : io->res == -ENOSPC ? -ENOSPC : -EIO;
+	} else if (!inside_zone(s, c->zone, io->addr, io->len)) {
+		/* The device put the data somewhere it could not be: trust nothing it says. */
+		p->err = -EIO;
+		s->st.errors++;
+	} else {
+		p->locs[c->idx] = (struct zloc){ .addr = io->addr, .len = io->len };
+		s->st.appended_bytes += io->len;
+	}
+	buf_put(s, c->buf, c->alloc);
+	free(c);
+	p->completed++;
+	put_settle(p);
+}
+
+static void chunk_submit(struct zput *p, struct zchunk *c)
+{
+	struct store *s = p->s;
+	struct zrec r = {
+		.type = p->type,
+		.klen = p->klen,
+		.key = p->key,
+		.seq = p->seq,
+		.vlen = p->vlen,
+		.voff = (uint64_t)c->idx * p->dmax,
+		.dlen = c->dlen,
+		.chunk = c->idx,
+		.nchunks = p->type == ZREC_DEL ? 0 : p->nchunks,
+	};
+	uint32_t len = zrec_seal(c->buf, &r, s->tag);
+	int ret = zones_reserve(&s->zones, len, &c->zone);
+
+	p->submitted++;
+	if (ret) {
+		p->err = ret;
+		buf_put(s, c->buf, c->alloc);
+		free(c);
+		p->completed++;
+		return;
+	}
+	c->io.done = chunk_done;
+	zdev_append(s->dev, c->zone, c->buf, len, &c->io);
+}
+
+static struct zput *put_new(struct store *s, uint8_t type, const void *key, size_t klen,
+			    uint64_t vlen, zput_fn done, void *arg)
+{
+	struct zput *p = calloc(1, sizeof(*p) + klen);
+
+	if (!p)
+		return NULL;
+	p->s = s;
+	p->type = type;
+	p->done = done;
+	p->arg = arg;
+	p->klen = klen;
+	memcpy(p->key, key, klen);
+	p->vlen = vlen;
+	p->dmax = zrec_data_max(s->rec_max, klen);
+	p->nchunks = vlen ? DIV_UP(vlen, p->dmax) : 1;
+	p->locs = &p->one;
+	if (p->nchunks > 1) {
+		p->locs = calloc(p->nchunks, sizeof(*p->locs));
+		if (!p->locs) {
+			free(p);
+			return NULL;
+		}
+	}
+	p->seq = s->next_seq++;
+	s->busy++;
+	return p;
+}
+
+static int check_key(size_t klen)
+{
+	if (klen == 0)
+		return -EINVAL;
+	return klen > ZAP_KEY_MAX ? -E2BIG : 0;
+}
+
+int store_put_begin(struct store *s, const void *key, size_t klen, uint64_t vlen, zput_fn done,
+		    void *arg, struct zput **out)
+{
+	int ret = check_key(klen);
+
+	if (ret)
+		return ret;
+	if (vlen > s->cfg.max_value)
+		return -E2BIG;
+	*out = put_new(s, ZREC_PUT, key, klen, vlen, done, arg);
+	return *out ? 0 : -ENOMEM;
+}
+
+bool store_put_filled(const struct zput *p)
+{
+	return p->input_done;
+}
+
+static void put_drop_cur(struct zput *p)
+{
+	if (!p->cur)
+		return;
+	buf_put(p->s, p->cur->buf, p->cur->alloc);
+	free(p->cur);
+	p->cur = NULL;
+}
+
+void *store_put_buf(struct zput *p, size_t *room, struct store_waiter *w)
+{
+	struct store *s = p->s;
+	struct zchunk *c = p->cur;
+
+	*room = 0;
+	if (p->err) {
+		put_drop_cur(p);
+		put_stop_input(p, p->err);
+		return NULL;
+	}
+	if (!c) {
+		uint32_t idx = p->submitted;
+		uint64_t left = p->vlen - (uint64_t)idx * p->dmax;
+		uint32_t dlen = MIN(left, p->dmax);
+		uint32_t alloc = zrec_len(p->klen, dlen);
+		void *buf = buf_get(s, alloc);
+
+		if (!buf) {
+			if (w)
+				wait_queue(s, w);
+			return NULL;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			buf_put(s, buf, alloc);
+			put_stop_input(p, -ENOMEM);
+			return NULL;
+		}
+		*c =
+		    (struct zchunk){ .p = p, .buf = buf, .alloc = alloc, .idx = idx, .dlen = dlen };
+		p->cur = c;
+	}
+	*room = c->dlen - c->filled;
+	return (uint8_t *)zrec_data(c->buf, p->klen) + c->filled;
+}
+
+void store_put_fill(struct zput *p, size_t n)
+{
+	struct zchunk *c = p->cur;
+
+	c->filled += n;
+	p->given += n;
+	if (c->filled < c->dlen)
+		return;
+	p->cur = NULL;
+	chunk_submit(p, c);
+	if (p->submitted == p->nchunks)
+		put_stop_input(p, 0);
+}
+
+void store_put_abort(struct zput *p)
+{
+	put_drop_cur(p);
+	put_stop_input(p, -ECONNABORTED);
+}
+
+/* A tombstone is one block, written as soon as the pool has one. */
+static void del_write(struct store_waiter *w)
+{
+	struct zput *p = container_of(w, struct zput, w);
+	size_t room;
+
+	if (store_put_buf(p, &room, w))
+		store_put_fill(p, 0);
+}
+
+int store_del(struct store *s, const void *key, size_t klen, zput_fn done, void *arg)
+{
+	const struct zent *e;
+	struct zput *p;
+	int ret = check_key(klen);
+
+	if (ret)
+		return ret;
+	e = zidx_find(s->idx, key, klen);
+	if (!e || !e->nchunks)
+		return -ENOENT;
+	p = put_new(s, ZREC_DEL, key, klen, 0, done, arg);
+	if (!p)
+		return -ENOMEM;
+	p->w.fn = del_write;
+	del_write(&p->w);
+	return 0;
+}
+
+/* --- gets --- */
+
+static void get_free(struct zget *g)
+{
+	if (g->buf)
+		buf_put(g->s, g->buf, g->alloc);
+	if (g->locs != &g->one)
+		free(g->locs);
+	g->s->busy--;
+	free(g);
+}
+
+static void get_read(struct zget *g);
+
+static void get_wake(struct store_waiter *w)
+{
+	get_read(container_of(w, struct zget, w));
+}
+
+/* The record read back is the one the index named, whole and unaltered. */
+static int get_verify(struct zget *g, const struct zloc *l, struct zrec *r)
+{
+	if (zrec_parse(g->buf, l->len, g->s->tag, r) || r->type != ZREC_PUT || r->len != l->len ||
+	    r->klen != g->klen || memcmp(r->key, g->key, g->klen) || r->seq != g->seq ||
+	    r->vlen != g->vlen || r->chunk != g->next || r->nchunks != g->nchunks ||
+	    zrec_verify_data(r))
+		return -EIO;
+	return 0;
+}
+
+static void get_read_done(struct zdev_io *io)
+{
+	struct zget *g = container_of(io, struct zget, io);
+	struct store *s = g->s;
+	struct zget_chunk c;
+	struct zrec r;
+	int err = io->res < 0 ? -EIO : 0;
+
+	g->reading = false;
+	if (g->aborted) {
+		get_free(g);
+		return;
+	}
+	if (!err) {
+		err = get_verify(g, &g->locs[g->next], &r);
+		if (err)
+			s->st.corrupt++;
+	}
+	if (err) {
+		s->st.errors++;
+		g->fn(g->arg, err, NULL);
+		get_free(g);
+		return;
+	}
+	c = (struct zget_chunk){ .vlen = g->vlen,
+				 .voff = r.voff,
+				 .data = r.data,
+				 .dlen = r.dlen,
+				 .last = g->next + 1 == g->nchunks };
+	if (c.last) {
+		s->st.gets++;
+		s->st.get_bytes += g->vlen;
+	}
+	g->fn(g->arg, 0, &c);
+}
+
+static void get_read(struct zget *g)
+{
+	const struct zloc *l = &g->locs[g->next];
+
+	g->alloc = l->len;
+	g->buf = buf_get(g->s, l->len);
+	if (!g->buf) {
+		wait_queue(g->s, &g->w);
+		return;
+	}
+	g->reading = true;
+	g->io.done = get_read_done;
+	zdev_read(g->s->dev, l->addr, g->buf, l->len, &g->io);
+}
+
+int store_get(struct store *s, const void *key, size_t klen, zget_fn fn, void *arg,
+	      struct zget **out)
+{
+	const struct zent *e;
+	struct zget *g;
+	int ret = check_key(klen);
+
+	if (ret)
+		return ret;
+	e = zidx_find(s->idx, key, klen);
+	if (!e || !e->nchunks)
+		return -ENOENT;
+	g = calloc(1, sizeof(*g) + klen);
+	if (!g)
+		return -ENOMEM;
+	*g = (struct zget){ .s = s,
+			    .fn = fn,
+			    .arg = arg,
+			    .seq = e->seq,
+			    .vlen = e->vlen,
+			    .nchunks = e->nchunks,
+			    .klen = klen,
+			    .w.fn = get_wake };
+	memcpy(g->key, key, klen);
+	/* A copy: an overwrite during the get must not pull the locations away. */
+	if (e->nchunks > 1) {
+		g->locs = malloc(e->nchunks * sizeof(*g->locs));
+		if (!g->locs) {
+			free(g);
+			return -ENOMEM;
+		}
+		memcpy(g->locs, e->chunks, e->nchunks * sizeof(*g->locs));
+	} else {
+		g->one = e->loc;
+		g->locs = &g->one;
+	}
+	s->busy++;
+	*out = g;
+	get_read(g);
+	return 0;
+}
+
+void store_get_next(struct zget *g)
+{
+	buf_put(g->s, g->buf, g->alloc);
+	g->buf = NULL;
+	if (++g->next == g->nchunks) {
+		get_free(g);
+		return;
+	}
+	get_read(g);
+}
+
+void store_get_abort(struct zget *g)
+{
+	store_wait_cancel(g->s, &g->w);
+	if (g->reading)
+		g->aborted = true;
+	else
+		get_free(g);
+}
+
+/* --- setup --- */
+
+int store_zones_init(struct store *s, const struct zdev_zone *dz)
+{
+	const struct zdev_info *info = &s->dev->info;
+	unsigned want = s->cfg.open_zones;
+	int ret;
+
+	/* The superblock zone counts against the device's active-zone limit. */
+	if (info->max_active)
+		want = MIN(want, info->max_active - 1);
+	if (info->max_open)
+		want = MIN(want, info->max_open);
+	ret = zones_init(&s->zones, info, dz, want);
+	s->zones.finish_fn = finish_zone;
+	s->zones.arg = s;
+	return ret;
+}
+
+int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpool *pool,
+	       const struct store_cfg *cfg)
+{
+	memset(s, 0, sizeof(*s));
+	s->dev = dev;
+	s->ring = ring;
+	s->pool = pool;
+	s->cfg = *cfg;
+	s->rec_max = MIN(dev->info.max_append, zpool_max(pool));
+	s->unflushed_tail = &s->unflushed;
+	s->waiters_tail = &s->waiters;
+	s->next_seq = 1;
+	s->idx = zidx_new();
+	return s->idx ? 0 : -ENOMEM;
+}
+
+void store_done(struct store *s)
+{
+	zidx_free(s->idx);
+	zones_done(&s->zones);
+	memset(s, 0, sizeof(*s));
+}
+
+void store_space(const struct store *s, struct store_space *sp)
+{
+	memset(sp, 0, sizeof(*sp));
+	for (uint32_t i = 0; i < s->zones.n; i++) {
+		const struct zone *z = &s->zones.z[i];
+
+		if (z->state == ZS_META)
+			continue;
+		sp->zones++;
+		sp->capacity += z->cap;
+		sp->used += MIN(z->used, z->cap);
+		sp->live += z->live;
+		switch (z->state) {
+		case ZS_EMPTY:
+			sp->empty++;
+			break;
+		case ZS_OPEN:
+		case ZS_CLOSED:
+		case ZS_FILLING:
+			sp->open++;
+			break;
+		case ZS_FULL:
+			sp->full++;
+			break;
+		default:
+			sp->other++;
+		}
+	}
+}

@@ -1,0 +1,139 @@
+/*
+ * The store: put, get and delete on top of the index, the zone manager, the
+ * record format and the device. Values stream in and out in chunks, so a put
+ * or get of any size needs at most a few records' worth of buffer memory.
+ *
+ * A put is acknowledged (its callback runs with 0) once all its records are
+ * on the device and, with sync on, covered by a flush: one flush covers every
+ * append that completed before it was issued (group commit).
+ */
+#ifndef ZAPD_STORE_H
+#define ZAPD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dev.h"
+#include "index.h"
+#include "pool.h"
+#include "ring.h"
+#include "super.h"
+#include "zones.h"
+
+struct store_cfg {
+	uint64_t max_value;  /* largest value accepted */
+	bool sync;	     /* acknowledge only once flushed */
+	unsigned open_zones; /* zones taking appends at once */
+};
+
+struct store_stats {
+	uint64_t puts, gets, dels;
+	uint64_t put_bytes, get_bytes;
+	uint64_t appended_bytes; /* records written to the device */
+	uint64_t flushes;
+	uint64_t errors;
+	uint64_t corrupt; /* records that failed verification on read */
+	double recovery_seconds;
+	uint64_t recovered_records;
+	uint64_t torn_records;
+};
+
+/* Someone waiting for buffer memory; called once memory is freed. */
+struct store_waiter {
+	void (*fn)(struct store_waiter *w);
+	struct store_waiter *next;
+	bool queued;
+};
+
+struct zput;
+struct zget;
+
+struct store {
+	struct zdev *dev;
+	struct zring *ring;
+	struct zpool *pool;
+	struct zidx *idx;
+	struct zones zones;
+	struct store_cfg cfg;
+	struct zsuper sb;
+	uint64_t tag;
+	uint64_t next_seq;
+	uint32_t rec_max; /* largest record: one append, one pool buffer */
+	struct zput *unflushed, **unflushed_tail;
+	struct zput *flushing;
+	bool flush_inflight;
+	struct zdev_io flush_io;
+	struct store_waiter *waiters, **waiters_tail;
+	unsigned busy; /* puts, gets and zone operations not yet ended */
+	struct store_stats st;
+};
+
+int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpool *pool,
+	       const struct store_cfg *cfg);
+void store_done(struct store *s);
+
+/* Recovery: mounts (or formats) the device and rebuilds the index. recovery.c */
+int store_mount(struct store *s, bool format, struct zerr *err);
+/* For recovery: the zone manager, from the device's zone report. */
+int store_zones_init(struct store *s, const struct zdev_zone *dz);
+
+struct zput_result {
+	int err; /* 0, -ENOSPC, -EIO, ... */
+	uint32_t zone;
+	uint64_t offset;
+	uint64_t seq;
+};
+
+typedef void (*zput_fn)(void *arg, const struct zput_result *res);
+
+/*
+ * Starts a put of a vlen-byte value; its bytes are then handed in with
+ * store_put_buf and store_put_fill until store_put_filled. -EINVAL, -E2BIG.
+ * done runs once, after the last byte was handed in.
+ */
+int store_put_begin(struct store *s, const void *key, size_t klen, uint64_t vlen, zput_fn done,
+		    void *arg, struct zput **out);
+/*
+ * Where the next bytes of the value go (*room of them; 0 for an empty value,
+ * which store_put_fill(p, 0) then completes), or NULL while no buffer is
+ * free: w->fn runs when one may be.
+ */
+void *store_put_buf(struct zput *p, size_t *room, struct store_waiter *w);
+void store_put_fill(struct zput *p, size_t n);
+bool store_put_filled(const struct zput *p);
+/* The value will never arrive whole (the client went away): the put fails quietly. */
+void store_put_abort(struct zput *p);
+
+/* Deletes key: done gets -ENOENT if it holds no value. */
+int store_del(struct store *s, const void *key, size_t klen, zput_fn done, void *arg);
+
+struct zget_chunk {
+	uint64_t vlen; /* of the whole value */
+	uint64_t voff; /* of this chunk */
+	const void *data;
+	size_t dlen;
+	bool last;
+};
+
+/*
+ * Called for each chunk in order, or once with err (-ENOENT, -EIO) and c NULL.
+ * After a chunk, call store_get_next (or store_get_abort) once its data is used.
+ */
+typedef void (*zget_fn)(void *arg, int err, const struct zget_chunk *c);
+
+int store_get(struct store *s, const void *key, size_t klen, zget_fn fn, void *arg,
+	      struct zget **out);
+void store_get_next(struct zget *g);
+void store_get_abort(struct zget *g);
+
+void store_wait_cancel(struct store *s, struct store_waiter *w);
+
+/* Totals over the data zones. */
+struct store_space {
+	uint64_t capacity, used, live;
+	uint32_t zones, empty, open, full, other;
+};
+void store_space(const struct store *s, struct store_space *sp);
+
+#endif

@@ -1,0 +1,77 @@
+#include "super.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "record.h"
+
+#define SUPER_DLEN 48u
+
+void zsuper_new(struct zsuper *sb, const struct zdev_info *info)
+{
+	memset(sb, 0, sizeof(*sb));
+	if (getrandom(sb->uuid, sizeof(sb->uuid), 0) != sizeof(sb->uuid)) {
+		uint64_t t = (uint64_t)time(NULL) ^ (uintptr_t)sb;
+
+		memcpy(sb->uuid, &t, sizeof(t));
+	}
+	sb->uuid[6] = (sb->uuid[6] & 0x0f) | 0x40; /* RFC 4122 version 4 */
+	sb->uuid[8] = (sb->uuid[8] & 0x3f) | 0x80;
+	sb->version = ZSUPER_VERSION;
+	sb->nr_zones = info->nr_zones;
+	sb->zone_size = info->zone_size;
+	sb->block = info->block;
+	sb->ctime = time(NULL);
+}
+
+size_t zsuper_encode(const struct zsuper *sb, void *buf)
+{
+	struct zrec r = { .type = ZREC_SUPER, .dlen = SUPER_DLEN };
+	uint8_t *d = zrec_data(buf, 0);
+
+	memset(d, 0, SUPER_DLEN);
+	memcpy(d, sb->uuid, 16);
+	put_le32(d + 16, sb->version);
+	put_le32(d + 20, sb->nr_zones);
+	put_le64(d + 24, sb->zone_size);
+	put_le32(d + 32, sb->block);
+	put_le64(d + 40, sb->ctime);
+	return zrec_seal(buf, &r, ZSUPER_TAG);
+}
+
+int zsuper_decode(const void *buf, size_t len, struct zsuper *sb)
+{
+	struct zrec r;
+
+	if (zrec_parse(buf, len, ZSUPER_TAG, &r) || r.type != ZREC_SUPER || r.dlen < SUPER_DLEN ||
+	    ZREC_HDR + r.dlen > len || zrec_verify_data(&r))
+		return -EBADMSG;
+	memcpy(sb->uuid, r.data, 16);
+	sb->version = get_le32(r.data + 16);
+	sb->nr_zones = get_le32(r.data + 20);
+	sb->zone_size = get_le64(r.data + 24);
+	sb->block = get_le32(r.data + 32);
+	sb->ctime = get_le64(r.data + 40);
+	if (sb->version > ZSUPER_VERSION)
+		return -EPROTONOSUPPORT;
+	return 0;
+}
+
+int zsuper_check(const struct zsuper *sb, const struct zdev_info *info, struct zerr *err)
+{
+	if (sb->zone_size != info->zone_size || sb->nr_zones != info->nr_zones ||
+	    sb->block != info->block)
+		return zerr_set(err, -EINVAL,
+				"formatted for %u zones of %llu bytes, %u-byte blocks; the device "
+				"has %u zones of %llu bytes, %u-byte blocks",
+				sb->nr_zones, (unsigned long long)sb->zone_size, sb->block,
+				info->nr_zones, (unsigned long long)info->zone_size, info->block);
+	return 0;
+}
+
+uint64_t zsuper_tag(const struct zsuper *sb)
+{
+	return get_le64(sb->uuid) ^ get_le64(sb->uuid + 8);
+}
