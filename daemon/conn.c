@@ -16,8 +16,8 @@
 
 struct out {
 	STAILQ_ENTRY(out) link;
-	struct req *r; /* a get's chunk: the get goes on once this is written */
-	bool first, last;
+	struct req *r; /* a piece of a get's value: the get goes on once it is written */
+	bool last;
 	const uint8_t *data;
 	size_t dlen;
 	size_t hlen;
@@ -65,7 +65,6 @@ struct conn *conn_new(struct server *srv, int fd)
 	}
 	c->w.fn = mem_ready;
 	STAILQ_INIT(&c->outq);
-	STAILQ_INIT(&c->held);
 	conn_update(c);
 	return c;
 }
@@ -129,7 +128,7 @@ static void drop_outs(struct out *o)
 void conn_close(struct conn *c, const char *why)
 {
 	struct server *srv = c->srv;
-	struct out *outs = STAILQ_FIRST(&c->outq), *held = STAILQ_FIRST(&c->held);
+	struct out *outs = STAILQ_FIRST(&c->outq);
 
 	if (c->dead)
 		return;
@@ -148,11 +147,9 @@ void conn_close(struct conn *c, const char *why)
 	}
 	LIST_REMOVE(c, link);
 	srv->nconns--;
-	c->refs++; /* dropping the queues must not free c under us */
+	c->refs++; /* dropping the queue must not free c under us */
 	STAILQ_INIT(&c->outq);
-	STAILQ_INIT(&c->held);
 	drop_outs(outs);
-	drop_outs(held);
 	if (--c->refs == 0)
 		conn_free(c);
 }
@@ -190,50 +187,21 @@ void conn_update(struct conn *c)
 
 /* --- output --- */
 
-static void enqueue(struct conn *c, struct out *o)
+int conn_queue(struct conn *c, struct req *r, const void *msg, size_t mlen, const void *data,
+	       size_t dlen, bool last)
 {
-	if (c->streaming && c->streaming != o->r) {
-		STAILQ_INSERT_TAIL(&c->held, o, link);
-		return;
-	}
-	if (STAILQ_EMPTY(&c->outq))
-		event_add(c->wev, NULL);
-	STAILQ_INSERT_TAIL(&c->outq, o, link);
-	c->out_bytes += o->hlen + o->dlen;
-	if (o->r && o->first && !o->last)
-		c->streaming = o->r;
-}
-
-/* A value finished going out: what waited behind it goes, up to the next value. */
-static void release_held(struct conn *c)
-{
-	struct out *o;
-
-	while (!c->streaming && (o = STAILQ_FIRST(&c->held))) {
-		STAILQ_REMOVE_HEAD(&c->held, link);
-		enqueue(c, o);
-	}
-}
-
-int conn_queue(struct conn *c, struct req *r, const void *msg, size_t mlen, uint64_t plen,
-	       const void *data, size_t dlen, bool last)
-{
-	size_t hlen = msg ? ZAP_FRAME_PREFIX + mlen : 0;
+	size_t hlen = ZAP_FRAME_PREFIX + mlen;
 	struct out *o = malloc(sizeof(*o) + hlen);
 
 	if (!o)
 		return -ENOMEM;
-	*o = (struct out){
-		.r = r, .first = msg != NULL, .last = last, .data = data, .dlen = dlen, .hlen = hlen
-	};
-	if (msg) {
-		zap_frame_encode(o->hdr, mlen, plen);
-		memcpy(o->hdr + ZAP_FRAME_PREFIX, msg, mlen);
-	}
-	if (r && last && c->streaming == r)
-		c->streaming = NULL;
-	enqueue(c, o);
-	release_held(c);
+	*o = (struct out){ .r = r, .last = last, .data = data, .dlen = dlen, .hlen = hlen };
+	zap_frame_encode(o->hdr, mlen, dlen);
+	memcpy(o->hdr + ZAP_FRAME_PREFIX, msg, mlen);
+	if (STAILQ_EMPTY(&c->outq))
+		event_add(c->wev, NULL);
+	STAILQ_INSERT_TAIL(&c->outq, o, link);
+	c->out_bytes += hlen + dlen;
 	return 0;
 }
 

@@ -1,8 +1,8 @@
 /*
  * One client connection: reading frames (a put's value straight into store
- * buffers), writing responses in the order they are queued, keeping one
- * value's bytes contiguous on the stream, and pausing reads when the client
- * has too much in flight. Used by server.c, which handles the requests.
+ * buffers), writing response frames in the order they are queued (a get's
+ * value straight from store buffers), and pausing reads while the client has
+ * too much in flight. Used by server.c, which handles the requests.
  */
 #ifndef ZAPD_CONN_H
 #define ZAPD_CONN_H
@@ -23,7 +23,7 @@ struct req {
 	struct conn *c;
 	uint64_t id;
 	struct zget *g;
-	bool streaming; /* get: the response has begun */
+	bool started; /* get: the first frame is out */
 };
 
 enum conn_rstate { R_PREFIX, R_PUT, R_DISCARD };
@@ -42,8 +42,7 @@ struct conn {
 	uint64_t left;	  /* payload bytes still to come */
 	struct zput *put; /* R_PUT: where they go */
 	struct store_waiter w;
-	STAILQ_HEAD(, out) outq, held;
-	struct req *streaming; /* a get whose value is on its way out */
+	STAILQ_HEAD(, out) outq;
 	size_t out_bytes;
 	unsigned inflight; /* requests not yet answered */
 	unsigned refs;	   /* struct req pointing here */
@@ -58,14 +57,12 @@ struct req *req_new(struct conn *c, uint64_t id);
 void req_free(struct req *r);
 
 /*
- * Queues a response: the frame prefix and msg (an encoded Response), then
- * dlen bytes of data. A get's value goes out in several calls: the first with
- * msg and plen the whole value's length, the later ones with msg NULL; after
- * each chunk is written conn.c calls store_get_next(r->g), after the last it
- * ends r. Other responses wait while a value is on its way out.
+ * Queues a frame: msg (an encoded Response) and dlen bytes of payload. With r,
+ * the payload is a piece of r's value in a store buffer: once it is written
+ * conn.c calls store_get_next(r->g), and ends r after the last piece.
  */
-int conn_queue(struct conn *c, struct req *r, const void *msg, size_t mlen, uint64_t plen,
-	       const void *data, size_t dlen, bool last);
+int conn_queue(struct conn *c, struct req *r, const void *msg, size_t mlen, const void *data,
+	       size_t dlen, bool last);
 
 /* Re-evaluates whether the connection may read, after limits change. Never frees c. */
 void conn_update(struct conn *c);

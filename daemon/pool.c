@@ -8,11 +8,14 @@
 
 #define NIL UINT32_MAX
 
+/* Orders past any pool's largest block stop the loop before the shift overflows. */
+#define ORDER_LIMIT 40u
+
 static unsigned order_of(size_t len)
 {
 	unsigned o = 0;
 
-	while (((size_t)ZPOOL_MIN << o) < len)
+	while (o < ORDER_LIMIT && ((size_t)ZPOOL_MIN << o) < len)
 		o++;
 	return o;
 }

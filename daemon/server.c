@@ -70,7 +70,7 @@ static const char *message_of(int err)
 
 /* Sends r; on failure the connection is closed (it cannot stay in sync). */
 static int send_response(struct conn *c, Zappend__Response *r, struct req *get, const void *data,
-			 size_t dlen, uint64_t plen, bool last)
+			 size_t dlen, bool last)
 {
 	size_t len = zappend__response__get_packed_size(r);
 	uint8_t small[256], *buf = len <= sizeof(small) ? small : malloc(len);
@@ -81,7 +81,7 @@ static int send_response(struct conn *c, Zappend__Response *r, struct req *get, 
 		return -ENOMEM;
 	}
 	zappend__response__pack(r, buf);
-	ret = conn_queue(c, get, buf, len, plen, data, dlen, last);
+	ret = conn_queue(c, get, buf, len, data, dlen, last);
 	if (buf != small)
 		free(buf);
 	if (ret)
@@ -96,7 +96,7 @@ static void respond_err(struct conn *c, uint64_t id, int err, const char *msg)
 	r.id = id;
 	r.status = status_of(err);
 	r.message = (char *)(msg ? msg : err ? message_of(err) : "");
-	send_response(c, &r, NULL, NULL, 0, 0, true);
+	send_response(c, &r, NULL, NULL, 0, true);
 }
 
 /* --- put, del --- */
@@ -115,7 +115,7 @@ static void put_done(void *arg, const struct zput_result *res)
 			r.zone = res->zone;
 			r.offset = res->offset;
 			r.seq = res->seq;
-			send_response(c, &r, NULL, NULL, 0, 0, true);
+			send_response(c, &r, NULL, NULL, 0, true);
 		}
 	}
 	req_free(q);
@@ -180,10 +180,8 @@ static void get_chunk(void *arg, int err, const struct zget_chunk *ch)
 	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
 
 	if (err) {
-		/* The store ended the get. */
-		if (!c->dead && q->streaming)
-			conn_close(c, "a value failed its checksum after its response began");
-		else if (!c->dead)
+		/* The store ended the get; a client drops the pieces it already has. */
+		if (!c->dead)
 			respond_err(c, q->id, err, NULL);
 		req_free(q);
 		return;
@@ -193,17 +191,12 @@ static void get_chunk(void *arg, int err, const struct zget_chunk *ch)
 		req_free(q);
 		return;
 	}
-	if (q->streaming) {
-		if (conn_queue(c, q, NULL, 0, 0, ch->data, ch->dlen, ch->last)) {
-			store_get_abort(q->g);
-			conn_close(c, "out of memory for a response");
-			req_free(q);
-		}
-		return;
-	}
-	q->streaming = true;
 	r.id = q->id;
-	if (send_response(c, &r, q, ch->data, ch->dlen, ch->vlen, ch->last)) {
+	r.more = !ch->last;
+	if (!q->started)
+		r.value_len = ch->vlen;
+	q->started = true;
+	if (send_response(c, &r, q, ch->data, ch->dlen, ch->last)) {
 		store_get_abort(q->g);
 		req_free(q);
 	}
@@ -266,7 +259,7 @@ static void do_list(struct conn *c, const Zappend__Request *rq)
 	r.n_keys = a.n;
 	r.keys = a.keys;
 	r.more = more || ret > 0;
-	send_response(c, &r, NULL, NULL, 0, 0, true);
+	send_response(c, &r, NULL, NULL, 0, true);
 out:
 	free(a.keys);
 }
@@ -369,7 +362,7 @@ static void do_stat(struct conn *c, const Zappend__Request *rq)
 	r.id = rq->id;
 	r.n_stats = a.n;
 	r.stats = a.ptrs;
-	send_response(c, &r, NULL, NULL, 0, 0, true);
+	send_response(c, &r, NULL, NULL, 0, true);
 }
 
 static void do_zones(struct conn *c, const Zappend__Request *rq)
@@ -399,7 +392,7 @@ static void do_zones(struct conn *c, const Zappend__Request *rq)
 	r.id = rq->id;
 	r.n_zones = zs->n;
 	r.zones = zp;
-	send_response(c, &r, NULL, NULL, 0, 0, true);
+	send_response(c, &r, NULL, NULL, 0, true);
 out:
 	free(zi);
 	free(zp);
