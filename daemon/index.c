@@ -246,7 +246,8 @@ static void sift_up(const struct slot **h, size_t i)
 static bool listed(const struct slot *s, const void *prefix, size_t plen, const void *after,
 		   size_t alen)
 {
-	return s->hash && s->e.nchunks && s->klen >= plen && !memcmp(s->key, prefix, plen) &&
+	return s->hash && s->e.nchunks && s->klen >= plen &&
+	       (!plen || !memcmp(s->key, prefix, plen)) &&
 	       (!alen || keycmp(s->key, s->klen, after, alen) > 0);
 }
 

@@ -162,7 +162,8 @@ static bool same_put(const struct part *a, const struct part *b)
 /* A value in several records counts only when every one of them was found. */
 static int assemble(struct scan *sc)
 {
-	qsort(sc->parts, sc->nparts, sizeof(*sc->parts), partcmp);
+	if (sc->nparts)
+		qsort(sc->parts, sc->nparts, sizeof(*sc->parts), partcmp);
 	for (size_t i = 0, j; i < sc->nparts; i = j) {
 		const struct part *p = &sc->parts[i];
 		struct zent e = { .seq = p->seq, .vlen = p->vlen, .nchunks = p->nchunks };

@@ -5,8 +5,20 @@
  *   -ENOENT  key not found          -ENOSPC  the store is full
  *   -E2BIG   key or value too large -EINVAL  bad argument or request
  *   -EBUSY   the daemon is busy     -EIO     device error or corrupted data
+ *                                            (also an INTERNAL daemon failure)
  *   -ECONNREFUSED, -ENOENT (no socket), -EPIPE, -ECONNRESET: connection
  *   -EPROTO  the daemon sent something this library cannot parse
+ *
+ * Only zap_connect returns -ENOENT for a missing socket; the other calls
+ * report that as -ECONNREFUSED, so -ENOENT from them always means "not found".
+ *
+ * A connection error closes the connection and fails the call; the next call
+ * connects again (once per call). A request none of which could be sent
+ * because the daemon had closed the connection while the client was idle (it
+ * was restarted) is sent again, once, on a new connection, so a restart
+ * between calls goes unnoticed. A request that was sent, even in part, is
+ * never repeated: a put that failed with a connection error may or may not
+ * have been stored.
  *
  * A zap_client is not thread-safe: use one client per thread, or serialise
  * calls on a shared client yourself.
@@ -43,8 +55,10 @@ int zap_get(zap_client *c, const void *key, size_t klen, void **val, size_t *vle
 int zap_del(zap_client *c, const void *key, size_t klen);
 
 /*
- * Keys starting with prefix, in byte order, handed one at a time to fn.
- * A non-zero return from fn stops the listing and is returned.
+ * Keys starting with prefix, in byte order, handed one at a time to fn
+ * (prefix may be NULL when plen is 0: every key). The listing is fetched in
+ * pages of 1000 keys; fn may call other functions on c. A non-zero return
+ * from fn stops the listing and is returned.
  */
 typedef int (*zap_list_fn)(const void *key, size_t klen, void *arg);
 int zap_list(zap_client *c, const void *prefix, size_t plen, zap_list_fn fn, void *arg);

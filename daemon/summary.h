@@ -1,0 +1,54 @@
+/*
+ * Zone summaries: when a zone fills, the store appends a list of every record
+ * in it before finishing it, so a restart reads that list instead of the
+ * zone. The list is one or more SUMMARY records; each names the one written
+ * before it (voff: its offset in the zone, or ZSUM_NONE), and the last one
+ * ends with a footer in its final block, so that it is found by looking for
+ * the zone's last written block. A summary that is missing or fails its CRC
+ * only costs a scan of that zone.
+ */
+#ifndef ZAPD_SUMMARY_H
+#define ZAPD_SUMMARY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+
+#define ZSUM_NONE	 UINT64_MAX
+#define ZSUM_FOOTER	 16u
+#define ZSUM_FOOTER_MAGIC 0x4d55535au /* "ZSUM" */
+
+/* The entries of one zone, as they are appended. */
+struct zsum {
+	uint8_t *buf;
+	size_t len, cap;
+	uint32_t n;
+};
+
+/* Bytes one entry for a record with a klen-byte key takes. */
+size_t zsum_entry_size(size_t klen);
+
+/* Adds the record r, lying at off bytes into its zone. */
+int zsum_add(struct zsum *s, const struct zrec *r, uint64_t off);
+void zsum_done(struct zsum *s);
+
+/*
+ * The entry at *pos of an entry list: r gets type, key, seq, vlen, chunk,
+ * nchunks and len; *off its offset in the zone. 0 and *pos advanced, 1 at
+ * the end, -EBADMSG when the list is malformed.
+ */
+int zsum_next(const uint8_t *buf, size_t len, size_t *pos, struct zrec *r, uint64_t *off);
+
+/* How many entry bytes from *pos on fit in one record of at most rec_max bytes. */
+size_t zsum_part_len(const struct zsum *s, size_t pos, size_t rec_max);
+
+/* Writes the footer into the last bytes of a sealed summary record of len bytes. */
+void zsum_footer_put(void *rec, size_t len, uint64_t tag);
+/* Length of the summary record whose last block is blk, or 0 if blk has no footer. */
+uint64_t zsum_footer_get(const void *blk, uint64_t tag);
+
+/* Bytes a zone must keep back for the summary besides each record's entry. */
+#define ZSUM_BASE_RESERVE (64u * 1024)
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * Integration test harness: every test program starts its own zappendd on a
+ * temporary directory (device image and socket inside it) and talks to it
+ * with the real client library, as memcached's suite does.
+ *
+ * Tests exit 0 on pass, 1 on failure, 77 when they cannot run here.
+ */
+#ifndef ZAP_HARNESS_H
+#define ZAP_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <zappend/client.h>
+
+#define ZT_SKIP 77
+
+struct zt_daemon {
+	char dir[256];
+	char dev[300];
+	char sock[300];
+	char log[300];
+	pid_t pid;
+	const char *args[32]; /* extra daemon arguments, NULL-terminated */
+};
+
+/* A fresh temporary directory for d; args: extra zappendd arguments (NULL-terminated). */
+void zt_init(struct zt_daemon *d, const char *const *args);
+/* Starts zappendd and waits until it answers a stat. Fails the test if it cannot. */
+void zt_start(struct zt_daemon *d);
+/* Starts zappendd expecting it to refuse: returns its exit status. */
+int zt_start_fails(struct zt_daemon *d, const char *const *more_args);
+/* SIGTERM and wait: the daemon's exit status. */
+int zt_stop(struct zt_daemon *d);
+/* SIGKILL and wait: a crash. */
+void zt_kill(struct zt_daemon *d);
+/* Stops a running daemon if any and removes the directory. */
+void zt_cleanup(struct zt_daemon *d);
+
+zap_client *zt_connect(const struct zt_daemon *d);
+/* One numeric stat of the running daemon. */
+uint64_t zt_stat(zap_client *c, const char *name);
+
+/* Deterministic bytes: the value a test wrote can be re-derived instead of kept. */
+uint64_t zt_rand(uint64_t *state);
+void zt_fill(void *buf, size_t len, uint64_t seed);
+
+#define zt_fail(...) zt_fail_at(__FILE__, __LINE__, __VA_ARGS__)
+__attribute__((noreturn, format(printf, 3, 4))) void zt_fail_at(const char *file, int line,
+								const char *fmt, ...);
+
+#define zt_check(cond, ...)                                                                        \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			zt_fail(__VA_ARGS__);                                                      \
+	} while (0)
+
+/* zt_ok(expr): expr returned 0, or the test fails with the error. */
+#define zt_ok(expr)                                                                                \
+	do {                                                                                       \
+		int zt_ret_ = (expr);                                                              \
+		if (zt_ret_)                                                                       \
+			zt_fail("%s: %s", #expr, zap_strerror(zt_ret_));                           \
+	} while (0)
+
+#endif
