@@ -13,6 +13,7 @@
 
 #include "record.h"
 #include "recovery.h"
+#include "summary.h"
 
 #define SCAN_BUF (4 * MiB)
 
@@ -32,6 +33,7 @@ struct scan {
 	uint64_t max_seq;
 	struct part *parts;
 	size_t nparts, cparts;
+	bool collect; /* note what is found in the zone's summary list */
 };
 
 static int load(struct scan *sc, uint64_t addr, uint64_t end)
@@ -92,6 +94,9 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 
 	sc->max_seq = MAX(sc->max_seq, r->seq);
 	sc->s->st.recovered_records++;
+	/* A zone that may take appends again needs its list for the summary it gets when full. */
+	if (sc->collect && (r->type == ZREC_PUT || r->type == ZREC_DEL))
+		zones_note(&sc->s->zones, r, addr);
 	switch (r->type) {
 	case ZREC_PUT:
 		if (r->nchunks > 1)
@@ -266,6 +271,168 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
 	return zsuper_check(&s->sb, info, err);
 }
 
+/* Offset (in the zone) just past the last block in [0, cap) holding a non-zero byte; 0 if none. */
+static int last_written(struct scan *sc, const struct zone *z, uint64_t *end)
+{
+	for (uint64_t hi = z->cap; hi > 0;) {
+		uint64_t lo = hi > SCAN_BUF ? hi - SCAN_BUF : 0;
+		int ret = load(sc, z->start + lo, z->start + hi);
+
+		if (ret)
+			return ret;
+		for (uint64_t b = hi; b > lo; b -= ZREC_BLOCK) {
+			const uint64_t *w = (const uint64_t *)(sc->buf + (b - ZREC_BLOCK - lo));
+
+			for (size_t k = 0; k < ZREC_BLOCK / 8; k++) {
+				if (w[k]) {
+					*end = b;
+					return 0;
+				}
+			}
+		}
+		hi = lo;
+	}
+	*end = 0;
+	return 0;
+}
+
+/* Reads the summary part at [off, off + len) of zone z into its own buffer. */
+static int read_part(struct scan *sc, const struct zone *z, uint64_t off, uint64_t len,
+		     uint8_t **out, struct zrec *r)
+{
+	uint8_t *buf = NULL;
+	int ret;
+
+	if (!len || len > SCAN_BUF || off + len > z->cap)
+		return -EBADMSG;
+	if (posix_memalign((void **)&buf, ZREC_BLOCK, len))
+		return -ENOMEM;
+	ret = zdev_read_sync(sc->s->dev, z->start + off, buf, len);
+	if (ret >= 0)
+		ret = zrec_parse(buf, len, sc->s->tag, r);
+	if (!ret &&
+	    (r->type != ZREC_SUMMARY || r->len != len || r->vlen > r->dlen || zrec_verify_data(r)))
+		ret = -EBADMSG;
+	if (ret < 0) {
+		free(buf);
+		return ret;
+	}
+	*out = buf;
+	return 0;
+}
+
+/* The summary's parts, last first, checked whole before anything is used. */
+struct parts {
+	uint8_t *buf[256];
+	struct zrec r[256];
+	unsigned n;
+};
+
+static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps)
+{
+	uint64_t end, off, len;
+	int ret = last_written(sc, z, &end);
+
+	if (ret || end < ZREC_BLOCK)
+		return ret ? ret : -EBADMSG;
+	len = zsum_footer_get(sc->buf + (end - ZREC_BLOCK - (sc->at - z->start)), sc->s->tag);
+	if (len > end)
+		return -EBADMSG;
+	off = end - len;
+	while (ps->n < ARRAY_SIZE(ps->buf)) {
+		uint8_t head[ZREC_BLOCK] __attribute__((aligned(ZREC_BLOCK)));
+		struct zrec *r = &ps->r[ps->n];
+
+		ret = read_part(sc, z, off, len, &ps->buf[ps->n], r);
+		if (ret)
+			return ret;
+		ps->n++;
+		if (r->voff == ZSUM_NONE)
+			return 0;
+		/* The part before: its header says how long it is. */
+		off = r->voff;
+		if (off + ZREC_BLOCK > z->cap ||
+		    zdev_read_sync(sc->s->dev, z->start + off, head, ZREC_BLOCK) < 0 ||
+		    zrec_parse(head, ZREC_BLOCK, sc->s->tag, r))
+			return -EBADMSG;
+		len = r->len;
+	}
+	return -EBADMSG;
+}
+
+static int feed_parts(struct scan *sc, const struct zone *z, const struct parts *ps)
+{
+	for (unsigned i = ps->n; i-- > 0;) {
+		const struct zrec *p = &ps->r[i];
+		size_t pos = 0;
+		struct zrec r;
+		uint64_t off;
+		int ret;
+
+		while ((ret = zsum_next(p->data, p->vlen, &pos, &r, &off)) == 0) {
+			if (off + r.len > z->cap)
+				return -EBADMSG;
+			ret = found(sc, &r, z->start + off);
+			if (ret)
+				return ret;
+		}
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* 0 when the zone's records came from its summary; otherwise the zone must be scanned. */
+static int use_summary(struct scan *sc, const struct zone *z)
+{
+	struct parts *ps = calloc(1, sizeof(*ps));
+	int ret;
+
+	if (!ps)
+		return -ENOMEM;
+	ret = read_parts(sc, z, ps);
+	/* Entries are checked before any is used, so a bad one leaves nothing behind. */
+	for (unsigned i = 0; !ret && i < ps->n; i++) {
+		size_t pos = 0;
+		struct zrec r;
+		uint64_t off;
+		int k;
+
+		while ((k = zsum_next(ps->r[i].data, ps->r[i].vlen, &pos, &r, &off)) == 0)
+			;
+		if (k < 0)
+			ret = k;
+	}
+	if (!ret)
+		ret = feed_parts(sc, z, ps);
+	for (unsigned i = 0; i < ps->n; i++)
+		free(ps->buf[i]);
+	free(ps);
+	return ret;
+}
+
+static int recover_zone(struct scan *sc, struct zone *z)
+{
+	int ret;
+
+	sc->len = 0;
+	if (z->state == ZS_FULL) {
+		sc->collect = false;
+		ret = use_summary(sc, z);
+		if (ret != -EBADMSG) {
+			sc->s->st.zones_summarised += !ret;
+			return ret;
+		}
+	}
+	sc->collect = z->state != ZS_FULL;
+	sc->s->st.zones_scanned++;
+	ret = scan_zone(sc, z);
+	/* Room for the summary of what the zone already holds. */
+	if (!ret && sc->collect)
+		z->meta = z->sum.len + z->sum.len / 64 + z->sum.n;
+	return ret;
+}
+
 static int scan_all(struct store *s)
 {
 	struct scan sc = { .s = s };
@@ -275,7 +442,7 @@ static int scan_all(struct store *s)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < s->zones.n && !ret; i++) {
 		if (s->zones.z[i].state != ZS_META && s->zones.z[i].used)
-			ret = scan_zone(&sc, &s->zones.z[i]);
+			ret = recover_zone(&sc, &s->zones.z[i]);
 	}
 	if (!ret)
 		ret = assemble(&sc);

@@ -266,7 +266,7 @@ out:
 
 /* --- stat, zones --- */
 
-#define STAT_MAX 40
+#define STAT_MAX 48
 
 struct stat_acc {
 	Zappend__StatItem items[STAT_MAX];
@@ -339,6 +339,9 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "torn_records", st->st.torn_records);
 	stat_u(a, "recovered_records", st->st.recovered_records);
 	stat_d(a, "recovery_seconds", st->st.recovery_seconds);
+	stat_u(a, "recovery_zones_scanned", st->st.zones_scanned);
+	stat_u(a, "recovery_zones_summarised", st->st.zones_summarised);
+	stat_u(a, "summary_bytes", st->st.summary_bytes);
 	stat_u(a, "connections", srv->nconns);
 	stat_u(a, "connections_total", srv->st.connections);
 	stat_u(a, "connections_rejected", srv->st.rejected);

@@ -117,18 +117,112 @@ static void buf_put(struct store *s, void *buf, uint32_t len)
 
 /* --- zones --- */
 
+static bool inside_zone(const struct store *s, uint32_t zone, uint64_t addr, uint32_t len)
+{
+	const struct zone *z = &s->zones.z[zone];
+
+	return addr >= z->start && addr + len <= z->start + z->cap && addr % ZREC_BLOCK == 0;
+}
+
+/*
+ * A zone that takes no more appends gets its summary, then is finished:
+ * flush (so every record the summary lists is on stable media before the
+ * summary is), append the summary parts one after another (each names the one
+ * before), finish. Any failure skips to the finish: a restart then scans the
+ * zone instead.
+ */
 struct zone_op {
 	struct zdev_io io;
 	struct store *s;
+	uint32_t zone;
+	size_t pos;    /* summary bytes written */
+	uint64_t prev; /* offset of the part before, in the zone */
+	void *buf;
+	uint32_t alloc;
 };
+
+static void zone_op_end(struct zone_op *op, bool ok)
+{
+	struct store *s = op->s;
+
+	zones_finished(&s->zones, op->zone, ok);
+	s->busy--;
+	free(op);
+	if (s->waiters)
+		wake_waiters(s);
+}
 
 static void finish_done(struct zdev_io *io)
 {
 	struct zone_op *op = container_of(io, struct zone_op, io);
 
-	zones_finished(&op->s->zones, io->zone, io->res >= 0);
-	op->s->busy--;
-	free(op);
+	zone_op_end(op, io->res >= 0);
+}
+
+static void zone_finish(struct zone_op *op)
+{
+	op->io.done = finish_done;
+	zdev_finish(op->s->dev, op->zone, &op->io);
+}
+
+static void summary_next(struct zone_op *op);
+
+static void part_done(struct zdev_io *io)
+{
+	struct zone_op *op = container_of(io, struct zone_op, io);
+	struct store *s = op->s;
+	struct zone *z = &s->zones.z[op->zone];
+
+	zpool_free(s->pool, op->buf, op->alloc);
+	if (io->res < 0 || !inside_zone(s, op->zone, io->addr, io->len)) {
+		zone_finish(op);
+		return;
+	}
+	op->prev = io->addr - z->start;
+	s->st.summary_bytes += io->len;
+	summary_next(op);
+}
+
+/* The next part of the summary, as large as one record allows. */
+static void summary_next(struct zone_op *op)
+{
+	struct store *s = op->s;
+	struct zone *z = &s->zones.z[op->zone];
+	size_t n = zsum_part_len(&z->sum, op->pos, s->rec_max);
+	uint32_t len = zrec_len(0, n + ZSUM_FOOTER);
+	struct zrec r = {
+		.type = ZREC_SUMMARY, .voff = op->prev, .vlen = n, .dlen = len - ZREC_HDR
+	};
+
+	if (op->pos == z->sum.len || z->sum_lost || !n) {
+		zone_finish(op);
+		return;
+	}
+	op->alloc = len;
+	op->buf = zpool_alloc(s->pool, len);
+	if (!op->buf) {
+		/* Not worth waiting for: the summary only speeds up restarts. */
+		zone_finish(op);
+		return;
+	}
+	memset(op->buf, 0, len);
+	memcpy(zrec_data(op->buf, 0), z->sum.buf + op->pos, n);
+	op->pos += n;
+	zsum_footer_put(op->buf, len, s->tag);
+	zrec_seal(op->buf, &r, s->tag);
+	z->used += len;
+	op->io.done = part_done;
+	zdev_append(s->dev, op->zone, op->buf, len, &op->io);
+}
+
+static void summary_flushed(struct zdev_io *io)
+{
+	struct zone_op *op = container_of(io, struct zone_op, io);
+
+	if (io->res < 0)
+		zone_finish(op);
+	else
+		summary_next(op);
 }
 
 static void finish_zone(void *arg, uint32_t zone)
@@ -137,13 +231,15 @@ static void finish_zone(void *arg, uint32_t zone)
 	struct zone_op *op = calloc(1, sizeof(*op));
 
 	if (!op) {
-		/* The zone stays FILLING: it takes no appends, and the next start finds it. */
+		/* The zone stays FILLING: it takes no appends, and a restart scans it. */
 		return;
 	}
 	op->s = s;
-	op->io.done = finish_done;
+	op->zone = zone;
+	op->prev = ZSUM_NONE;
 	s->busy++;
-	zdev_finish(s->dev, zone, &op->io);
+	op->io.done = summary_flushed;
+	zdev_flush(s->dev, &op->io);
 }
 
 /* --- puts --- */
@@ -290,13 +386,6 @@ static void kick_flush(struct store *s)
 	zdev_flush(s->dev, &s->flush_io);
 }
 
-static bool inside_zone(const struct store *s, uint32_t zone, uint64_t addr, uint32_t len)
-{
-	const struct zone *z = &s->zones.z[zone];
-
-	return addr >= z->start && addr + len <= z->start + z->cap && addr % ZREC_BLOCK == 0;
-}
-
 static void chunk_done(struct zdev_io *io)
 {
 	struct zchunk *c = container_of(io, struct zchunk, io);
@@ -313,6 +402,16 @@ static void chunk_done(struct zdev_io *io)
 	} else {
 		p->locs[c->idx] = (struct zloc){ .addr = io->addr, .len = io->len };
 		s->st.appended_bytes += io->len;
+		zones_note(&s->zones,
+			   &(struct zrec){ .type = p->type,
+					   .klen = p->klen,
+					   .key = p->key,
+					   .seq = p->seq,
+					   .vlen = p->vlen,
+					   .chunk = c->idx,
+					   .nchunks = p->nchunks,
+					   .len = io->len },
+			   io->addr);
 	}
 	buf_put(s, c->buf, c->alloc);
 	free(c);
@@ -335,7 +434,7 @@ static void chunk_submit(struct zput *p, struct zchunk *c)
 		.nchunks = p->type == ZREC_DEL ? 0 : p->nchunks,
 	};
 	uint32_t len = zrec_seal(c->buf, &r, s->tag);
-	int ret = zones_reserve(&s->zones, len, &c->zone);
+	int ret = zones_reserve(&s->zones, len, p->klen, &c->zone);
 
 	p->submitted++;
 	if (ret) {

@@ -30,7 +30,10 @@ struct store_cfg {
 struct store_stats {
 	uint64_t puts, gets, dels;
 	uint64_t put_bytes, get_bytes;
-	uint64_t appended_bytes; /* records written to the device */
+	uint64_t appended_bytes;   /* records written to the device */
+	uint64_t summary_bytes;	   /* zone summaries written */
+	uint64_t zones_scanned;	   /* at the last start: zones read whole */
+	uint64_t zones_summarised; /* at the last start: zones read from their summary */
 	uint64_t flushes;
 	uint64_t errors;
 	uint64_t corrupt; /* records that failed verification on read */

@@ -15,8 +15,8 @@
 
 #include "record.h"
 
-#define ZSUM_NONE	 UINT64_MAX
-#define ZSUM_FOOTER	 16u
+#define ZSUM_NONE	  UINT64_MAX
+#define ZSUM_FOOTER	  16u
 #define ZSUM_FOOTER_MAGIC 0x4d55535au /* "ZSUM" */
 
 /* The entries of one zone, as they are appended. */

@@ -55,6 +55,8 @@ int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev
 
 void zones_done(struct zones *zs)
 {
+	for (uint32_t i = 0; zs->z && i < zs->n; i++)
+		zsum_done(&zs->z[i].sum);
 	free(zs->z);
 	free(zs->set);
 	memset(zs, 0, sizeof(*zs));
@@ -97,15 +99,26 @@ static void refill(struct zones *zs)
 	}
 }
 
-int zones_reserve(struct zones *zs, uint32_t len, uint32_t *zone)
+/* Summary room for one entry: the entry, and a share of the parts' headers and padding. */
+static uint64_t meta_of(size_t klen)
 {
+	uint64_t e = zsum_entry_size(klen);
+
+	return e + e / 64 + 1;
+}
+
+int zones_reserve(struct zones *zs, uint32_t len, size_t klen, uint32_t *zone)
+{
+	uint64_t meta = meta_of(klen);
+
 	refill(zs);
 	while (zs->nset) {
 		unsigned slot = zs->rr++ % zs->nset;
 		struct zone *z = &zs->z[zs->set[slot]];
 
-		if (z->used + len <= z->cap) {
+		if (z->used + len + z->meta + meta + ZSUM_BASE_RESERVE <= z->cap) {
 			z->used += len;
+			z->meta += meta;
 			if (++z->inflight > zs->max_inflight)
 				zs->max_inflight = z->inflight;
 			*zone = zs->set[slot];
@@ -133,6 +146,18 @@ void zones_finished(struct zones *zs, uint32_t zone, bool ok)
 	z->state = ok ? ZS_FULL : ZS_READONLY;
 	if (ok)
 		z->used = z->cap;
+	zsum_done(&z->sum);
+}
+
+void zones_note(struct zones *zs, const struct zrec *r, uint64_t addr)
+{
+	struct zone *z = &zs->z[zones_of(zs, addr)];
+
+	if (!z->sum_lost && zsum_add(&z->sum, r, addr - z->start)) {
+		/* A summary missing a record would lose it at restart: better none. */
+		z->sum_lost = true;
+		zsum_done(&z->sum);
+	}
 }
 
 void zones_add_live(struct zones *zs, uint64_t addr, uint32_t len)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "dev.h"
+#include "summary.h"
 
 enum zone_state {
 	ZS_EMPTY,
@@ -29,9 +30,12 @@ struct zone {
 	uint64_t start;
 	uint64_t cap;
 	uint64_t used; /* bytes handed out to appends, completed or in flight */
+	uint64_t meta; /* bytes kept back for the zone's summary */
 	uint64_t live; /* bytes of records the index points at */
 	uint32_t inflight;
 	uint8_t state;
+	bool sum_lost;	 /* an entry could not be kept: no summary, a restart scans */
+	struct zsum sum; /* the records in the zone, until it is summarised */
 };
 
 struct zones {
@@ -51,8 +55,12 @@ int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev
 	       unsigned want);
 void zones_done(struct zones *zs);
 
-/* Reserves len bytes in a zone of the write set; -ENOSPC when no zone has room. */
-int zones_reserve(struct zones *zs, uint32_t len, uint32_t *zone);
+/*
+ * Reserves len bytes for a record with a klen-byte key in a zone of the write
+ * set, and room for its entry in the zone's summary; -ENOSPC when no zone has
+ * room.
+ */
+int zones_reserve(struct zones *zs, uint32_t len, size_t klen, uint32_t *zone);
 /* An append reserved in zone ended (successfully or not). */
 void zones_append_done(struct zones *zs, uint32_t zone);
 /* The device finished zone, or failed to (then it is taken out of use). */
@@ -62,6 +70,9 @@ static inline uint32_t zones_of(const struct zones *zs, uint64_t addr)
 {
 	return addr / zs->zone_size;
 }
+
+/* Lists record r, which landed at addr, in its zone's summary. */
+void zones_note(struct zones *zs, const struct zrec *r, uint64_t addr);
 
 void zones_add_live(struct zones *zs, uint64_t addr, uint32_t len);
 void zones_sub_live(struct zones *zs, uint64_t addr, uint32_t len);
