@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "zappend/client.h"
+#include "bench.h"
 
 #define PROG "zappend-cli"
 
@@ -32,6 +33,7 @@ static const char synopsis[] =
     "  ls [PREFIX]         list the keys starting with PREFIX, one a line, in byte order\n"
     "  stat [--json]       the daemon's counters: \"name value\" lines, or a JSON object\n"
     "  zones [--json]      per zone: id state write_pointer capacity live_bytes inflight\n"
+    "  bench [OPTIONS]     load generator: ops/s, MiB/s, latency percentiles (bench --help)\n"
     "  or:  " PROG " -h | --help | --version\n";
 
 static const char details[] =
@@ -583,6 +585,11 @@ static int cmd_zones(struct cli *cli, int argc, char **argv)
 	return stdout_done("zones");
 }
 
+static int cmd_bench(struct cli *cli, int argc, char **argv)
+{
+	return bench_main(cli->socket, argc, argv);
+}
+
 /* --- main --- */
 
 struct cmd {
@@ -591,8 +598,8 @@ struct cmd {
 };
 
 static const struct cmd cmds[] = {
-	{ "put", cmd_put }, { "get", cmd_get },	  { "del", cmd_del },
-	{ "ls", cmd_ls },   { "stat", cmd_stat }, { "zones", cmd_zones },
+	{ "put", cmd_put },   { "get", cmd_get },     { "del", cmd_del },     { "ls", cmd_ls },
+	{ "stat", cmd_stat }, { "zones", cmd_zones }, { "bench", cmd_bench },
 };
 
 static const struct cmd *find_cmd(const char *name)

@@ -1,26 +1,39 @@
 /*
- * libzappend-client: the synchronous API of include/zappend/client.h on top
- * of a small request engine.
+ * libzappend-client: the synchronous and the pipelined asynchronous API of
+ * include/zappend/client.h, both on one request engine.
  *
- * The engine owns one Unix stream connection. A request gets a fresh id, is
- * linked on the client's pending list and goes out as one frame: prefix and
- * encoded Request in one buffer, the value (if any) as a second iovec, so a
- * value is never copied. The receiving side is a state machine (prefix,
- * header, payload) over an input buffer: each response is matched to its
- * pending request by id, whatever the order; a frame nobody waits for is read
- * and dropped. A get is answered by one or more frames (the first announces
- * value_len, all but the last have more set, an error frame may end them
- * early, other responses' frames may come between): the value goes straight
- * into one buffer of the announced size, each frame's payload at its place;
- * what already sits in the input buffer is copied, the rest is read into
- * place. The synchronous calls submit one request and run the receiver until
- * it completes; a pipelined API can submit many and run the same receiver
- * from an event loop.
+ * The engine owns one Unix stream connection. A request gets a fresh id, goes
+ * into the table of pending requests (a hash on the id) and onto the send
+ * queue as one frame: prefix and encoded Request in a buffer of the request,
+ * the value (if any) straight from the caller's memory, never copied. The
+ * send queue goes out with sendmsg() of many frames at once, never blocking
+ * (MSG_DONTWAIT), so requests queued together leave in one system call.
+ *
+ * The receiving side is a state machine (prefix, header, payload) over an
+ * input buffer: each response is matched to its pending request by id,
+ * whatever the order; a frame nobody waits for is read and dropped. A get is
+ * answered by one or more frames (the first announces value_len, all but the
+ * last have more set, an error frame may end them early, other responses'
+ * frames may come between): the value goes straight into one buffer of the
+ * announced size, each frame's payload at its place; what already sits in the
+ * input buffer is copied, the rest is read into place.
+ *
+ * A request is finished once it is answered (or failed) and no longer on the
+ * send queue (the daemon may refuse a put before all of its value went out).
+ * A finished synchronous request wakes its caller, which waits on the stack;
+ * a finished asynchronous one goes onto the done queue, whose callbacks run
+ * from zap_process, zap_wait_all and zap_close only -- never from inside the
+ * state machine, so a callback may do anything with the client.
+ *
+ * The socket itself stays in blocking mode: the asynchronous paths pass
+ * MSG_DONTWAIT, and a synchronous wait with nothing left to send simply
+ * blocks in recv(), one system call per answer instead of poll and recv.
  *
  * A connection that fails (or a response that cannot be parsed) is closed and
- * every pending request fails; the next call connects again.
+ * every pending request fails; the next request connects again.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,22 +50,39 @@
 #define ZAP_EXPORT __attribute__((visibility("default")))
 
 #define RX_BUF	    (64u << 10) /* input buffer: prefixes, headers, small values */
-#define HDR_STACK   4096u	/* an encoded request fits here unless it is odd */
+#define HDR_INLINE  96u		/* a frame's prefix and Request fit here for keys < ~70 B */
+#define IOV_BATCH   256		/* iovecs per sendmsg: up to 128 frames */
+#define FREE_MAX    1024u	/* idle request objects kept for reuse */
+#define TAB_MIN	    64u		/* buckets of the pending table, a power of two */
 #define LIST_PAGE   1000u
 #define ENV_SOCKET  "ZAPPEND_SOCKET"
 #define MIN(a, b)   ((a) < (b) ? (a) : (b))
 #define PAYLOAD_MAX UINT32_MAX /* the frame prefix counts payload bytes in a u32 */
 
-/* One request waiting for its response. */
+/* One request, from submission until it is finished. */
 struct zreq {
 	uint64_t id;
-	bool want_payload; /* a get: collect the value its answer frames carry */
-	bool done;
+	enum zap_op op;		 /* async: what the callback is told; 0 for internal calls */
+	bool want_payload;	 /* a get: collect the value its answer frames carry */
+	bool async;		 /* finishes onto the done queue, for its callback */
+	bool answered;		 /* its answer is complete, or it failed */
+	bool in_tx;		 /* on the send queue */
+	bool done;		 /* sync: finished, the caller may return */
 	int err;		 /* the request failed: connection lost, out of memory, ... */
 	Zappend__Response *resp; /* the first answer frame */
 	uint8_t *payload;	 /* a get's value: plen bytes, got of them received */
 	size_t plen, got;
-	struct zreq *next;
+	/* the frame: hlen bytes at hdr, then vlen bytes at val; sent of them written */
+	uint8_t *hdr;
+	size_t hlen;
+	const uint8_t *val;
+	size_t vlen, sent;
+	zap_cb cb;
+	void *arg;
+	struct zreq *hnext; /* pending table chain */
+	struct zreq *tnext; /* send queue */
+	struct zreq *dnext; /* done queue, free list */
+	uint8_t hbuf[HDR_INLINE];
 };
 
 enum rx_state { RX_PREFIX, RX_HEADER, RX_PAYLOAD };
@@ -70,10 +100,19 @@ struct rx {
 };
 
 struct zap_client {
-	int fd; /* -1: not connected; the next call connects */
+	int fd; /* -1: not connected; the next request connects */
 	char *path;
 	uint64_t next_id;
-	struct zreq *pending;
+	/* pending: sent or queued, not answered; by id */
+	struct zreq **tab;
+	size_t tab_mask, npend;
+	struct zreq *tx_head, *tx_tail;	    /* frames not yet (fully) written */
+	struct zreq *done_head, *done_tail; /* async requests whose callbacks are due */
+	struct zreq *free_list;
+	unsigned nfree;
+	unsigned nasync; /* async requests whose callbacks have not run */
+	unsigned depth;	 /* callbacks running (nested) */
+	bool closing;	 /* zap_close was called: no new requests */
 	struct rx rx;
 };
 
@@ -108,6 +147,149 @@ static bool conn_gone(int err)
 	return err == -EPIPE || err == -ECONNRESET || err == -ENOTCONN;
 }
 
+/* --- pending requests: a hash on the id (ids are consecutive: id & mask spreads them) --- */
+
+static int tab_grow(zap_client *c)
+{
+	size_t n = c->tab ? (c->tab_mask + 1) * 2 : TAB_MIN;
+	struct zreq **t = calloc(n, sizeof(*t)), *q;
+
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; c->tab && i <= c->tab_mask; i++) {
+		while ((q = c->tab[i])) {
+			c->tab[i] = q->hnext;
+			q->hnext = t[q->id & (n - 1)];
+			t[q->id & (n - 1)] = q;
+		}
+	}
+	free(c->tab);
+	c->tab = t;
+	c->tab_mask = n - 1;
+	return 0;
+}
+
+static void tab_insert(zap_client *c, struct zreq *q)
+{
+	struct zreq **b = &c->tab[q->id & c->tab_mask];
+
+	q->hnext = *b;
+	*b = q;
+	c->npend++;
+}
+
+static void tab_remove(zap_client *c, struct zreq *q)
+{
+	struct zreq **pp;
+
+	for (pp = &c->tab[q->id & c->tab_mask]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == q) {
+			*pp = q->hnext;
+			q->hnext = NULL;
+			c->npend--;
+			return;
+		}
+	}
+}
+
+static struct zreq *tab_find(zap_client *c, uint64_t id)
+{
+	struct zreq *q;
+
+	if (!c->tab)
+		return NULL;
+	for (q = c->tab[id & c->tab_mask]; q; q = q->hnext) {
+		if (q->id == id)
+			return q;
+	}
+	return NULL;
+}
+
+/* The only pending request, or NULL. */
+static struct zreq *tab_single(zap_client *c)
+{
+	if (c->npend != 1)
+		return NULL;
+	for (size_t i = 0; i <= c->tab_mask; i++) {
+		if (c->tab[i])
+			return c->tab[i];
+	}
+	return NULL;
+}
+
+/* --- request objects --- */
+
+static void req_release(struct zreq *q)
+{
+	if (q->resp)
+		zappend__response__free_unpacked(q->resp, NULL);
+	free(q->payload);
+	if (q->hdr != q->hbuf)
+		free(q->hdr);
+	q->resp = NULL;
+	q->payload = NULL;
+	q->hdr = NULL;
+}
+
+/* A zeroed request for the async API, from the free list if it can. */
+static struct zreq *req_alloc(zap_client *c)
+{
+	struct zreq *q = c->free_list;
+
+	if (!q)
+		return calloc(1, sizeof(*q));
+	c->free_list = q->dnext;
+	c->nfree--;
+	memset(q, 0, offsetof(struct zreq, hbuf));
+	return q;
+}
+
+static void req_recycle(zap_client *c, struct zreq *q)
+{
+	req_release(q);
+	if (c->nfree >= FREE_MAX) {
+		free(q);
+		return;
+	}
+	q->dnext = c->free_list;
+	c->free_list = q;
+	c->nfree++;
+}
+
+/* Answered and off the send queue: hand it to its waiter, or its callback. */
+static void req_finish(zap_client *c, struct zreq *q)
+{
+	if (!q->async) {
+		q->done = true;
+		return;
+	}
+	q->dnext = NULL;
+	if (c->done_tail)
+		c->done_tail->dnext = q;
+	else
+		c->done_head = q;
+	c->done_tail = q;
+}
+
+/* Its answer is complete (or it failed): no longer pending. */
+static void req_answered(zap_client *c, struct zreq *q)
+{
+	tab_remove(c, q);
+	q->answered = true;
+	if (!q->in_tx)
+		req_finish(c, q);
+}
+
+/* 0, or the error the request ended with (its own, or the daemon's status). */
+static int req_result(const struct zreq *q)
+{
+	if (q->err)
+		return q->err;
+	if (!q->resp)
+		return -EPROTO;
+	return status_errno(q->resp->status);
+}
+
 /* --- connection --- */
 
 static int sock_connect(const char *path)
@@ -134,12 +316,6 @@ static int sock_connect(const char *path)
 	return ret < 0 ? ret : fd;
 }
 
-static void req_fail(struct zreq *q, int err)
-{
-	q->done = true;
-	q->err = err;
-}
-
 static void rx_reset(struct rx *rx)
 {
 	rx->start = rx->end = 0;
@@ -149,7 +325,7 @@ static void rx_reset(struct rx *rx)
 	rx->left = 0;
 }
 
-/* The stream is broken: close it, fail everything pending; the next call reconnects. */
+/* The stream is broken: close it, fail everything pending; the next request reconnects. */
 static void conn_drop(zap_client *c, int err)
 {
 	struct zreq *q;
@@ -157,11 +333,21 @@ static void conn_drop(zap_client *c, int err)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-	while ((q = c->pending)) {
-		c->pending = q->next;
-		req_fail(q, err);
-	}
 	rx_reset(&c->rx);
+	while ((q = c->tx_head)) {
+		c->tx_head = q->tnext;
+		q->tnext = NULL;
+		q->in_tx = false;
+		if (q->answered)
+			req_finish(c, q);
+	}
+	c->tx_tail = NULL;
+	for (size_t i = 0; c->tab && i <= c->tab_mask; i++) {
+		while ((q = c->tab[i])) {
+			q->err = err;
+			req_answered(c, q); /* unlinks q from the bucket */
+		}
+	}
 }
 
 static int conn_ensure(zap_client *c)
@@ -180,126 +366,62 @@ static int conn_ensure(zap_client *c)
 	return 0;
 }
 
-/* --- pending requests --- */
-
-static void req_link(zap_client *c, struct zreq *q)
-{
-	q->id = c->next_id++;
-	q->next = c->pending;
-	c->pending = q;
-}
-
-static void req_unlink(zap_client *c, struct zreq *q)
-{
-	struct zreq **pp;
-
-	for (pp = &c->pending; *pp; pp = &(*pp)->next) {
-		if (*pp == q) {
-			*pp = q->next;
-			q->next = NULL;
-			return;
-		}
-	}
-}
-
-static struct zreq *req_find(zap_client *c, uint64_t id)
-{
-	struct zreq *q;
-
-	for (q = c->pending; q; q = q->next) {
-		if (q->id == id)
-			return q;
-	}
-	return NULL;
-}
-
-static void req_complete(zap_client *c, struct zreq *q)
-{
-	req_unlink(c, q);
-	q->done = true;
-}
-
-static void req_release(struct zreq *q)
-{
-	if (q->resp)
-		zappend__response__free_unpacked(q->resp, NULL);
-	free(q->payload);
-	q->resp = NULL;
-	q->payload = NULL;
-}
-
-/* 0, or the error the request ended with (its own, or the daemon's status). */
-static int req_result(const struct zreq *q)
-{
-	if (q->err)
-		return q->err;
-	if (!q->resp)
-		return -EPROTO;
-	return status_errno(q->resp->status);
-}
-
 /* --- sending --- */
 
-static void iov_advance(struct iovec **iov, int *n, size_t done)
+/* w more bytes of the send queue went out. */
+static void tx_advance(zap_client *c, size_t w)
 {
-	while (*n && done >= (*iov)->iov_len) {
-		done -= (*iov)->iov_len;
-		(*iov)++;
-		(*n)--;
-	}
-	if (*n) {
-		(*iov)->iov_base = (uint8_t *)(*iov)->iov_base + done;
-		(*iov)->iov_len -= done;
+	while (w) {
+		struct zreq *q = c->tx_head;
+		size_t n = MIN(w, q->hlen + q->vlen - q->sent);
+
+		q->sent += n;
+		w -= n;
+		if (q->sent < q->hlen + q->vlen)
+			break;
+		c->tx_head = q->tnext;
+		if (!c->tx_head)
+			c->tx_tail = NULL;
+		q->tnext = NULL;
+		q->in_tx = false;
+		if (q->answered)
+			req_finish(c, q);
 	}
 }
 
-/* Writes all of iov; *sent counts the bytes that went out, even on failure. */
-static int tx_all(int fd, struct iovec *iov, int n, size_t *sent)
+/* Writes the send queue until it is empty or the socket is full: 0 or -errno. */
+static int tx_flush(zap_client *c)
 {
-	struct msghdr msg = { 0 };
+	struct iovec iov[IOV_BATCH];
+	struct msghdr msg = { .msg_iov = iov };
 	ssize_t w;
 
-	while (n && !iov[n - 1].iov_len)
-		n--;
-	while (n) {
-		msg.msg_iov = iov;
+	while (c->tx_head) {
+		int n = 0;
+
+		for (struct zreq *q = c->tx_head; q && n + 2 <= IOV_BATCH; q = q->tnext) {
+			size_t off = q->sent;
+
+			if (off < q->hlen) {
+				iov[n++] = (struct iovec){ q->hdr + off, q->hlen - off };
+				off = q->hlen;
+			}
+			if (off - q->hlen < q->vlen)
+				iov[n++] = (struct iovec){ (void *)(q->val + (off - q->hlen)),
+							   q->vlen - (off - q->hlen) };
+		}
 		msg.msg_iovlen = n;
-		w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
 			return -errno;
 		}
-		*sent += w;
-		iov_advance(&iov, &n, w);
+		tx_advance(c, w);
 	}
 	return 0;
-}
-
-/* Sends one frame: prefix and encoded rq, then vlen bytes of val. */
-static int tx_request(zap_client *c, const Zappend__Request *rq, const void *val, size_t vlen,
-		      size_t *sent)
-{
-	size_t hlen = zappend__request__get_packed_size(rq);
-	uint8_t stack[HDR_STACK], *hdr = stack;
-	struct iovec iov[2];
-	int ret;
-
-	if (ZAP_FRAME_PREFIX + hlen > sizeof(stack)) {
-		if (hlen > ZAP_FRAME_MAX_HEADER)
-			return -E2BIG;
-		hdr = malloc(ZAP_FRAME_PREFIX + hlen);
-		if (!hdr)
-			return -ENOMEM;
-	}
-	zap_frame_encode(hdr, hlen, vlen);
-	zappend__request__pack(rq, hdr + ZAP_FRAME_PREFIX);
-	iov[0] = (struct iovec){ hdr, ZAP_FRAME_PREFIX + hlen };
-	iov[1] = (struct iovec){ (void *)val, vlen };
-	ret = tx_all(c->fd, iov, 2, sent);
-	if (hdr != stack)
-		free(hdr);
-	return ret;
 }
 
 /* --- receiving --- */
@@ -349,11 +471,13 @@ static int rx_prefix(struct rx *rx)
  */
 static struct zreq *rx_owner(zap_client *c, const Zappend__Response *r)
 {
-	struct zreq *q = req_find(c, r->id);
+	struct zreq *q = tab_find(c, r->id);
 
-	if (!q && r->id == 0 && r->status != ZAPPEND__STATUS__STATUS_OK && c->pending &&
-	    !c->pending->next && !c->pending->resp)
-		q = c->pending;
+	if (!q && r->id == 0 && r->status != ZAPPEND__STATUS__STATUS_OK) {
+		q = tab_single(c);
+		if (q && q->resp)
+			q = NULL;
+	}
 	return q;
 }
 
@@ -431,14 +555,14 @@ static void rx_frame_done(zap_client *c)
 	struct rx *rx = &c->rx;
 	struct zreq *q = rx->to;
 
-	if (q && rx->last) {
-		if (q->want_payload && !q->err && status_ok(q->resp) && q->got != q->plen)
-			q->err = -EPROTO; /* fewer bytes than announced */
-		req_complete(c, q);
-	}
 	rx->to = NULL;
 	rx->dst = NULL;
 	rx->st = RX_PREFIX;
+	if (q && rx->last) {
+		if (q->want_payload && !q->err && status_ok(q->resp) && q->got != q->plen)
+			q->err = -EPROTO; /* fewer bytes than announced */
+		req_answered(c, q);
+	}
 }
 
 /* n payload bytes arrived: at rx->dst already, or to be copied there from src. */
@@ -487,108 +611,276 @@ static int rx_process(zap_client *c)
 	return ret;
 }
 
-static ssize_t recv_some(int fd, void *buf, size_t len)
+static ssize_t recv_some(int fd, void *buf, size_t len, int flags)
 {
 	ssize_t n;
 
 	do {
-		n = recv(fd, buf, len, 0);
+		n = recv(fd, buf, len, flags);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return -errno;
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	return n ? n : -ECONNRESET; /* the daemon went away before answering */
 }
 
-/* Reads more input: a value's bytes straight into place, anything else into the buffer. */
-static int rx_fill(zap_client *c)
+/*
+ * Reads more input (flags: MSG_DONTWAIT, or 0 to block): a value's bytes
+ * straight into place, anything else into the buffer. Bytes read, or -errno
+ * (-EAGAIN: nothing there).
+ */
+static ssize_t rx_read(zap_client *c, int flags)
 {
 	struct rx *rx = &c->rx;
 	ssize_t n;
 
 	if (rx->st == RX_PAYLOAD && rx->dst && !rx_buffered(rx)) {
-		n = recv_some(c->fd, rx->dst, rx->left);
+		n = recv_some(c->fd, rx->dst, rx->left, flags);
 		if (n > 0)
 			rx_consumed(rx, NULL, n);
 		if (n > 0 && !rx->left)
 			rx_frame_done(c);
-		return n < 0 ? n : 0;
+		return n;
 	}
-	if (!rx_buffered(rx))
+	if (!rx_buffered(rx)) {
 		rx->start = rx->end = 0;
-	else if (rx->end == rx->cap)
-		rx_room(rx, rx_buffered(rx)); /* only compacts: the buffer is larger */
-	n = recv_some(c->fd, rx->buf + rx->end, rx->cap - rx->end);
+	} else if (rx->end == rx->cap) {
+		/* Full up to its end: move what is left to the front. */
+		memmove(rx->buf, rx->buf + rx->start, rx->end - rx->start);
+		rx->end -= rx->start;
+		rx->start = 0;
+	}
+	if (rx->end == rx->cap)
+		return -EPROTO; /* cannot happen: rx_process takes what a full buffer holds */
+	n = recv_some(c->fd, rx->buf + rx->end, rx->cap - rx->end, flags);
 	if (n > 0)
 		rx->end += n;
-	return n < 0 ? n : 0;
+	return n;
 }
 
-/* --- the engine's synchronous call --- */
+/* Handles and reads input until none is left: 0, or the error that broke the stream. */
+static int rx_drain(zap_client *c)
+{
+	ssize_t n;
+	int ret;
 
-static int engine_submit(zap_client *c, struct zreq *q, Zappend__Request *rq, const void *val,
-			 size_t vlen, size_t *sent)
+	for (;;) {
+		ret = rx_process(c);
+		if (ret < 0)
+			return ret;
+		n = rx_read(c, MSG_DONTWAIT);
+		if (n == -EAGAIN)
+			return 0;
+		if (n < 0)
+			return n;
+	}
+}
+
+/* --- the engine --- */
+
+/*
+ * The connection failed with err. Answers the daemon sent before it went away
+ * still count: a failed write reads what is left to read first.
+ */
+static void conn_fail(zap_client *c, int err, bool writing)
+{
+	if (writing && c->fd >= 0)
+		rx_drain(c);
+	conn_drop(c, err);
+}
+
+/* Sends and reads what can be without blocking. */
+static void engine_poll(zap_client *c)
 {
 	int ret;
 
-	req_link(c, q);
-	rq->id = q->id;
-	ret = tx_request(c, rq, val, vlen, sent);
+	if (c->fd < 0)
+		return;
+	ret = tx_flush(c);
+	if (ret) {
+		conn_fail(c, ret, true);
+		return;
+	}
+	ret = rx_drain(c);
 	if (ret)
-		req_unlink(c, q);
-	return ret;
+		conn_fail(c, ret, false);
 }
 
 /*
- * Sends rq on a live connection. A connection the daemon closed while we were
- * idle (it restarted) shows when nothing of the request could be sent: then
- * the request is sent again once, on a new connection.
+ * Makes progress, blocking until some is possible: until sync request q is
+ * finished, or (q NULL) until some async request is. Call only when one is
+ * pending, so that an answer or a failure must come.
  */
-static int engine_send(zap_client *c, struct zreq *q, Zappend__Request *rq, const void *val,
+static void engine_block(zap_client *c, const struct zreq *q)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN | POLLOUT };
+	ssize_t n;
+	int ret;
+
+	if (c->fd < 0)
+		return;
+	ret = tx_flush(c);
+	if (ret) {
+		conn_fail(c, ret, true);
+		return;
+	}
+	ret = rx_process(c);
+	if (ret) {
+		conn_fail(c, ret, false);
+		return;
+	}
+	if (q ? q->done : c->done_head != NULL)
+		return;
+	if (!c->tx_head) {
+		n = rx_read(c, 0); /* nothing to send: wait for the answer in recv itself */
+		if (n < 0)
+			conn_fail(c, n, false);
+		return;
+	}
+	/* Both ways: the daemon may stop reading until we read its answers. */
+	if (poll(&pfd, 1, -1) < 0)
+		return; /* EINTR: just go round again */
+	if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+		engine_poll(c);
+}
+
+/* Queues request q (frame rq with id assigned, then vlen bytes of val). */
+static int engine_submit(zap_client *c, struct zreq *q, Zappend__Request *rq, const void *val,
+			 size_t vlen)
+{
+	size_t hlen;
+	int ret;
+
+	if (c->closing)
+		return -ECANCELED;
+	ret = conn_ensure(c);
+	if (!ret && (!c->tab || c->npend > c->tab_mask))
+		ret = tab_grow(c);
+	if (ret)
+		return ret;
+	rq->id = c->next_id;
+	hlen = zappend__request__get_packed_size(rq);
+	if (hlen > ZAP_FRAME_MAX_HEADER)
+		return -E2BIG;
+	q->hlen = ZAP_FRAME_PREFIX + hlen;
+	q->hdr = q->hlen <= sizeof(q->hbuf) ? q->hbuf : malloc(q->hlen);
+	if (!q->hdr)
+		return -ENOMEM;
+	zap_frame_encode(q->hdr, hlen, vlen);
+	zappend__request__pack(rq, q->hdr + ZAP_FRAME_PREFIX);
+	q->id = c->next_id++;
+	q->val = val;
+	q->vlen = vlen;
+	q->sent = 0;
+	q->in_tx = true;
+	q->tnext = NULL;
+	if (c->tx_tail)
+		c->tx_tail->tnext = q;
+	else
+		c->tx_head = q;
+	c->tx_tail = q;
+	tab_insert(c, q);
+	return 0;
+}
+
+/* Waits until synchronous request q is finished. */
+static void engine_wait(zap_client *c, struct zreq *q)
+{
+	while (!q->done)
+		engine_block(c, q);
+}
+
+/*
+ * Sends rq (with value val) and waits for its answer; release q afterwards.
+ * A connection the daemon closed while we were idle (it restarted) shows when
+ * nothing of the request could be sent: then it is sent again once, on a new
+ * connection.
+ */
+static int engine_call(zap_client *c, struct zreq *q, Zappend__Request *rq, const void *val,
 		       size_t vlen)
 {
 	bool fresh = c->fd < 0;
-	size_t sent = 0;
-	int ret;
+	int ret = engine_submit(c, q, rq, val, vlen);
 
-	ret = conn_ensure(c);
 	if (ret)
 		return ret;
-	ret = engine_submit(c, q, rq, val, vlen, &sent);
-	if (ret && !sent && !fresh && conn_gone(ret)) {
-		conn_drop(c, ret);
-		ret = conn_ensure(c);
+	engine_wait(c, q);
+	if (q->err && conn_gone(q->err) && !q->sent && !fresh) {
+		bool want = q->want_payload;
+
+		req_release(q);
+		memset(q, 0, offsetof(struct zreq, hbuf));
+		q->want_payload = want;
+		ret = engine_submit(c, q, rq, val, vlen);
 		if (ret)
 			return ret;
-		ret = engine_submit(c, q, rq, val, vlen, &sent);
-	}
-	if (ret && (sent || conn_gone(ret)))
-		conn_drop(c, ret); /* part of a frame went out: the stream is out of step */
-	return ret;
-}
-
-static int engine_wait(zap_client *c, struct zreq *q)
-{
-	int ret;
-
-	while (!q->done) {
-		ret = rx_process(c);
-		if (!ret && !q->done)
-			ret = rx_fill(c);
-		if (ret < 0)
-			conn_drop(c, ret);
+		engine_wait(c, q);
 	}
 	return req_result(q);
 }
 
-/* Sends rq (with value val) and waits for its answer. Release q afterwards. */
-static int engine_call(zap_client *c, struct zreq *q, Zappend__Request *rq, const void *val,
-		       size_t vlen)
+/* Frees everything of a client whose requests are all finished and handed out. */
+static void client_free(zap_client *c)
 {
-	int ret = engine_send(c, q, rq, val, vlen);
+	struct zreq *q;
 
-	if (ret)
-		return ret;
-	return engine_wait(c, q);
+	conn_drop(c, -ECANCELED);
+	while ((q = c->free_list)) {
+		c->free_list = q->dnext;
+		free(q);
+	}
+	free(c->tab);
+	free(c->rx.buf);
+	free(c->path);
+	free(c);
+}
+
+/* Runs the callbacks of finished async requests, including ones finishing meanwhile. */
+static int engine_dispatch(zap_client *c)
+{
+	struct zreq *q;
+	int n = 0;
+
+	c->depth++;
+	while ((q = c->done_head)) {
+		struct zap_result r = { .op = q->op, .err = req_result(q) };
+
+		c->done_head = q->dnext;
+		if (!c->done_head)
+			c->done_tail = NULL;
+		c->nasync--;
+		if (q->resp && !r.err) {
+			r.info.zone = q->resp->zone;
+			r.info.offset = q->resp->offset;
+			r.info.seq = q->resp->seq;
+		}
+		if (q->resp && q->resp->message && *q->resp->message)
+			r.message = q->resp->message;
+		if (q->want_payload && !r.err) {
+			r.val = q->payload;
+			r.vlen = q->plen;
+			if (!r.val)
+				r.err = -EPROTO; /* an answer without the value */
+		}
+		if (q->cb) {
+			if (!r.err && r.val)
+				q->payload = NULL; /* the callback's now */
+			q->cb(c, &r, q->arg);
+		}
+		req_recycle(c, q);
+		n++;
+	}
+	c->depth--;
+	return n;
+}
+
+/* A callback closed c: finish the close once no callback is running. 1 if c is gone. */
+static int close_due(zap_client *c)
+{
+	if (!c->closing || c->depth)
+		return 0;
+	engine_dispatch(c);
+	client_free(c);
+	return 1;
 }
 
 /* --- the API --- */
@@ -629,7 +921,7 @@ ZAP_EXPORT int zap_connect(const char *socket_path, zap_client **out)
 	c->rx.buf = malloc(c->rx.cap);
 	fd = c->path && c->rx.buf ? sock_connect(c->path) : -ENOMEM;
 	if (fd < 0) {
-		zap_close(c);
+		client_free(c);
 		return fd;
 	}
 	c->fd = fd;
@@ -639,12 +931,13 @@ ZAP_EXPORT int zap_connect(const char *socket_path, zap_client **out)
 
 ZAP_EXPORT void zap_close(zap_client *c)
 {
-	if (!c)
+	if (!c || c->closing)
 		return;
-	conn_drop(c, -EPIPE);
-	free(c->rx.buf);
-	free(c->path);
-	free(c);
+	c->closing = true;
+	conn_drop(c, -ECANCELED);
+	if (c->depth)
+		return; /* inside a callback: the outermost dispatcher finishes the close */
+	close_due(c);
 }
 
 static void key_field(ProtobufCBinaryData *f, const void *key, size_t klen)
@@ -653,17 +946,24 @@ static void key_field(ProtobufCBinaryData *f, const void *key, size_t klen)
 	f->len = klen;
 }
 
-ZAP_EXPORT int zap_put(zap_client *c, const void *key, size_t klen, const void *val, size_t vlen,
-		       struct zap_put_info *info)
+static int check_put(zap_client *c, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	Zappend__Request rq = ZAPPEND__REQUEST__INIT;
-	struct zreq q = { 0 };
 	int ret = check_key(key, klen);
 
 	if (!ret && (!c || (!val && vlen)))
 		ret = -EINVAL;
 	if (!ret && vlen > PAYLOAD_MAX)
 		ret = -E2BIG;
+	return ret;
+}
+
+ZAP_EXPORT int zap_put(zap_client *c, const void *key, size_t klen, const void *val, size_t vlen,
+		       struct zap_put_info *info)
+{
+	Zappend__Request rq = ZAPPEND__REQUEST__INIT;
+	struct zreq q = { 0 };
+	int ret = check_put(c, key, klen, val, vlen);
+
 	if (ret)
 		return ret;
 	rq.op = ZAPPEND__OP__OP_PUT;
@@ -694,7 +994,7 @@ ZAP_EXPORT int zap_get(zap_client *c, const void *key, size_t klen, void **val, 
 	key_field(&rq.key, key, klen);
 	ret = engine_call(c, &q, &rq, NULL, 0);
 	if (!ret && !q.payload)
-		ret = -EPROTO; /* an answer without the value: cannot happen with rx_target */
+		ret = -EPROTO; /* an answer without the value */
 	if (!ret) {
 		*val = q.payload;
 		*vlen = q.plen;
@@ -719,6 +1019,115 @@ ZAP_EXPORT int zap_del(zap_client *c, const void *key, size_t klen)
 	ret = engine_call(c, &q, &rq, NULL, 0);
 	req_release(&q);
 	return ret;
+}
+
+/* --- the asynchronous API --- */
+
+static int async_submit(zap_client *c, enum zap_op op, const void *key, size_t klen,
+			const void *val, size_t vlen, zap_cb cb, void *arg)
+{
+	Zappend__Request rq = ZAPPEND__REQUEST__INIT;
+	struct zreq *q;
+	int ret;
+
+	if (c->closing)
+		return -ECANCELED;
+	q = req_alloc(c);
+	if (!q)
+		return -ENOMEM;
+	q->op = op;
+	q->async = true;
+	q->want_payload = op == ZAP_OP_GET;
+	q->cb = cb;
+	q->arg = arg;
+	rq.op = op == ZAP_OP_PUT   ? ZAPPEND__OP__OP_PUT
+		: op == ZAP_OP_GET ? ZAPPEND__OP__OP_GET
+				   : ZAPPEND__OP__OP_DEL;
+	key_field(&rq.key, key, klen);
+	ret = engine_submit(c, q, &rq, val, vlen);
+	if (ret) {
+		req_recycle(c, q);
+		return ret;
+	}
+	c->nasync++;
+	return 0;
+}
+
+ZAP_EXPORT int zap_put_async(zap_client *c, const void *key, size_t klen, const void *val,
+			     size_t vlen, zap_cb cb, void *arg)
+{
+	int ret = check_put(c, key, klen, val, vlen);
+
+	return ret ? ret : async_submit(c, ZAP_OP_PUT, key, klen, val, vlen, cb, arg);
+}
+
+ZAP_EXPORT int zap_get_async(zap_client *c, const void *key, size_t klen, zap_cb cb, void *arg)
+{
+	int ret = check_key(key, klen);
+
+	if (!ret && !c)
+		ret = -EINVAL;
+	return ret ? ret : async_submit(c, ZAP_OP_GET, key, klen, NULL, 0, cb, arg);
+}
+
+ZAP_EXPORT int zap_del_async(zap_client *c, const void *key, size_t klen, zap_cb cb, void *arg)
+{
+	int ret = check_key(key, klen);
+
+	if (!ret && !c)
+		ret = -EINVAL;
+	return ret ? ret : async_submit(c, ZAP_OP_DEL, key, klen, NULL, 0, cb, arg);
+}
+
+ZAP_EXPORT int zap_fd(const zap_client *c)
+{
+	return c ? c->fd : -1;
+}
+
+ZAP_EXPORT int zap_want_write(const zap_client *c)
+{
+	return c && c->tx_head;
+}
+
+ZAP_EXPORT unsigned zap_pending(const zap_client *c)
+{
+	return c ? c->nasync : 0;
+}
+
+ZAP_EXPORT int zap_process(zap_client *c)
+{
+	int n = 0;
+
+	if (!c)
+		return -EINVAL;
+	engine_poll(c);
+	do {
+		n += engine_dispatch(c);
+		if (close_due(c))
+			return n;
+		/* What the callbacks queued goes out now; a failure hands out more at once. */
+		if (c->fd >= 0 && c->tx_head)
+			engine_poll(c);
+	} while (c->fd < 0 && c->done_head);
+	return n;
+}
+
+ZAP_EXPORT int zap_wait_all(zap_client *c)
+{
+	if (!c)
+		return -EINVAL;
+	for (;;) {
+		engine_dispatch(c);
+		if (close_due(c))
+			return -ECANCELED;
+		if (c->closing)
+			return -ECANCELED; /* closed by a callback of an outer dispatcher */
+		if (!c->nasync)
+			return 0;
+		if (c->fd < 0 && !c->done_head)
+			return -EPROTO; /* cannot happen: requests pending on no connection */
+		engine_block(c, NULL);
+	}
 }
 
 /* Where the next page starts: after the last key of this one. */

@@ -21,7 +21,11 @@
  * have been stored.
  *
  * A zap_client is not thread-safe: use one client per thread, or serialise
- * calls on a shared client yourself.
+ * calls on a shared client yourself. Different clients share nothing.
+ *
+ * Besides the synchronous calls below, a client offers a pipelined
+ * asynchronous API (zap_put_async and friends, further down), built on the
+ * same engine; both may be used on one client.
  */
 #ifndef ZAPPEND_CLIENT_H
 #define ZAPPEND_CLIENT_H
@@ -92,6 +96,110 @@ int zap_zones(zap_client *c, struct zap_zone **zones, size_t *n);
 
 /* A static, human-readable message for a value returned by this library. */
 const char *zap_strerror(int err);
+
+/*
+ * --- The pipelined asynchronous API ---
+ *
+ * Many requests in flight on one connection. zap_put_async, zap_get_async and
+ * zap_del_async queue a request and return at once: 0, or a negative errno
+ * when the request could not be queued (bad argument, no connection to the
+ * daemon, out of memory, the client is closing) -- then its callback never
+ * runs. A request that was queued gets its callback exactly once, with the
+ * daemon's answer or with the error that ended it. The daemon answers out of
+ * order; each answer is matched to its request by the id the library gave it.
+ *
+ * Nothing goes out nor comes in until the caller drives the client, in one of
+ * two ways:
+ *   - its own event loop (libevent, epoll, poll, io_uring): watch zap_fd() for
+ *     reading, and for writing while zap_want_write() is true; call
+ *     zap_process() when it is ready. zap_process never blocks and is safe
+ *     with edge-triggered notification (it sends until the socket is full and
+ *     reads until it is empty).
+ *   - zap_wait_all(), which blocks until no request is pending.
+ * Callbacks run only inside zap_process(), zap_wait_all() and zap_close().
+ *
+ * Callbacks may queue new requests (the way to keep a queue depth), call the
+ * synchronous functions, zap_process() and zap_wait_all(), and zap_close(c):
+ * then c stays valid until the callback returns and is freed when the
+ * outermost zap_process()/zap_wait_all() returns (do not use it after that).
+ *
+ * The synchronous functions run on the same engine: they queue their request
+ * behind any asynchronous ones, then send and read until it is answered. They
+ * do not run callbacks: asynchronous requests that complete meanwhile keep
+ * their callbacks until the next zap_process() or zap_wait_all(), so an event
+ * loop that mixes both should call zap_process() after a synchronous call.
+ *
+ * Connection failures: when the connection breaks (the daemon restarted or
+ * stopped, or sent something unparseable), every pending request fails with
+ * that error (-EPIPE, -ECONNRESET, -EPROTO, ...); a put that fails so may or
+ * may not have been stored. Asynchronous requests are never re-sent. The next
+ * request, asynchronous or not, connects again; zap_fd() is then a new file
+ * descriptor (-1 in between), so an event loop must re-read zap_fd() after
+ * zap_process() and after queuing requests, and re-register it when it
+ * changed. When zap_fd() is -1 and zap_pending() is not 0, the failed
+ * requests' callbacks are waiting: call zap_process().
+ *
+ * Memory is the caller's to bound: every queued request holds about 200 bytes
+ * plus its key until its callback has run, and a get's value is held in full
+ * (malloc'ed at its announced size) once its answer starts to arrive. The
+ * daemon reads at most about a thousand requests of one connection at a time;
+ * the rest wait in the client. A queue depth of 16 to 256 gives the daemon
+ * enough to batch; zap_pending() tells how many are outstanding.
+ *
+ * A put's value is not copied: it must stay valid and unchanged until the
+ * put's callback runs (it goes out straight from the caller's memory, however
+ * large). Keys are copied at once.
+ */
+
+enum zap_op { ZAP_OP_PUT = 1, ZAP_OP_GET = 2, ZAP_OP_DEL = 3 };
+
+struct zap_result {
+	enum zap_op op;
+	int err; /* 0, or a negative errno as the synchronous calls return it */
+	/*
+	 * get, err 0: the value, malloc()ed and now the callback's: free() it (or
+	 * keep it). Non-NULL even for an empty value. NULL otherwise.
+	 */
+	void *val;
+	size_t vlen;
+	struct zap_put_info info; /* put, err 0: zone, offset, seq; del, err 0: seq */
+	/* The daemon's error message, NULL if none; valid during the callback only. */
+	const char *message;
+};
+
+/* cb may be NULL: the result is dropped (a get's value freed). */
+typedef void (*zap_cb)(zap_client *c, const struct zap_result *r, void *arg);
+
+int zap_put_async(zap_client *c, const void *key, size_t klen, const void *val, size_t vlen,
+		  zap_cb cb, void *arg);
+int zap_get_async(zap_client *c, const void *key, size_t klen, zap_cb cb, void *arg);
+int zap_del_async(zap_client *c, const void *key, size_t klen, zap_cb cb, void *arg);
+
+/* The connection's socket, or -1 while not connected. */
+int zap_fd(const zap_client *c);
+/* 1 when requests wait to be sent: watch zap_fd() for writing too. */
+int zap_want_write(const zap_client *c);
+/*
+ * Sends what the socket takes, reads what has arrived, runs the callbacks of
+ * the requests that completed (and sends what they queued). Never blocks.
+ * Returns the number of callbacks run, or -EINVAL. Errors of requests go to
+ * their callbacks.
+ */
+int zap_process(zap_client *c);
+/*
+ * Blocks until no asynchronous request is pending, running callbacks as they
+ * complete (including those of requests the callbacks queue). 0, or -EINVAL,
+ * or -ECANCELED when a callback closed the client.
+ */
+int zap_wait_all(zap_client *c);
+/* Asynchronous requests queued whose callbacks have not run yet. */
+unsigned zap_pending(const zap_client *c);
+
+/*
+ * zap_close() with requests pending: those not yet answered complete with
+ * -ECANCELED, and every pending callback runs before zap_close returns;
+ * requests they queue fail at once with -ECANCELED.
+ */
 
 #ifdef __cplusplus
 }
