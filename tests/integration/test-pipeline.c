@@ -7,6 +7,8 @@
  *   - callbacks that queue follow-up requests, call the synchronous API, and
  *     close the client;
  *   - the client driven by a plain poll() loop through zap_fd/zap_process;
+ *   - a put refused with TOO_LARGE amid others (perhaps while its value is
+ *     still going out): it fails alone, the stream stays in step;
  *   - zap_close with requests pending: -ECANCELED;
  *   - a daemon restart with requests pending: they fail with a connection
  *     error, every acknowledged put survives, and later requests reconnect.
@@ -20,7 +22,8 @@
 
 #include "harness.h"
 
-#define N 10000u
+#define N	  10000u
+#define MAX_VALUE (4u << 20) /* the daemon's --max-value */
 
 static struct zt_daemon d;
 
@@ -486,6 +489,49 @@ static void test_poll_loop(zap_client *c)
 	free(ops);
 }
 
+/* --- a put refused (TOO_LARGE) amid others: the stream stays in step --- */
+
+static unsigned big_ok;
+
+static void big_cb(zap_client *c, const struct zap_result *r, void *arg)
+{
+	uintptr_t i = (uintptr_t)arg;
+
+	(void)c;
+	if (i == 0) {
+		zt_check(r->err == -E2BIG, "a put over --max-value: %s", zap_strerror(r->err));
+		zt_check(r->message != NULL, "a put over --max-value: no message from the daemon");
+	} else {
+		zt_check(!r->err, "a put next to a refused one: %s", zap_strerror(r->err));
+		big_ok++;
+	}
+}
+
+static void test_too_large(zap_client *c)
+{
+	size_t len = MAX_VALUE + 1;
+	uint8_t *v = calloc(1, len), small[100];
+	void *got;
+	size_t glen;
+
+	zt_fill(small, sizeof(small), 77);
+	big_ok = 0;
+	for (uintptr_t i = 1; i <= 50; i++)
+		zt_ok(zap_put_async(c, "large/small", 11, small, sizeof(small), big_cb, (void *)i));
+	zt_ok(zap_put_async(c, "large/big", 9, v, len, big_cb, (void *)0));
+	for (uintptr_t i = 51; i <= 100; i++)
+		zt_ok(zap_put_async(c, "large/small", 11, small, sizeof(small), big_cb, (void *)i));
+	zt_ok(zap_wait_all(c));
+	zt_check(big_ok == 100, "puts next to a refused one: %u of 100", big_ok);
+	zt_check(zap_put(c, "large/big", 9, v, len, NULL) == -E2BIG, "sync put over --max-value");
+	zt_ok(zap_get(c, "large/small", 11, &got, &glen));
+	zt_check(glen == sizeof(small) && !memcmp(got, small, glen), "large/small: wrong value");
+	zt_check(zap_get(c, "large/big", 9, &got, &glen) == -ENOENT, "the refused put was stored");
+	free(got);
+	free(v);
+	printf("too large: a %zu-byte put refused amid 100 others, which all succeeded\n", len);
+}
+
 /* --- a daemon restart with requests pending --- */
 
 struct rput {
@@ -617,7 +663,7 @@ static void test_restart(zap_client *c)
 
 int main(void)
 {
-	const char *args[] = { "--size", "2G", "--zone-size", "64M", NULL };
+	const char *args[] = { "--size", "2G", "--zone-size", "64M", "--max-value", "4M", NULL };
 	zap_client *c;
 
 	zt_init(&d, args);
@@ -626,6 +672,7 @@ int main(void)
 	test_pipeline(c);
 	test_chains(c);
 	test_poll_loop(c);
+	test_too_large(c);
 	test_close();
 	test_restart(c);
 	zap_close(c);
