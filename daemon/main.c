@@ -1,6 +1,7 @@
 /*
- * zappendd: options, start-up, signals and shutdown. Everything the daemon
- * has lives in one context struct, here.
+ * zappendd: options, start-up, signals and shutdown, and what the service
+ * manager sees of them (readiness, status, watchdog, the socket it passes).
+ * Everything the daemon has lives in one context struct, here.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "dev.h"
 #include "log.h"
@@ -15,15 +18,21 @@
 #include "pool.h"
 #include "ring.h"
 #include "server.h"
+#include "service.h"
 #include "store.h"
 
 #define RING_ENTRIES 1024
 
 struct zapd {
 	struct options opt;
+	int argc; /* the command line, parsed again with the config file on SIGHUP */
+	char **argv;
 	struct zlog log;
+	struct svc svc;
 	struct event_base *base;
-	struct event *sig_term, *sig_int;
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *watchdog;
+	char socket_path[108]; /* where clients connect: --socket, or systemd's socket */
 	struct zdev *dev;
 	struct zring ring;
 	struct zpool pool;
@@ -37,7 +46,109 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 
 	log_notice(&d->log, "%s: stopping once in-flight requests are answered",
 		   sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	svc_notify(&d->svc, "STOPPING=1\nSTATUS=stopping: answering in-flight requests");
 	server_stop(&d->srv);
+}
+
+/* Keep-alives come from the event loop itself: a loop that hangs stops them. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	struct zapd *d = arg;
+
+	svc_notify(&d->svc, "WATCHDOG=1");
+}
+
+static int open_log(struct zapd *d, const char *path, struct zerr *err)
+{
+	int ret;
+
+	if (!path || !*path)
+		return 0;
+	ret = zlog_open_file(&d->log, path);
+	if (ret)
+		return zerr_set(err, ret, "cannot open the log file %s: %s", path, strerror(-ret));
+	return 0;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return (!a || !*a) ? (!b || !*b) : (b && !strcmp(a, b));
+}
+
+/*
+ * SIGHUP: reopen the log file (after logrotate moved it) and re-read the
+ * config file and command line. What can change live does so: log-level,
+ * verbose, log-file, max-connections. A change to anything else is logged as
+ * waiting for the next start; a config file that no longer parses changes
+ * nothing.
+ */
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct zapd *d = arg;
+	struct options o;
+	struct zerr err = { "" };
+	struct timespec now;
+	int ret;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	svc_notify(&d->svc, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+		   (unsigned long long)now.tv_sec * 1000000ull + now.tv_nsec / 1000);
+	ret = options_parse(&o, d->argc, d->argv, &err);
+	if (ret) {
+		log_err(&d->log, "SIGHUP: keeping the current settings: %s",
+			err.msg[0] ? err.msg : strerror(-ret));
+		options_done(&o);
+		if (open_log(d, d->opt.log_file, &err))
+			log_err(&d->log, "SIGHUP: %s", err.msg);
+		goto out;
+	}
+	if (open_log(d, o.log_file, &err)) {
+		log_err(&d->log, "SIGHUP: %s; logging stays where it was", err.msg);
+		free(o.log_file);
+		o.log_file = d->opt.log_file ? strdup(d->opt.log_file) : NULL;
+	} else if (!same_str(o.log_file, d->opt.log_file) && d->opt.log_file && *d->opt.log_file &&
+		   !(o.log_file && *o.log_file)) {
+		log_warn(&d->log, "SIGHUP: log-file unset: logging on to %s until the next start",
+			 d->opt.log_file);
+		free(o.log_file);
+		o.log_file = strdup(d->opt.log_file);
+	}
+	d->log.level = options_log_level(&o);
+	d->srv.cfg.max_connections = o.max_connections;
+
+#define RESTART_ONLY(changed, key)                                                                 \
+	do {                                                                                       \
+		if (changed)                                                                       \
+			log_warn(&d->log, "SIGHUP: %s changed; it takes effect at the next start", \
+				 key);                                                             \
+	} while (0)
+	RESTART_ONLY(!same_str(o.device, d->opt.device), "device");
+	RESTART_ONLY(!same_str(o.socket, d->opt.socket), "socket");
+	RESTART_ONLY(!same_str(o.backend, d->opt.backend), "backend");
+	RESTART_ONLY(o.size != d->opt.size || o.zone_size != d->opt.zone_size, "size or zone-size");
+	RESTART_ONLY(o.sync != d->opt.sync, "sync");
+	RESTART_ONLY(o.max_value != d->opt.max_value, "max-value");
+	RESTART_ONLY(o.buffer_pool != d->opt.buffer_pool, "buffer-pool");
+	RESTART_ONLY(o.open_zones != d->opt.open_zones ||
+			 o.max_open_zones != d->opt.max_open_zones ||
+			 o.max_active_zones != d->opt.max_active_zones,
+		     "open-zones, max-open-zones or max-active-zones");
+#undef RESTART_ONLY
+	/* Keep what the running daemon uses; take what changed live. */
+	free(d->opt.log_file);
+	d->opt.log_file = o.log_file;
+	o.log_file = NULL;
+	d->opt.log_level = o.log_level;
+	d->opt.verbose = o.verbose;
+	d->opt.max_connections = o.max_connections;
+	options_done(&o);
+	log_notice(&d->log,
+		   "SIGHUP: reopened the log and re-read %s: log-level %s, max-connections %u",
+		   d->opt.config ? d->opt.config : ZAPD_DEFAULT_CONFIG,
+		   zlog_level_name(d->log.level), d->opt.max_connections);
+out:
+	svc_notify(&d->svc, "READY=1\nSTATUS=serving %zu keys on %s", zidx_count(d->store.idx),
+		   d->socket_path);
 }
 
 static int setup_io(struct zapd *d, struct zerr *err)
@@ -83,6 +194,7 @@ static int setup_store(struct zapd *d, struct zerr *err)
 
 	if (ret)
 		return zerr_set(err, ret, "out of memory");
+	svc_notify(&d->svc, "STATUS=recovering the index from %s", d->opt.device);
 	ret = store_mount(&d->store, d->opt.format, err);
 	if (ret)
 		return ret;
@@ -104,10 +216,26 @@ static int setup(struct zapd *d, struct zerr *err)
 		.socket_path = d->opt.socket,
 		.max_connections = d->opt.max_connections,
 	};
-	int ret;
+	int ret, lfd;
 
 	if (!cfg)
 		return -ENOMEM;
+	/* A socket passed by systemd (zappendd.socket) wins over --socket. */
+	ret = svc_listen_fd(&lfd, d->socket_path, sizeof(d->socket_path), err);
+	if (ret < 0) {
+		event_config_free(cfg);
+		return ret;
+	}
+	if (lfd >= 0) {
+		scfg.inherit = true;
+		scfg.inherited_fd = lfd;
+		if (strcmp(d->socket_path, d->opt.socket))
+			log_notice(&d->log, "serving on the socket systemd passed, %s, not on %s",
+				   d->socket_path[0] ? d->socket_path : "(unnamed)", d->opt.socket);
+	} else {
+		snprintf(d->socket_path, sizeof(d->socket_path), "%s", d->opt.socket);
+	}
+	scfg.socket_path = d->socket_path;
 	/* No locks: the daemon is one thread. */
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
 	d->base = event_base_new_with_config(cfg);
@@ -119,15 +247,32 @@ static int setup(struct zapd *d, struct zerr *err)
 		ret = setup_store(d, err);
 	if (!ret)
 		ret = server_start(&d->srv, d->base, &d->store, &d->log, &scfg, err);
-	if (ret)
+	if (ret) {
+		if (lfd >= 0 && d->srv.lfd != lfd)
+			close(lfd);
 		return ret;
+	}
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
-	if (!d->sig_term || !d->sig_int)
+	d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
+	if (!d->sig_term || !d->sig_int || !d->sig_hup)
 		return zerr_set(err, -ENOMEM, "out of memory");
 	evsignal_add(d->sig_term, NULL);
 	evsignal_add(d->sig_int, NULL);
+	evsignal_add(d->sig_hup, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (d->svc.watchdog_usec) {
+		uint64_t half = d->svc.watchdog_usec / 2;
+		struct timeval tv = { half / 1000000, half % 1000000 };
+
+		d->watchdog = event_new(d->base, -1, EV_PERSIST, on_watchdog, d);
+		if (!d->watchdog)
+			return zerr_set(err, -ENOMEM, "out of memory");
+		/* Above the connections' priority: a busy loop still answers the watchdog. */
+		event_priority_set(d->watchdog, 0);
+		event_add(d->watchdog, &tv);
+		log_info(&d->log, "watchdog: a keep-alive every %.3f s", half / 1e6);
+	}
 	return 0;
 }
 
@@ -137,6 +282,10 @@ static void teardown(struct zapd *d)
 		event_free(d->sig_term);
 	if (d->sig_int)
 		event_free(d->sig_int);
+	if (d->sig_hup)
+		event_free(d->sig_hup);
+	if (d->watchdog)
+		event_free(d->watchdog);
 	server_done(&d->srv);
 	if (d->ring.up)
 		zring_drain(&d->ring);
@@ -147,6 +296,7 @@ static void teardown(struct zapd *d)
 	if (d->base)
 		event_base_free(d->base);
 	options_done(&d->opt);
+	svc_done(&d->svc);
 }
 
 int main(int argc, char **argv)
@@ -157,23 +307,44 @@ int main(int argc, char **argv)
 	int ret;
 
 	zlog_init(&d->log, LOG_INFO);
+	svc_init(&d->svc, &d->log);
+	d->argc = argc;
+	d->argv = argv;
 	ret = options_parse(&d->opt, argc, argv, &err);
 	if (ret) {
-		if (ret < 0)
+		if (ret < 0) {
 			log_err(&d->log, "%s", err.msg);
+			svc_notify(&d->svc, "STATUS=bad configuration: %s\nERRNO=%d", err.msg,
+				   -ret);
+		}
 		options_done(&d->opt);
+		svc_done(&d->svc);
 		return ret < 0 ? 2 : 0;
 	}
-	if (d->opt.verbose)
-		d->log.level = LOG_DEBUG;
+	d->log.level = options_log_level(&d->opt);
+	ret = open_log(d, d->opt.log_file, &err);
+	if (ret) {
+		log_err(&d->log, "%s", err.msg);
+		svc_notify(&d->svc, "STATUS=%s\nERRNO=%d", err.msg, -ret);
+		options_done(&d->opt);
+		svc_done(&d->svc);
+		return 2;
+	}
+	svc_notify(&d->svc, "STATUS=opening %s", d->opt.device);
 	ret = setup(d, &err);
 	if (ret) {
-		log_err(&d->log, "%s", err.msg[0] ? err.msg : strerror(-ret));
+		const char *why = err.msg[0] ? err.msg : strerror(-ret);
+
+		log_err(&d->log, "%s", why);
+		svc_notify(&d->svc, "STATUS=failed: %s\nERRNO=%d", why, -ret);
 		teardown(d);
 		return 1;
 	}
-	log_notice(&d->log, "serving %s on %s (backend %s, sync %s)", d->opt.device, d->opt.socket,
+	log_notice(&d->log, "serving %s on %s (backend %s, sync %s)", d->opt.device, d->socket_path,
 		   d->dev->info.backend, d->opt.sync ? "always" : "none");
+	/* Only now: the index is rebuilt and the listener is in the event loop. */
+	svc_notify(&d->svc, "READY=1\nSTATUS=serving %zu keys on %s", zidx_count(d->store.idx),
+		   d->socket_path);
 	event_base_dispatch(d->base);
 	log_notice(&d->log, "stopped");
 	teardown(d);

@@ -1,4 +1,5 @@
 #include "options.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -8,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { OPT_STR, OPT_SIZE, OPT_UINT, OPT_FLAG, OPT_SYNC, OPT_CONFIG };
+enum opt_type { OPT_STR, OPT_SIZE, OPT_UINT, OPT_FLAG, OPT_SYNC, OPT_LEVEL, OPT_CONFIG };
 
 struct opt_def {
 	const char *name;
@@ -38,7 +39,11 @@ static const struct opt_def defs[] = {
 	{ "max-active-zones", OPT_UINT, O(max_active_zones), "N",
 	  "file backend: active zone limit" },
 	{ "max-connections", OPT_UINT, O(max_connections), "N", "client connections (1024)" },
-	{ "verbose", OPT_FLAG, O(verbose), NULL, "log debug lines too" },
+	{ "log-level", OPT_LEVEL, O(log_level), "LEVEL",
+	  "err, warning, notice, info (the default) or debug" },
+	{ "verbose", OPT_FLAG, O(verbose), NULL, "log debug lines too (--log-level debug)" },
+	{ "log-file", OPT_STR, O(log_file), "FILE",
+	  "append log lines to FILE instead of stderr; SIGHUP reopens it" },
 };
 
 static void defaults(struct options *o)
@@ -52,6 +57,7 @@ static void defaults(struct options *o)
 	o->open_zones = 4;
 	o->max_connections = 1024;
 	o->sync = true;
+	o->log_level = LOG_INFO;
 }
 
 void options_done(struct options *o)
@@ -60,6 +66,7 @@ void options_done(struct options *o)
 	free(o->device);
 	free(o->socket);
 	free(o->backend);
+	free(o->log_file);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -104,6 +111,11 @@ static int set(struct options *o, const struct opt_def *d, const char *v)
 		if (strcmp(v, "always") && strcmp(v, "none"))
 			return -EINVAL;
 		*(bool *)f = !strcmp(v, "always");
+		return 0;
+	case OPT_LEVEL:
+		if (zlog_parse_level(v) < 0)
+			return -EINVAL;
+		*(int *)f = zlog_parse_level(v);
 		return 0;
 	}
 	return -EINVAL;
@@ -201,6 +213,7 @@ int options_parse(struct options *o, int argc, char **argv, struct zerr *err)
 	int ret, c, idx;
 
 	defaults(o);
+	optind = 0; /* GNU getopt: a full reset, so that a second call scans afresh */
 	for (size_t i = 0; i < ARRAY_SIZE(defs); i++)
 		lopts[i] =
 		    (struct option){ defs[i].name, defs[i].arg ? required_argument : no_argument,
@@ -242,4 +255,9 @@ int options_parse(struct options *o, int argc, char **argv, struct zerr *err)
 	if (optind < argc)
 		return zerr_set(err, -EINVAL, "unexpected argument '%s'", argv[optind]);
 	return check(o, err);
+}
+
+int options_log_level(const struct options *o)
+{
+	return o->verbose ? LOG_DEBUG : o->log_level;
 }

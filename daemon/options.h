@@ -27,13 +27,21 @@ struct options {
 	unsigned max_open_zones;
 	unsigned max_active_zones;
 	unsigned max_connections;
+	char *log_file; /* NULL: stderr */
+	int log_level;	/* LOG_ERR .. LOG_DEBUG */
 	bool format;
 	bool sync;
-	bool verbose;
+	bool verbose; /* --log-level debug */
 };
 
-/* 0 to run, 1 when --help or --version was answered, or -errno with err set. */
+/*
+ * 0 to run, 1 when --help or --version was answered, or -errno with err set
+ * (a config file's errors start with "path:LINE: "). May be called again, on
+ * a fresh struct, to re-read the config file (SIGHUP).
+ */
 int options_parse(struct options *o, int argc, char **argv, struct zerr *err);
 void options_done(struct options *o);
+/* The level lines are logged at: --log-level, or debug with --verbose. */
+int options_log_level(const struct options *o);
 
 #endif

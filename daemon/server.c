@@ -547,7 +547,7 @@ int server_start(struct server *srv, struct event_base *base, struct store *stor
 	srv->cfg = *cfg;
 	srv->started = time(NULL);
 	LIST_INIT(&srv->conns);
-	srv->lfd = listen_on(cfg->socket_path, err);
+	srv->lfd = cfg->inherit ? cfg->inherited_fd : listen_on(cfg->socket_path, err);
 	if (srv->lfd < 0)
 		return srv->lfd;
 	srv->lev = event_new(base, srv->lfd, EV_READ | EV_PERSIST, on_accept, srv);
@@ -599,7 +599,8 @@ void server_stop(struct server *srv)
 		srv->lev = NULL;
 		close(srv->lfd);
 		srv->lfd = -1;
-		unlink(srv->cfg.socket_path);
+		if (!srv->cfg.inherit)
+			unlink(srv->cfg.socket_path);
 	}
 	LIST_FOREACH(c, &srv->conns, link)
 	conn_update(c);

@@ -20,6 +20,13 @@ struct conn;
 
 struct server_cfg {
 	const char *socket_path;
+	/*
+	 * inherit: serve on inherited_fd, a listening socket systemd passed
+	 * (socket activation), instead of creating socket_path; its path is
+	 * systemd's, never unlinked here.
+	 */
+	bool inherit;
+	int inherited_fd;
 	unsigned max_connections;
 	const char *backend;
 	bool sync;

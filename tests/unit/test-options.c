@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "options.h"
+#include <syslog.h>
 
 static char dir[256];
 static char empty[PATH_MAX];
@@ -92,6 +93,9 @@ static void test_defaults(void **state)
 	assert_true(o.sync);
 	assert_false(o.format);
 	assert_false(o.verbose);
+	assert_int_equal(o.log_level, LOG_INFO);
+	assert_int_equal(options_log_level(&o), LOG_INFO);
+	assert_null(o.log_file);
 	options_done(&o);
 }
 
@@ -110,6 +114,8 @@ static const char full_conf[] = "# zappendd test config\n"
 				"buffer-pool = 8M\n"
 				"max-value = 1KiB\n"
 				"backend = file\n"
+				"log-level = warning\n"
+				"log-file = /var/log/zappendd.log\n"
 				"   \n";
 
 static void test_config_file(void **state)
@@ -131,6 +137,10 @@ static void test_config_file(void **state)
 	assert_int_equal(o.max_connections, 10);
 	assert_int_equal(o.buffer_pool, 8 * MiB);
 	assert_int_equal(o.max_value, KiB);
+	assert_int_equal(o.log_level, LOG_WARNING);
+	assert_string_equal(o.log_file, "/var/log/zappendd.log");
+	/* verbose = true in the file: debug, whatever log-level says. */
+	assert_int_equal(options_log_level(&o), LOG_DEBUG);
 	options_done(&o);
 }
 
@@ -182,6 +192,64 @@ static void test_config_errors(void **state)
 	expect_bad_line("config = /etc/other.conf\n", 1, "config");
 	/* A flag given on the command line takes no value. */
 	expect_bad_line("help = 1\n", 1, "help");
+	expect_bad_line("log-level = warning\nlog-level = loud\n", 2, "loud");
+	expect_bad_line("log-level = LOG_ERR\n", 1, "LOG_ERR");
+}
+
+static void test_log_level(void **state)
+{
+	static const struct {
+		const char *name;
+		int level;
+	} cases[] = { { "err", LOG_ERR },      { "error", LOG_ERR },	 { "warning", LOG_WARNING },
+		      { "warn", LOG_WARNING }, { "notice", LOG_NOTICE }, { "info", LOG_INFO },
+		      { "debug", LOG_DEBUG } };
+	struct options o;
+	struct zerr err;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		assert_int_equal(
+		    parse(&o, &err, "--config", empty, "--log-level", (char *)cases[i].name), 0);
+		assert_int_equal(o.log_level, cases[i].level);
+		assert_int_equal(options_log_level(&o), cases[i].level);
+		options_done(&o);
+	}
+	/* --verbose is --log-level debug, in either order. */
+	assert_int_equal(parse(&o, &err, "--config", empty, "--log-level=err", "--verbose"), 0);
+	assert_int_equal(options_log_level(&o), LOG_DEBUG);
+	options_done(&o);
+	assert_int_equal(parse(&o, &err, "--config", empty, "--log-level", "Info"), -EINVAL);
+	assert_non_null(strstr(err.msg, "--log-level"));
+	options_done(&o);
+	assert_int_equal(parse(&o, &err, "--config", empty, "--log-file", "/tmp/x.log"), 0);
+	assert_string_equal(o.log_file, "/tmp/x.log");
+	options_done(&o);
+}
+
+/* SIGHUP parses the same command line again, with the file's new contents. */
+static void test_reparse(void **state)
+{
+	char *argv[] = { "zappendd", "--config", NULL, "--open-zones", "3", NULL };
+	struct options o;
+	struct zerr err = { "" };
+
+	argv[2] = write_config("full.conf", "log-level = notice\nopen-zones = 9\n");
+	optind = 0;
+	assert_int_equal(options_parse(&o, 5, argv, &err), 0);
+	assert_int_equal(o.log_level, LOG_NOTICE);
+	assert_int_equal(o.open_zones, 3);
+	options_done(&o);
+	/* No optind reset by the caller: options_parse starts afresh by itself. */
+	write_config("full.conf", "log-level = debug\nmax-connections = 7\n");
+	assert_int_equal(options_parse(&o, 5, argv, &err), 0);
+	assert_int_equal(o.log_level, LOG_DEBUG);
+	assert_int_equal(o.max_connections, 7);
+	assert_int_equal(o.open_zones, 3);
+	options_done(&o);
+	write_config("full.conf", "log-level = debug\nbogus = 1\n");
+	assert_int_equal(options_parse(&o, 5, argv, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, ":2: unknown key 'bogus'"));
+	options_done(&o);
 }
 
 static void test_sync(void **state)
@@ -294,6 +362,8 @@ int main(void)
 		cmocka_unit_test(test_flags),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_help),
+		cmocka_unit_test(test_log_level),
+		cmocka_unit_test(test_reparse),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
