@@ -119,3 +119,11 @@ int zdev_reset_sync(struct zdev *d, uint32_t zone)
 	zdev_reset(d, zone, &s.io);
 	return sync_wait(d, &s);
 }
+
+int zdev_finish_sync(struct zdev *d, uint32_t zone)
+{
+	struct sync_io s = { .io.done = sync_done };
+
+	zdev_finish(d, zone, &s.io);
+	return sync_wait(d, &s);
+}

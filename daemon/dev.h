@@ -138,6 +138,7 @@ int zdev_read_sync(struct zdev *d, uint64_t addr, void *buf, uint32_t len);
 int zdev_append_sync(struct zdev *d, uint32_t zone, void *buf, uint32_t len, uint64_t *addr);
 int zdev_flush_sync(struct zdev *d);
 int zdev_reset_sync(struct zdev *d, uint32_t zone);
+int zdev_finish_sync(struct zdev *d, uint32_t zone);
 
 /* Backends. */
 int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err);

@@ -277,6 +277,19 @@ static void submit(struct zdev *d, struct zdev_io *io, int kind,
 	zring_queue(d->ring, &io->op);
 }
 
+/* Whether opening one more zone would exceed --max-active-zones or --max-open-zones. */
+static bool over_limit(const struct file_dev *f)
+{
+	uint32_t limit = f->dev.info.max_active ? f->dev.info.max_active : UINT32_MAX;
+	uint32_t active = 0;
+
+	if (f->dev.info.max_open)
+		limit = MIN(limit, f->dev.info.max_open);
+	for (uint32_t i = 0; i < f->dev.info.nr_zones; i++)
+		active += f->zones[i].cond == ZDEV_OPEN;
+	return active >= limit;
+}
+
 static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, struct zdev_io *io)
 {
 	struct file_dev *f = fdev(d);
@@ -293,6 +306,11 @@ static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 	}
 	if (z->cond == ZDEV_FULL || z->wp + len > z->cap) {
 		zdev_fail(d, io, -ENOSPC);
+		return;
+	}
+	if (z->cond == ZDEV_EMPTY && over_limit(f)) {
+		/* As NVMe's Too Many Active Zones: the host must finish a zone first. */
+		zdev_fail(d, io, -EBUSY);
 		return;
 	}
 	/* The device, not the caller, decides where the data lands. */

@@ -184,6 +184,50 @@ int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zen
 	return 1;
 }
 
+int zidx_relocate(struct zidx *idx, const void *key, size_t klen, uint64_t seq, uint32_t chunk,
+		  uint64_t old_addr, struct zloc to)
+{
+	struct slot *s = probe(idx, siphash13(idx, key, klen), key, klen);
+	struct zloc *l;
+
+	if (!s->hash || s->e.seq != seq || chunk >= MAX(s->e.nchunks, 1u))
+		return 0;
+	l = s->e.nchunks > 1 ? &s->e.chunks[chunk] : &s->e.loc;
+	if (l->addr != old_addr)
+		return 0;
+	*l = to;
+	return 1;
+}
+
+/* Backward-shift deletion: later slots of the probe run move up, so no tombstone marks. */
+static void remove_slot(struct zidx *idx, size_t hole)
+{
+	size_t mask = idx->cap - 1;
+
+	for (size_t i = (hole + 1) & mask; idx->slots[i].hash; i = (i + 1) & mask) {
+		size_t home = idx->slots[i].hash & mask;
+
+		/* Slot i may fill the hole only if its home is not in (hole, i]. */
+		if (((i - home) & mask) >= ((i - hole) & mask)) {
+			idx->slots[hole] = idx->slots[i];
+			hole = i;
+		}
+	}
+	idx->slots[hole] = (struct slot){ 0 };
+	idx->used--;
+}
+
+int zidx_forget(struct zidx *idx, const void *key, size_t klen, uint64_t seq)
+{
+	struct slot *s = probe(idx, siphash13(idx, key, klen), key, klen);
+
+	if (!s->hash || s->e.seq != seq || s->e.nchunks)
+		return 0;
+	free(s->key);
+	remove_slot(idx, s - idx->slots);
+	return 1;
+}
+
 size_t zidx_count(const struct zidx *idx)
 {
 	return idx->live;

@@ -49,6 +49,16 @@ const struct zent *zidx_find(const struct zidx *idx, const void *key, size_t kle
 int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zent *e,
 		struct zent *old);
 
+/*
+ * GC moved chunk `chunk` of key's version seq from old_addr to to: the index
+ * follows only if it still points at the old copy. 1 if it did, else 0.
+ */
+int zidx_relocate(struct zidx *idx, const void *key, size_t klen, uint64_t seq, uint32_t chunk,
+		  uint64_t old_addr, struct zloc to);
+
+/* Forgets key if its entry is still the tombstone with this seq. 1 if it did. */
+int zidx_forget(struct zidx *idx, const void *key, size_t klen, uint64_t seq);
+
 /* Frees an entry's chunk array; accepts entries without one. */
 void zent_done(struct zent *e);
 

@@ -47,6 +47,7 @@ static int sane(const struct zrec *r)
 		return r->klen > 0 && r->dlen == 0;
 	case ZREC_SUPER:
 	case ZREC_SUMMARY:
+	case ZREC_SEQ:
 		return 1;
 	default:
 		return 0;

@@ -27,6 +27,7 @@ enum zrec_type {
 	ZREC_DEL = 2,
 	ZREC_SUPER = 3,
 	ZREC_SUMMARY = 4,
+	ZREC_SEQ = 5, /* a checkpoint of the sequence counter, so it never goes back */
 };
 
 struct zrec {

@@ -33,7 +33,6 @@ struct scan {
 	uint64_t max_seq;
 	struct part *parts;
 	size_t nparts, cparts;
-	bool collect; /* note what is found in the zone's summary list */
 };
 
 static int load(struct scan *sc, uint64_t addr, uint64_t end)
@@ -94,8 +93,8 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 
 	sc->max_seq = MAX(sc->max_seq, r->seq);
 	sc->s->st.recovered_records++;
-	/* A zone that may take appends again needs its list for the summary it gets when full. */
-	if (sc->collect && (r->type == ZREC_PUT || r->type == ZREC_DEL))
+	/* Key filters for GC, and the record lists of zones that will get a summary. */
+	if (r->type == ZREC_PUT || r->type == ZREC_DEL)
 		zones_note(&sc->s->zones, r, addr);
 	switch (r->type) {
 	case ZREC_PUT:
@@ -230,6 +229,9 @@ static int format(struct store *s, struct zdev_zone *dz, struct zerr *err)
 		ret = -EIO;
 	if (ret >= 0)
 		ret = zdev_flush_sync(s->dev);
+	/* Full, zone 0 counts against no limit on open or active zones. */
+	if (ret >= 0)
+		ret = zdev_finish_sync(s->dev, 0);
 	if (ret < 0)
 		return zerr_set(err, ret, "format: cannot write the superblock: %s",
 				strerror(-ret));
@@ -347,6 +349,7 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps)
 		if (ret)
 			return ret;
 		ps->n++;
+		sc->max_seq = MAX(sc->max_seq, r->seq);
 		if (r->voff == ZSUM_NONE)
 			return 0;
 		/* The part before: its header says how long it is. */
@@ -360,21 +363,19 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps)
 	return -EBADMSG;
 }
 
-static int feed_parts(struct scan *sc, const struct zone *z, const struct parts *ps)
+/* Entries are all checked before any is used, so a bad one leaves nothing behind. */
+static int check_parts(const struct zone *z, const struct parts *ps, size_t *entries)
 {
-	for (unsigned i = ps->n; i-- > 0;) {
-		const struct zrec *p = &ps->r[i];
+	for (unsigned i = 0; i < ps->n; i++) {
 		size_t pos = 0;
 		struct zrec r;
 		uint64_t off;
 		int ret;
 
-		while ((ret = zsum_next(p->data, p->vlen, &pos, &r, &off)) == 0) {
+		while ((ret = zsum_next(ps->r[i].data, ps->r[i].vlen, &pos, &r, &off)) == 0) {
 			if (off + r.len > z->cap)
 				return -EBADMSG;
-			ret = found(sc, &r, z->start + off);
-			if (ret)
-				return ret;
+			(*entries)++;
 		}
 		if (ret < 0)
 			return ret;
@@ -382,29 +383,40 @@ static int feed_parts(struct scan *sc, const struct zone *z, const struct parts 
 	return 0;
 }
 
-/* 0 when the zone's records came from its summary; otherwise the zone must be scanned. */
-static int use_summary(struct scan *sc, const struct zone *z)
+static int feed_parts(struct scan *sc, const struct zone *z, const struct parts *ps)
+{
+	for (unsigned i = ps->n; i-- > 0;) {
+		const struct zrec *p = &ps->r[i];
+		size_t pos = 0;
+		struct zrec r;
+		uint64_t off;
+		int ret = 0;
+
+		while (!ret && zsum_next(p->data, p->vlen, &pos, &r, &off) == 0)
+			ret = found(sc, &r, z->start + off);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* 0 when the zone's records came from its summary; -EBADMSG: the zone must be scanned. */
+static int use_summary(struct scan *sc, struct zone *z)
 {
 	struct parts *ps = calloc(1, sizeof(*ps));
+	size_t entries = 0;
 	int ret;
 
 	if (!ps)
 		return -ENOMEM;
 	ret = read_parts(sc, z, ps);
-	/* Entries are checked before any is used, so a bad one leaves nothing behind. */
-	for (unsigned i = 0; !ret && i < ps->n; i++) {
-		size_t pos = 0;
-		struct zrec r;
-		uint64_t off;
-		int k;
-
-		while ((k = zsum_next(ps->r[i].data, ps->r[i].vlen, &pos, &r, &off)) == 0)
-			;
-		if (k < 0)
-			ret = k;
-	}
 	if (!ret)
+		ret = check_parts(z, ps, &entries);
+	if (!ret) {
+		/* The key filter at its final size (failing that, notes make a large one). */
+		zbloom_init(&z->keys, entries);
 		ret = feed_parts(sc, z, ps);
+	}
 	for (unsigned i = 0; i < ps->n; i++)
 		free(ps->buf[i]);
 	free(ps);
@@ -417,18 +429,16 @@ static int recover_zone(struct scan *sc, struct zone *z)
 
 	sc->len = 0;
 	if (z->state == ZS_FULL) {
-		sc->collect = false;
 		ret = use_summary(sc, z);
 		if (ret != -EBADMSG) {
 			sc->s->st.zones_summarised += !ret;
 			return ret;
 		}
 	}
-	sc->collect = z->state != ZS_FULL;
 	sc->s->st.zones_scanned++;
 	ret = scan_zone(sc, z);
 	/* Room for the summary of what the zone already holds. */
-	if (!ret && sc->collect)
+	if (!ret && z->state != ZS_FULL)
 		z->meta = z->sum.len + z->sum.len / 64 + z->sum.n;
 	return ret;
 }
@@ -477,6 +487,11 @@ int store_mount(struct store *s, bool force_format, struct zerr *err)
 	ret = store_zones_init(s, dz);
 	if (!ret)
 		ret = scan_all(s);
+	if (!ret) {
+		/* More zones written to than the device lets be active: finish the fullest. */
+		zones_fit_limits(&s->zones);
+		gc_kick(&s->gc);
+	}
 	if (ret < 0 && !err->msg[0])
 		zerr_set(err, ret, "recovery failed: %s", strerror(-ret));
 	clock_gettime(CLOCK_MONOTONIC, &t1);

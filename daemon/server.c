@@ -266,7 +266,7 @@ out:
 
 /* --- stat, zones --- */
 
-#define STAT_MAX 48
+#define STAT_MAX 64
 
 struct stat_acc {
 	Zappend__StatItem items[STAT_MAX];
@@ -328,9 +328,20 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "dels", st->st.dels);
 	stat_u(a, "put_bytes", st->st.put_bytes);
 	stat_u(a, "get_bytes", st->st.get_bytes);
-	stat_u(a, "gc_bytes_moved", 0);
+	stat_u(a, "gc_bytes_moved", st->gc.bytes_moved);
+	stat_u(a, "gc_records_moved", st->gc.records_moved);
+	stat_u(a, "gc_tombstones_dropped", st->gc.tombstones_dropped);
+	stat_u(a, "gc_zones_reclaimed", st->gc.zones_reclaimed);
+	stat_u(a, "gc_victims_given_up", st->gc.victims_given_up);
+	stat_s(a, "gc_policy", st->gc.policy == GC_GREEDY ? "greedy" : "cost-benefit");
+	stat_u(a, "zones_reset", st->zones.resets);
+	/* Everything the device was asked to write, over the value bytes clients put. */
 	stat_d(a, "write_amplification",
-	       st->st.put_bytes ? (double)st->st.appended_bytes / st->st.put_bytes : 0.0);
+	       st->st.put_bytes
+		   ? (double)(st->st.appended_bytes + st->gc.bytes_moved + st->st.summary_bytes) /
+			 st->st.put_bytes
+		   : 0.0);
+	stat_u(a, "waiting_for_space", st->space_waiters);
 	stat_u(a, "appended_bytes", st->st.appended_bytes);
 	stat_u(a, "max_inflight_per_zone", st->zones.max_inflight);
 	stat_u(a, "flushes", st->st.flushes);
@@ -563,7 +574,7 @@ static bool quiet(const struct server *srv)
 {
 	const struct conn *c;
 
-	if (srv->store->busy)
+	if (!store_idle(srv->store))
 		return false;
 	LIST_FOREACH(c, &srv->conns, link)
 	{
@@ -594,6 +605,7 @@ void server_stop(struct server *srv)
 	if (srv->stopping)
 		return;
 	srv->stopping = true;
+	store_stop(srv->store);
 	if (srv->lev) {
 		event_free(srv->lev);
 		srv->lev = NULL;

@@ -12,10 +12,12 @@ struct zchunk {
 	struct zput *p;
 	void *buf;
 	uint32_t alloc; /* bytes asked of the pool */
+	uint32_t len;	/* of the sealed record */
 	uint32_t idx;
 	uint32_t dlen;
 	uint32_t filled;
 	uint32_t zone;
+	struct zchunk *next; /* waiting for room */
 };
 
 struct zput {
@@ -39,6 +41,7 @@ struct zput {
 	struct zdev_io end_io;
 	struct store_waiter w; /* deletes: waiting for a block of buffer */
 	struct zput *next;
+	struct zput *older, *newer; /* all puts in flight, by seq */
 	uint16_t klen;
 	uint8_t key[];
 };
@@ -150,6 +153,9 @@ static void zone_op_end(struct zone_op *op, bool ok)
 	free(op);
 	if (s->waiters)
 		wake_waiters(s);
+	/* An active zone less: appends waiting for the device's limits may go. */
+	store_space_freed(s);
+	gc_kick(&s->gc);
 }
 
 static void finish_done(struct zdev_io *io)
@@ -191,7 +197,11 @@ static void summary_next(struct zone_op *op)
 	size_t n = zsum_part_len(&z->sum, op->pos, s->rec_max);
 	uint32_t len = zrec_len(0, n + ZSUM_FOOTER);
 	struct zrec r = {
-		.type = ZREC_SUMMARY, .voff = op->prev, .vlen = n, .dlen = len - ZREC_HDR
+		.type = ZREC_SUMMARY,
+		.seq = s->next_seq - 1, /* the counter's high mark, for restarts */
+		.voff = op->prev,
+		.vlen = n,
+		.dlen = len - ZREC_HDR,
 	};
 
 	if (op->pos == z->sum.len || z->sum_lost || !n) {
@@ -258,9 +268,18 @@ static void live_sub(struct store *s, const struct zent *e)
 
 static void put_free(struct zput *p)
 {
+	struct store *s = p->s;
+
+	*(p->older ? &p->older->newer : &s->oldest) = p->newer;
+	*(p->newer ? &p->newer->older : &s->newest) = p->older;
 	if (p->locs != &p->one && !p->locs_given)
 		free(p->locs);
 	free(p);
+}
+
+uint64_t store_oldest_put(const struct store *s)
+{
+	return s->oldest ? s->oldest->seq : s->next_seq;
 }
 
 static void put_end(struct zput *p, int err)
@@ -419,6 +438,35 @@ static void chunk_done(struct zdev_io *io)
 	put_settle(p);
 }
 
+static void chunk_append(struct store *s, struct zchunk *c)
+{
+	c->io.done = chunk_done;
+	zdev_append(s->dev, c->zone, c->buf, c->len, &c->io);
+}
+
+static void chunk_fail(struct store *s, struct zchunk *c, int err)
+{
+	struct zput *p = c->p;
+
+	p->err = p->err ? p->err : err;
+	buf_put(s, c->buf, c->alloc);
+	free(c);
+	p->completed++;
+}
+
+static int chunk_reserve(struct store *s, struct zchunk *c)
+{
+	enum zone_class cls = c->p->type == ZREC_DEL ? ZC_DEL : ZC_PUT;
+
+	return zones_reserve(&s->zones, cls, c->len, c->p->klen, &c->zone);
+}
+
+/* No room now: wait if GC or zones being finished will make some, else the device is full. */
+static bool room_coming(struct store *s, int err)
+{
+	return err == -EAGAIN || (err == -ENOSPC && gc_can_free(&s->gc));
+}
+
 static void chunk_submit(struct zput *p, struct zchunk *c)
 {
 	struct store *s = p->s;
@@ -433,19 +481,47 @@ static void chunk_submit(struct zput *p, struct zchunk *c)
 		.chunk = c->idx,
 		.nchunks = p->type == ZREC_DEL ? 0 : p->nchunks,
 	};
-	uint32_t len = zrec_seal(c->buf, &r, s->tag);
-	int ret = zones_reserve(&s->zones, len, p->klen, &c->zone);
+	int ret;
 
+	c->len = zrec_seal(c->buf, &r, s->tag);
 	p->submitted++;
-	if (ret) {
-		p->err = ret;
-		buf_put(s, c->buf, c->alloc);
-		free(c);
-		p->completed++;
-		return;
+	/* Behind records already waiting, so that puts keep their order. */
+	ret = s->space ? -EAGAIN : chunk_reserve(s, c);
+	if (!ret) {
+		chunk_append(s, c);
+	} else if (room_coming(s, ret)) {
+		c->next = NULL;
+		*s->space_tail = c;
+		s->space_tail = &c->next;
+		s->space_waiters++;
+		gc_kick(&s->gc);
+	} else {
+		chunk_fail(s, c, -ENOSPC);
 	}
-	c->io.done = chunk_done;
-	zdev_append(s->dev, c->zone, c->buf, len, &c->io);
+}
+
+void store_space_freed(struct store *s)
+{
+	struct zchunk *c;
+	int ret;
+
+	while ((c = s->space)) {
+		ret = chunk_reserve(s, c);
+		if (ret && room_coming(s, ret))
+			return;
+		s->space = c->next;
+		if (!s->space)
+			s->space_tail = &s->space;
+		s->space_waiters--;
+		if (ret) {
+			struct zput *p = c->p;
+
+			chunk_fail(s, c, -ENOSPC);
+			put_settle(p);
+		} else {
+			chunk_append(s, c);
+		}
+	}
 }
 
 static struct zput *put_new(struct store *s, uint8_t type, const void *key, size_t klen,
@@ -473,6 +549,9 @@ static struct zput *put_new(struct store *s, uint8_t type, const void *key, size
 		}
 	}
 	p->seq = s->next_seq++;
+	p->older = s->newest;
+	*(s->newest ? &s->newest->newer : &s->oldest) = p;
+	s->newest = p;
 	s->busy++;
 	return p;
 }
@@ -599,8 +678,17 @@ int store_del(struct store *s, const void *key, size_t klen, zput_fn done, void 
 
 /* --- gets --- */
 
+static void pin(struct zget *g, int by)
+{
+	struct zones *zs = &g->s->zones;
+
+	for (uint32_t i = 0; i < g->nchunks; i++)
+		zs->z[zones_of(zs, g->locs[i].addr)].readers += by;
+}
+
 static void get_free(struct zget *g)
 {
+	pin(g, -1);
 	if (g->buf)
 		buf_put(g->s, g->buf, g->alloc);
 	if (g->locs != &g->one)
@@ -714,6 +802,8 @@ int store_get(struct store *s, const void *key, size_t klen, zget_fn fn, void *a
 		g->one = e->loc;
 		g->locs = &g->one;
 	}
+	/* GC does not reset a zone while a get may still read from it. */
+	pin(g, 1);
 	s->busy++;
 	*out = g;
 	get_read(g);
@@ -769,14 +859,30 @@ int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpo
 	s->cfg = *cfg;
 	s->rec_max = MIN(dev->info.max_append, zpool_max(pool));
 	s->unflushed_tail = &s->unflushed;
+	s->space_tail = &s->space;
 	s->waiters_tail = &s->waiters;
 	s->next_seq = 1;
 	s->idx = zidx_new();
-	return s->idx ? 0 : -ENOMEM;
+	if (!s->idx || gc_init(&s->gc, s, cfg->gc_policy))
+		return -ENOMEM;
+	return 0;
+}
+
+void store_stop(struct store *s)
+{
+	gc_stop(&s->gc);
+	/* Records waiting for room GC will no longer make fail now. */
+	store_space_freed(s);
+}
+
+bool store_idle(const struct store *s)
+{
+	return !s->busy && gc_idle(&s->gc);
 }
 
 void store_done(struct store *s)
 {
+	gc_done(&s->gc);
 	zidx_free(s->idx);
 	zones_done(&s->zones);
 	memset(s, 0, sizeof(*s));
@@ -791,7 +897,9 @@ void store_space(const struct store *s, struct store_space *sp)
 		if (z->state == ZS_META)
 			continue;
 		sp->zones++;
-		sp->capacity += z->cap;
+		/* The zones held back for deletes and GC hold no values. */
+		if (sp->zones > ZONES_RESERVE)
+			sp->capacity += z->cap;
 		sp->used += MIN(z->used, z->cap);
 		sp->live += z->live;
 		switch (z->state) {

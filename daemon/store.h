@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "dev.h"
+#include "gc.h"
 #include "index.h"
 #include "pool.h"
 #include "ring.h"
@@ -25,6 +26,7 @@ struct store_cfg {
 	uint64_t max_value;  /* largest value accepted */
 	bool sync;	     /* acknowledge only once flushed */
 	unsigned open_zones; /* zones taking appends at once */
+	enum gc_policy gc_policy;
 };
 
 struct store_stats {
@@ -51,6 +53,7 @@ struct store_waiter {
 
 struct zput;
 struct zget;
+struct zchunk;
 
 struct store {
 	struct zdev *dev;
@@ -68,7 +71,11 @@ struct store {
 	bool flush_inflight;
 	struct zdev_io flush_io;
 	struct store_waiter *waiters, **waiters_tail;
-	unsigned busy; /* puts, gets and zone operations not yet ended */
+	struct zchunk *space, **space_tail; /* records waiting for room on the device */
+	unsigned space_waiters;
+	struct zput *oldest, *newest; /* puts and deletes in flight */
+	unsigned busy;		      /* puts, gets and zone operations not yet ended */
+	struct gc gc;
 	struct store_stats st;
 };
 
@@ -131,6 +138,14 @@ void store_get_next(struct zget *g);
 void store_get_abort(struct zget *g);
 
 void store_wait_cancel(struct store *s, struct store_waiter *w);
+
+/* Shutting down: no new GC work; idle once everything in flight has ended. */
+void store_stop(struct store *s);
+bool store_idle(const struct store *s);
+
+/* For gc.c: the oldest put in flight, and news of freed room. */
+uint64_t store_oldest_put(const struct store *s);
+void store_space_freed(struct store *s);
 
 /* Totals over the data zones. */
 struct store_space {

@@ -49,6 +49,6 @@ void zsum_footer_put(void *rec, size_t len, uint64_t tag);
 uint64_t zsum_footer_get(const void *blk, uint64_t tag);
 
 /* Bytes a zone must keep back for the summary besides each record's entry. */
-#define ZSUM_BASE_RESERVE (64u * 1024)
+#define ZSUM_BASE_RESERVE (8u * 1024)
 
 #endif

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define NONE UINT32_MAX
+
 static const char *const state_names[] = {
-	[ZS_EMPTY] = "empty",	    [ZS_OPEN] = "open",	      [ZS_CLOSED] = "closed",
-	[ZS_FILLING] = "filling",   [ZS_FULL] = "full",	      [ZS_META] = "meta",
-	[ZS_READONLY] = "readonly", [ZS_OFFLINE] = "offline",
+	[ZS_EMPTY] = "empty",		[ZS_OPEN] = "open",	    [ZS_CLOSED] = "closed",
+	[ZS_FILLING] = "filling",	[ZS_FULL] = "full",	    [ZS_META] = "meta",
+	[ZS_RECLAIMING] = "reclaiming", [ZS_READONLY] = "readonly", [ZS_OFFLINE] = "offline",
 };
 
 const char *zone_state_name(enum zone_state s)
@@ -37,7 +39,11 @@ int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev
 	memset(zs, 0, sizeof(*zs));
 	zs->n = info->nr_zones;
 	zs->zone_size = info->zone_size;
-	zs->want = want ? want : 1;
+	zs->gc_zone = NONE;
+	zs->max_active = MIN(info->max_active ? info->max_active : UINT32_MAX,
+			     info->max_open ? info->max_open : UINT32_MAX);
+	/* GC's zone needs an active slot of its own. */
+	zs->want = MAX(1u, MIN(want, zs->max_active - 1));
 	zs->z = calloc(zs->n, sizeof(*zs->z));
 	zs->set = calloc(zs->want, sizeof(*zs->set));
 	if (!zs->z || !zs->set) {
@@ -55,42 +61,75 @@ int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev
 
 void zones_done(struct zones *zs)
 {
-	for (uint32_t i = 0; zs->z && i < zs->n; i++)
+	for (uint32_t i = 0; zs->z && i < zs->n; i++) {
 		zsum_done(&zs->z[i].sum);
+		zbloom_done(&zs->z[i].keys);
+	}
 	free(zs->z);
 	free(zs->set);
 	memset(zs, 0, sizeof(*zs));
 }
 
-/* A zone to add to the write set: a partly written one first, so zones fill up. */
-static int pick_new(struct zones *zs)
+static bool is_active(const struct zone *z)
+{
+	return z->state == ZS_OPEN || z->state == ZS_CLOSED || z->state == ZS_FILLING;
+}
+
+static unsigned count(const struct zones *zs, bool (*pred)(const struct zone *))
+{
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < zs->n; i++)
+		n += pred(&zs->z[i]);
+	return n;
+}
+
+static bool is_empty(const struct zone *z)
+{
+	return z->state == ZS_EMPTY;
+}
+
+unsigned zones_empty(const struct zones *zs)
+{
+	return count(zs, is_empty);
+}
+
+/* Empty zones a class must leave to the others. */
+static unsigned kept_back(enum zone_class cls)
+{
+	return cls == ZC_PUT ? ZONES_RESERVE : cls == ZC_DEL ? 1 : 0;
+}
+
+/* A zone to start appending to: a partly written one first, so zones fill up. */
+static int pick_new(struct zones *zs, enum zone_class cls)
 {
 	int empty = -1;
+	unsigned nempty = 0;
 
 	for (uint32_t i = 0; i < zs->n; i++) {
-		if (zs->z[i].state == ZS_CLOSED)
+		if (zs->z[i].state == ZS_CLOSED && cls != ZC_GC)
 			return i;
-		if (zs->z[i].state == ZS_EMPTY && empty < 0)
+		if (zs->z[i].state == ZS_EMPTY && nempty++ == 0)
 			empty = i;
 	}
+	if (empty < 0 || nempty <= kept_back(cls) || count(zs, is_active) >= zs->max_active)
+		return -1;
 	return empty;
 }
 
-static void retire(struct zones *zs, unsigned slot)
+static void retire(struct zones *zs, uint32_t zi)
 {
-	uint32_t zi = zs->set[slot];
 	struct zone *z = &zs->z[zi];
 
-	zs->set[slot] = zs->set[--zs->nset];
 	z->state = ZS_FILLING;
 	if (!z->inflight)
 		zs->finish_fn(zs->arg, zi);
 }
 
-static void refill(struct zones *zs)
+static void refill(struct zones *zs, enum zone_class cls)
 {
 	while (zs->nset < zs->want) {
-		int zi = pick_new(zs);
+		int zi = pick_new(zs, cls);
 
 		if (zi < 0)
 			return;
@@ -107,28 +146,67 @@ static uint64_t meta_of(size_t klen)
 	return e + e / 64 + 1;
 }
 
-int zones_reserve(struct zones *zs, uint32_t len, size_t klen, uint32_t *zone)
+static bool take(struct zones *zs, uint32_t zi, uint32_t len, uint64_t meta)
+{
+	struct zone *z = &zs->z[zi];
+
+	if (z->used + len + z->meta + meta + ZSUM_BASE_RESERVE > z->cap)
+		return false;
+	z->used += len;
+	z->meta += meta;
+	if (++z->inflight > zs->max_inflight)
+		zs->max_inflight = z->inflight;
+	return true;
+}
+
+static int reserve_gc(struct zones *zs, uint32_t len, uint64_t meta, uint32_t *zone)
+{
+	int zi;
+
+	if (zs->gc_zone != NONE && take(zs, zs->gc_zone, len, meta)) {
+		*zone = zs->gc_zone;
+		return 0;
+	}
+	if (zs->gc_zone != NONE)
+		retire(zs, zs->gc_zone);
+	zs->gc_zone = NONE;
+	zi = pick_new(zs, ZC_GC);
+	if (zi < 0)
+		return -ENOSPC;
+	zs->z[zi].state = ZS_OPEN;
+	zs->gc_zone = zi;
+	if (!take(zs, zi, len, meta))
+		return -ENOSPC;
+	*zone = zi;
+	return 0;
+}
+
+static bool is_filling(const struct zone *z)
+{
+	return z->state == ZS_FILLING;
+}
+
+int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, size_t klen, uint32_t *zone)
 {
 	uint64_t meta = meta_of(klen);
 
-	refill(zs);
+	if (cls == ZC_GC)
+		return reserve_gc(zs, len, meta, zone);
+	refill(zs, cls);
 	while (zs->nset) {
 		unsigned slot = zs->rr++ % zs->nset;
-		struct zone *z = &zs->z[zs->set[slot]];
+		uint32_t zi = zs->set[slot];
 
-		if (z->used + len + z->meta + meta + ZSUM_BASE_RESERVE <= z->cap) {
-			z->used += len;
-			z->meta += meta;
-			if (++z->inflight > zs->max_inflight)
-				zs->max_inflight = z->inflight;
-			*zone = zs->set[slot];
+		if (take(zs, zi, len, meta)) {
+			*zone = zi;
 			return 0;
 		}
 		/* At most one record's worth is lost at the end of a zone. */
-		retire(zs, slot);
-		refill(zs);
+		zs->set[slot] = zs->set[--zs->nset];
+		retire(zs, zi);
+		refill(zs, cls);
 	}
-	return -ENOSPC;
+	return count(zs, is_filling) ? -EAGAIN : -ENOSPC;
 }
 
 void zones_append_done(struct zones *zs, uint32_t zone)
@@ -139,6 +217,22 @@ void zones_append_done(struct zones *zs, uint32_t zone)
 		zs->finish_fn(zs->arg, zone);
 }
 
+/* The filter of a full zone is rebuilt at its size from the zone's record list. */
+static void compact_keys(struct zone *z)
+{
+	struct zbloom b;
+	size_t pos = 0;
+	struct zrec r;
+	uint64_t off;
+
+	if (z->sum_lost || zbloom_init(&b, z->sum.n))
+		return;
+	while (zsum_next(z->sum.buf, z->sum.len, &pos, &r, &off) == 0)
+		zbloom_add(&b, r.key, r.klen);
+	zbloom_done(&z->keys);
+	z->keys = b;
+}
+
 void zones_finished(struct zones *zs, uint32_t zone, bool ok)
 {
 	struct zone *z = &zs->z[zone];
@@ -146,18 +240,73 @@ void zones_finished(struct zones *zs, uint32_t zone, bool ok)
 	z->state = ok ? ZS_FULL : ZS_READONLY;
 	if (ok)
 		z->used = z->cap;
+	compact_keys(z);
 	zsum_done(&z->sum);
+	z->sum_lost = false;
+}
+
+void zones_reset_done(struct zones *zs, uint32_t zone)
+{
+	struct zone *z = &zs->z[zone];
+
+	zbloom_done(&z->keys);
+	zsum_done(&z->sum);
+	z->used = z->meta = z->live = z->max_seq = 0;
+	z->sum_lost = false;
+	z->state = ZS_EMPTY;
+	zs->resets++;
+}
+
+static bool is_closed(const struct zone *z)
+{
+	return z->state == ZS_CLOSED;
+}
+
+void zones_fit_limits(struct zones *zs)
+{
+	/* Fullest first: finishing it wastes the least room. */
+	while (zs->max_active != UINT32_MAX && count(zs, is_active) >= zs->max_active &&
+	       count(zs, is_closed)) {
+		uint32_t best = NONE;
+
+		for (uint32_t i = 0; i < zs->n; i++) {
+			if (zs->z[i].state == ZS_CLOSED &&
+			    (best == NONE || zs->z[i].used > zs->z[best].used))
+				best = i;
+		}
+		retire(zs, best);
+	}
 }
 
 void zones_note(struct zones *zs, const struct zrec *r, uint64_t addr)
 {
 	struct zone *z = &zs->z[zones_of(zs, addr)];
 
+	/* Without a filter (no memory) GC takes the zone to hold every key: it keeps tombstones. */
+	if (z->keys.bits || !zbloom_init(&z->keys, z->cap / ZREC_BLOCK))
+		zbloom_add(&z->keys, r->key, r->klen);
+	z->max_seq = MAX(z->max_seq, r->seq);
+	if (z->state == ZS_FULL)
+		return; /* a restart reading its summary: no new summary to write */
 	if (!z->sum_lost && zsum_add(&z->sum, r, addr - z->start)) {
 		/* A summary missing a record would lose it at restart: better none. */
 		z->sum_lost = true;
 		zsum_done(&z->sum);
 	}
+}
+
+bool zones_may_hold(const struct zones *zs, uint32_t except, const void *key, size_t klen)
+{
+	for (uint32_t i = 0; i < zs->n; i++) {
+		const struct zone *z = &zs->z[i];
+
+		if (i == except || z->state == ZS_EMPTY || z->state == ZS_META)
+			continue;
+		/* A written zone without a filter may hold anything. */
+		if (!z->keys.bits || zbloom_may(&z->keys, key, klen))
+			return true;
+	}
+	return false;
 }
 
 void zones_add_live(struct zones *zs, uint64_t addr, uint32_t len)
