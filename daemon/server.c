@@ -335,6 +335,8 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "gc_victims_given_up", st->gc.victims_given_up);
 	stat_s(a, "gc_policy", st->gc.policy == GC_GREEDY ? "greedy" : "cost-benefit");
 	stat_u(a, "zones_reset", st->zones.resets);
+	stat_u(a, "zones_retired", st->zones.retired);
+	stat_u(a, "zone_errors", st->st.zone_errors);
 	/* Everything the device was asked to write, over the value bytes clients put. */
 	stat_d(a, "write_amplification",
 	       st->st.put_bytes

@@ -7,6 +7,9 @@
 #include "frame.h"
 #include "record.h"
 
+/* Zones a record tries before its put fails: each failure retires a zone. */
+#define APPEND_TRIES 3
+
 struct zchunk {
 	struct zdev_io io;
 	struct zput *p;
@@ -17,6 +20,7 @@ struct zchunk {
 	uint32_t dlen;
 	uint32_t filled;
 	uint32_t zone;
+	unsigned tries;	     /* appends that failed */
 	struct zchunk *next; /* waiting for room */
 };
 
@@ -405,6 +409,8 @@ static void kick_flush(struct store *s)
 	zdev_flush(s->dev, &s->flush_io);
 }
 
+static void chunk_place(struct store *s, struct zchunk *c);
+
 static void chunk_done(struct zdev_io *io)
 {
 	struct zchunk *c = container_of(io, struct zchunk, io);
@@ -412,8 +418,16 @@ static void chunk_done(struct zdev_io *io)
 	struct store *s = p->s;
 
 	zones_append_done(&s->zones, c->zone);
+	if (io->res < 0 && ++c->tries < APPEND_TRIES) {
+		/* The zone is failing, not the record: it goes, the record tries another. */
+		s->st.zone_errors++;
+		zones_retire(&s->zones, c->zone);
+		chunk_place(s, c);
+		put_settle(p); /* in case no zone was left for it */
+		return;
+	}
 	if (io->res < 0) {
-		p->err = p->err ? p->err : io->res == -ENOSPC ? -ENOSPC : -EIO;
+		p->err = p->err ? p->err : -EIO;
 	} else if (!inside_zone(s, c->zone, io->addr, io->len)) {
 		/* The device put the data somewhere it could not be: trust nothing it says. */
 		p->err = -EIO;
@@ -481,12 +495,18 @@ static void chunk_submit(struct zput *p, struct zchunk *c)
 		.chunk = c->idx,
 		.nchunks = p->type == ZREC_DEL ? 0 : p->nchunks,
 	};
-	int ret;
 
 	c->len = zrec_seal(c->buf, &r, s->tag);
 	p->submitted++;
+	chunk_place(s, c);
+}
+
+/* Into a zone with room, or to wait for room, or failed for want of it. */
+static void chunk_place(struct store *s, struct zchunk *c)
+{
 	/* Behind records already waiting, so that puts keep their order. */
-	ret = s->space ? -EAGAIN : chunk_reserve(s, c);
+	int ret = s->space ? -EAGAIN : chunk_reserve(s, c);
+
 	if (!ret) {
 		chunk_append(s, c);
 	} else if (room_coming(s, ret)) {

@@ -38,7 +38,8 @@ struct store_stats {
 	uint64_t zones_summarised; /* at the last start: zones read from their summary */
 	uint64_t flushes;
 	uint64_t errors;
-	uint64_t corrupt; /* records that failed verification on read */
+	uint64_t zone_errors; /* appends the device failed, each retiring a zone */
+	uint64_t corrupt;     /* records that failed verification on read */
 	double recovery_seconds;
 	uint64_t recovered_records;
 	uint64_t torn_records;

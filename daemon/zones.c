@@ -245,6 +245,22 @@ void zones_finished(struct zones *zs, uint32_t zone, bool ok)
 	z->sum_lost = false;
 }
 
+void zones_retire(struct zones *zs, uint32_t zone)
+{
+	struct zone *z = &zs->z[zone];
+
+	if (z->state == ZS_READONLY)
+		return;
+	for (unsigned i = 0; i < zs->nset; i++) {
+		if (zs->set[i] == zone)
+			zs->set[i] = zs->set[--zs->nset];
+	}
+	if (zs->gc_zone == zone)
+		zs->gc_zone = NONE;
+	z->state = ZS_READONLY;
+	zs->retired++;
+}
+
 void zones_reset_done(struct zones *zs, uint32_t zone)
 {
 	struct zone *z = &zs->z[zone];

@@ -64,6 +64,7 @@ struct zones {
 	uint32_t max_active;
 	uint32_t max_inflight; /* most appends ever seen in flight to one zone */
 	uint64_t resets;
+	uint64_t retired;
 	void (*finish_fn)(void *arg, uint32_t zone);
 	void *arg;
 };
@@ -83,6 +84,12 @@ int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, size_t kl
 void zones_append_done(struct zones *zs, uint32_t zone);
 /* The device finished zone, or failed to (then it is taken out of use). */
 void zones_finished(struct zones *zs, uint32_t zone, bool ok);
+/*
+ * An append to zone failed: the zone takes no more appends (its records stay
+ * readable). A device's read-only or offline zone, or one that fails writes,
+ * is not worth another try.
+ */
+void zones_retire(struct zones *zs, uint32_t zone);
 /* GC took every live record out of zone and the device reset it. */
 void zones_reset_done(struct zones *zs, uint32_t zone);
 
