@@ -306,6 +306,8 @@ int main(int argc, char **argv)
 	struct zerr err = { "" };
 	int ret;
 
+	/* A reload asked for during a long recovery must not kill the daemon. */
+	signal(SIGHUP, SIG_IGN);
 	zlog_init(&d->log, LOG_INFO);
 	svc_init(&d->svc, &d->log);
 	d->argc = argc;

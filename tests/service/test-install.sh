@@ -70,7 +70,9 @@ echo "installed" | "$cli" -s "$dir/s.sock" put greeting || fail "installed cli: 
 
 # pkg-config: the .pc file names the real prefix; PKG_CONFIG_SYSROOT_DIR
 # points its -I and -L into the DESTDIR.
-if command -v pkg-config >/dev/null 2>&1 && command -v "${CC:-cc}" >/dev/null 2>&1; then
+# The build's compiler and flags: a sanitizer build's library needs them.
+cc=${ZAPPEND_CC:-cc}
+if command -v pkg-config >/dev/null 2>&1 && command -v "${cc%% *}" >/dev/null 2>&1; then
 	export PKG_CONFIG_PATH="${pc%/*}" PKG_CONFIG_SYSROOT_DIR="$dest"
 	pkg-config --exists zappend-client || fail "pkg-config does not find zappend-client"
 	cflags=$(pkg-config --cflags zappend-client)
@@ -103,7 +105,8 @@ int main(int argc, char **argv)
 }
 C
 	# shellcheck disable=SC2086
-	${CC:-cc} -Wall -Werror -o "$dir/prog" "$dir/prog.c" $cflags $libs 2>"$dir/cc.log" ||
+	$cc ${ZAPPEND_CFLAGS:-} -Wall -Werror -o "$dir/prog" "$dir/prog.c" $cflags \
+		${ZAPPEND_LDFLAGS:-} $libs 2>"$dir/cc.log" ||
 		fail "compiling against the installed library ($cflags $libs): $(cat "$dir/cc.log")"
 	case $cflags in *"$dest"*) ;; *) fail "--cflags does not point into the DESTDIR: $cflags" ;; esac
 	if [ -x "$dir/prog" ]; then
