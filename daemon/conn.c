@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server.h"
@@ -24,6 +25,14 @@ struct out {
 	size_t done; /* bytes written, of hdr then data */
 	uint8_t hdr[];
 };
+
+static time_t now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
 
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
@@ -62,7 +71,9 @@ struct conn *conn_new(struct server *srv, int fd)
 	if (!getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
 		c->pid = cred.pid;
 		c->uid = cred.uid;
+		c->gid = cred.gid;
 	}
+	c->last_read = c->last_write = now_s();
 	c->w.fn = mem_ready;
 	STAILQ_INIT(&c->outq);
 	conn_update(c);
@@ -157,8 +168,8 @@ void conn_close(struct conn *c, const char *why)
 /* Whether a new request may start: the client's share of the daemon is not used up. */
 static bool may_start(const struct conn *c)
 {
-	return !c->srv->stopping && c->inflight < CONN_MAX_INFLIGHT &&
-	       c->out_bytes < CONN_MAX_OUT_BYTES;
+	return !c->srv->stopping && c->inflight < c->srv->cfg.max_inflight &&
+	       c->out_bytes < c->srv->cfg.max_queued;
 }
 
 /* A frame that has begun is always read to its end, unless memory is short. */
@@ -198,8 +209,10 @@ int conn_queue(struct conn *c, struct req *r, const void *msg, size_t mlen, cons
 	*o = (struct out){ .r = r, .last = last, .data = data, .dlen = dlen, .hlen = hlen };
 	zap_frame_encode(o->hdr, mlen, dlen);
 	memcpy(o->hdr + ZAP_FRAME_PREFIX, msg, mlen);
-	if (STAILQ_EMPTY(&c->outq))
+	if (STAILQ_EMPTY(&c->outq)) {
 		event_add(c->wev, NULL);
+		c->last_write = now_s();
+	}
 	STAILQ_INSERT_TAIL(&c->outq, o, link);
 	c->out_bytes += hlen + dlen;
 	return 0;
@@ -274,6 +287,8 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		consume(c, w);
+		if (w > 0)
+			c->last_write = now_s();
 	}
 	if (!c->dead && STAILQ_EMPTY(&c->outq))
 		event_del(c->wev);
@@ -449,8 +464,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		if (process(c, &dst, &room) != NEED_INPUT || i == READS_PER_TURN)
 			break;
 		n = read_more(c, dst, room);
-		if (n > 0)
+		if (n > 0) {
+			c->last_read = now_s();
 			continue;
+		}
 		if (n == 0)
 			on_eof(c);
 		else if (errno != EAGAIN && errno != EINTR)
@@ -458,4 +475,20 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		break;
 	}
 	conn_unref(c);
+}
+
+bool conn_sweep(struct conn *c, time_t now, unsigned timeout)
+{
+	bool mid_request = c->rs != R_PREFIX || c->in_end != c->in_start;
+
+	/* Waiting for buffer memory is the daemon's doing, not the client's. */
+	if (mid_request && !c->waiting && now - c->last_read > timeout) {
+		conn_close(c, "sent part of a request, then nothing for too long (--idle-timeout)");
+		return true;
+	}
+	if (!STAILQ_EMPTY(&c->outq) && now - c->last_write > timeout) {
+		conn_close(c, "has not read its responses for too long (--idle-timeout)");
+		return true;
+	}
+	return false;
 }

@@ -34,6 +34,9 @@ struct conn {
 	int fd;
 	pid_t pid;
 	uid_t uid;
+	gid_t gid;
+	time_t last_read;  /* when a request's bytes last arrived */
+	time_t last_write; /* when responses last went out, or began to wait */
 	struct event *rev, *wev;
 	uint8_t *in;
 	size_t in_start, in_end, in_cap;
@@ -67,7 +70,7 @@ int conn_queue(struct conn *c, struct req *r, const void *msg, size_t mlen, cons
 /* Re-evaluates whether the connection may read, after limits change. Never frees c. */
 void conn_update(struct conn *c);
 
-#define CONN_MAX_INFLIGHT  1024u
-#define CONN_MAX_OUT_BYTES (8u << 20)
+/* Closes c if it stalled mid-request or stopped reading for longer than timeout seconds. */
+bool conn_sweep(struct conn *c, time_t now, unsigned timeout);
 
 #endif

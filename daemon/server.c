@@ -266,7 +266,7 @@ out:
 
 /* --- stat, zones --- */
 
-#define STAT_MAX 64
+#define STAT_MAX 96
 
 struct stat_acc {
 	Zappend__StatItem items[STAT_MAX];
@@ -276,7 +276,11 @@ struct stat_acc {
 
 static Zappend__StatItem *stat_item(struct stat_acc *a, const char *name)
 {
-	Zappend__StatItem *it = &a->items[a->n];
+	/* Past the array's end, the last slot is overwritten: raise STAT_MAX then. */
+	Zappend__StatItem *it = &a->items[MIN(a->n, STAT_MAX - 1)];
+
+	if (a->n == STAT_MAX)
+		a->n--;
 
 	zappend__stat_item__init(it);
 	it->name = (char *)name;
@@ -359,6 +363,12 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "connections_total", srv->st.connections);
 	stat_u(a, "connections_rejected", srv->st.rejected);
 	stat_u(a, "bad_frames", srv->st.bad_frames);
+	stat_u(a, "connections_idle_closed", srv->st.idle_closed);
+	stat_u(a, "connections_denied", srv->st.denied);
+	stat_u(a, "max_connections", srv->cfg.max_connections);
+	stat_u(a, "max_inflight_per_connection", srv->cfg.max_inflight);
+	stat_u(a, "max_queued_bytes_per_connection", srv->cfg.max_queued);
+	stat_u(a, "idle_timeout_seconds", srv->cfg.idle_timeout);
 	stat_u(a, "buffer_pool_bytes", st->pool->size);
 	stat_u(a, "buffer_pool_free", st->pool->free_bytes);
 	stat_u(a, "fixed_buffers", st->ring->fixed_buffers);
@@ -454,6 +464,24 @@ void server_request(struct conn *c, const uint8_t *msg, size_t mlen, uint32_t pl
 
 /* --- listener --- */
 
+static bool listed(const uint32_t *ids, size_t n, uint32_t id)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] == id)
+			return true;
+	}
+	return false;
+}
+
+/* With allow lists, a peer must be on one of them; root always may. */
+static bool allowed(const struct server_cfg *cfg, uid_t uid, gid_t gid)
+{
+	if (!cfg->n_allow_uids && !cfg->n_allow_gids)
+		return true;
+	return uid == 0 || listed(cfg->allow_uids, cfg->n_allow_uids, uid) ||
+	       listed(cfg->allow_gids, cfg->n_allow_gids, gid);
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -485,6 +513,16 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		LIST_INSERT_HEAD(&srv->conns, c, link);
 		srv->nconns++;
 		srv->st.connections++;
+		if (!allowed(&srv->cfg, c->uid, c->gid)) {
+			srv->st.denied++;
+			log_warn(srv->log,
+				 "refusing client pid %d uid %u gid %u: not an allowed user",
+				 (int)c->pid, (unsigned)c->uid, (unsigned)c->gid);
+			conn_close(c, NULL);
+			continue;
+		}
+		log_debug(srv->log, "client pid %d uid %u gid %u connected", (int)c->pid,
+			  (unsigned)c->uid, (unsigned)c->gid);
 	}
 }
 
@@ -550,6 +588,20 @@ static int listen_on(const char *path, struct zerr *err)
 	return fd;
 }
 
+/* Clients that stalled halfway through a request, or stopped reading, give their share back. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct timespec now;
+	struct conn *c, *next;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (c = LIST_FIRST(&srv->conns); c; c = next) {
+		next = LIST_NEXT(c, link);
+		srv->st.idle_closed += conn_sweep(c, now.tv_sec, srv->cfg.idle_timeout);
+	}
+}
+
 int server_start(struct server *srv, struct event_base *base, struct store *store,
 		 const struct zlog *log, const struct server_cfg *cfg, struct zerr *err)
 {
@@ -558,6 +610,12 @@ int server_start(struct server *srv, struct event_base *base, struct store *stor
 	srv->store = store;
 	srv->log = log;
 	srv->cfg = *cfg;
+	if (!srv->cfg.max_inflight)
+		srv->cfg.max_inflight = SERVER_MAX_INFLIGHT;
+	if (!srv->cfg.max_queued)
+		srv->cfg.max_queued = SERVER_MAX_QUEUED;
+	if (!srv->cfg.idle_timeout)
+		srv->cfg.idle_timeout = SERVER_IDLE_TIMEOUT;
 	srv->started = time(NULL);
 	LIST_INIT(&srv->conns);
 	srv->lfd = cfg->inherit ? cfg->inherited_fd : listen_on(cfg->socket_path, err);
@@ -569,6 +627,10 @@ int server_start(struct server *srv, struct event_base *base, struct store *stor
 		return zerr_set(err, -ENOMEM, "out of memory");
 	}
 	event_add(srv->lev, NULL);
+	srv->sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, srv);
+	if (!srv->sweep_timer)
+		return zerr_set(err, -ENOMEM, "out of memory");
+	event_add(srv->sweep_timer, &(struct timeval){ 1, 0 });
 	return 0;
 }
 
@@ -635,6 +697,8 @@ void server_done(struct server *srv)
 		close(srv->lfd);
 	if (srv->stop_timer)
 		event_free(srv->stop_timer);
+	if (srv->sweep_timer)
+		event_free(srv->sweep_timer);
 	memset(srv, 0, sizeof(*srv));
 	srv->lfd = -1;
 }

@@ -28,14 +28,25 @@ struct server_cfg {
 	bool inherit;
 	int inherited_fd;
 	unsigned max_connections;
-	const char *backend;
-	bool sync;
+	unsigned max_inflight;	    /* requests in flight per connection; 0: the default */
+	size_t max_queued;	    /* response bytes queued per connection; 0: the default */
+	unsigned idle_timeout;	    /* seconds a half-sent request or unread responses may wait */
+	const uint32_t *allow_uids; /* peers allowed by uid or gid; none listed: everyone */
+	size_t n_allow_uids;
+	const uint32_t *allow_gids;
+	size_t n_allow_gids;
 };
+
+#define SERVER_MAX_INFLIGHT 1024u
+#define SERVER_MAX_QUEUED   (16u << 20)
+#define SERVER_IDLE_TIMEOUT 60u
 
 struct server_stats {
 	uint64_t connections; /* accepted so far */
 	uint64_t rejected;    /* refused: too many connections */
 	uint64_t bad_frames;  /* connections closed for a broken stream */
+	uint64_t idle_closed; /* connections closed for stalling mid-request or not reading */
+	uint64_t denied;      /* refused: peer not among the allowed uids/gids */
 };
 
 struct server {
@@ -46,6 +57,7 @@ struct server {
 	int lfd;
 	struct event *lev;
 	struct event *stop_timer;
+	struct event *sweep_timer; /* once a second: connections stuck mid-request */
 	LIST_HEAD(, conn) conns;
 	unsigned nconns;
 	bool stopping;

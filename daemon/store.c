@@ -9,6 +9,8 @@
 
 /* Zones a record tries before its put fails: each failure retires a zone. */
 #define APPEND_TRIES 3
+/* Buffer bytes one put may hold: a large value streams through, it does not fill the pool. */
+#define PUT_MAX_HELD (8u << 20)
 
 struct zchunk {
 	struct zdev_io io;
@@ -44,6 +46,8 @@ struct zput {
 	bool locs_given;
 	struct zdev_io end_io;
 	struct store_waiter w; /* deletes: waiting for a block of buffer */
+	uint64_t held;		   /* buffer bytes of its records not yet written */
+	struct store_waiter *held_waiter; /* the feeder, waiting for held to go down */
 	struct zput *next;
 	struct zput *older, *newer; /* all puts in flight, by seq */
 	uint16_t klen;
@@ -411,6 +415,21 @@ static void kick_flush(struct store *s)
 
 static void chunk_place(struct store *s, struct zchunk *c);
 
+/* The chunk's buffer goes back; the feeder of a large value may hand in more. */
+static void chunk_free(struct store *s, struct zchunk *c)
+{
+	struct zput *p = c->p;
+	struct store_waiter *w = p->held_waiter;
+
+	buf_put(s, c->buf, c->alloc);
+	p->held -= c->alloc;
+	free(c);
+	if (w && !p->input_done) {
+		p->held_waiter = NULL;
+		w->fn(w);
+	}
+}
+
 static void chunk_done(struct zdev_io *io)
 {
 	struct zchunk *c = container_of(io, struct zchunk, io);
@@ -446,8 +465,7 @@ static void chunk_done(struct zdev_io *io)
 					   .len = io->len },
 			   io->addr);
 	}
-	buf_put(s, c->buf, c->alloc);
-	free(c);
+	chunk_free(s, c);
 	p->completed++;
 	put_settle(p);
 }
@@ -463,8 +481,7 @@ static void chunk_fail(struct store *s, struct zchunk *c, int err)
 	struct zput *p = c->p;
 
 	p->err = p->err ? p->err : err;
-	buf_put(s, c->buf, c->alloc);
-	free(c);
+	chunk_free(s, c);
 	p->completed++;
 }
 
@@ -605,8 +622,7 @@ static void put_drop_cur(struct zput *p)
 {
 	if (!p->cur)
 		return;
-	buf_put(p->s, p->cur->buf, p->cur->alloc);
-	free(p->cur);
+	chunk_free(p->s, p->cur);
 	p->cur = NULL;
 }
 
@@ -626,8 +642,13 @@ void *store_put_buf(struct zput *p, size_t *room, struct store_waiter *w)
 		uint64_t left = p->vlen - (uint64_t)idx * p->dmax;
 		uint32_t dlen = MIN(left, p->dmax);
 		uint32_t alloc = zrec_len(p->klen, dlen);
-		void *buf = buf_get(s, alloc);
+		void *buf;
 
+		if (p->held + alloc > PUT_MAX_HELD) {
+			p->held_waiter = w;
+			return NULL;
+		}
+		buf = buf_get(s, alloc);
 		if (!buf) {
 			if (w)
 				wait_queue(s, w);
@@ -642,6 +663,7 @@ void *store_put_buf(struct zput *p, size_t *room, struct store_waiter *w)
 		*c =
 		    (struct zchunk){ .p = p, .buf = buf, .alloc = alloc, .idx = idx, .dlen = dlen };
 		p->cur = c;
+		p->held += alloc;
 	}
 	*room = c->dlen - c->filled;
 	return (uint8_t *)zrec_data(c->buf, p->klen) + c->filled;
@@ -663,6 +685,7 @@ void store_put_fill(struct zput *p, size_t n)
 
 void store_put_abort(struct zput *p)
 {
+	p->held_waiter = NULL;
 	put_drop_cur(p);
 	put_stop_input(p, -ECONNABORTED);
 }
