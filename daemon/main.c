@@ -33,6 +33,8 @@ struct zapd {
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *watchdog;
 	char socket_path[108]; /* where clients connect: --socket, or systemd's socket */
+	uint32_t *allow_uids, *allow_gids; /* --allow-uid, --allow-gid as numbers */
+	size_t n_allow_uids, n_allow_gids;
 	struct zdev *dev;
 	struct zring ring;
 	struct zpool pool;
@@ -68,6 +70,40 @@ static int open_log(struct zapd *d, const char *path, struct zerr *err)
 	if (ret)
 		return zerr_set(err, ret, "cannot open the log file %s: %s", path, strerror(-ret));
 	return 0;
+}
+
+/* --allow-uid/--allow-gid of o into d's lists (the server points at them). */
+static int load_allow_lists(struct zapd *d, const struct options *o, struct zerr *err)
+{
+	uint32_t *uids, *gids;
+	size_t nu, ng;
+
+	if (options_id_list(o->allow_uid, false, &uids, &nu))
+		return zerr_set(err, -EINVAL, "allow-uid: cannot resolve '%s'", o->allow_uid);
+	if (options_id_list(o->allow_gid, true, &gids, &ng)) {
+		free(uids);
+		return zerr_set(err, -EINVAL, "allow-gid: cannot resolve '%s'", o->allow_gid);
+	}
+	free(d->allow_uids);
+	free(d->allow_gids);
+	d->allow_uids = uids;
+	d->n_allow_uids = nu;
+	d->allow_gids = gids;
+	d->n_allow_gids = ng;
+	return 0;
+}
+
+/* The per-connection limits and allow lists of o, into a server configuration. */
+static void conn_limits(const struct zapd *d, const struct options *o, struct server_cfg *cfg)
+{
+	cfg->max_connections = o->max_connections;
+	cfg->max_inflight = o->max_inflight_conn;
+	cfg->max_queued = o->max_queued_conn;
+	cfg->idle_timeout = o->idle_timeout;
+	cfg->allow_uids = d->allow_uids;
+	cfg->n_allow_uids = d->n_allow_uids;
+	cfg->allow_gids = d->allow_gids;
+	cfg->n_allow_gids = d->n_allow_gids;
 }
 
 static bool same_str(const char *a, const char *b)
@@ -114,7 +150,14 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 		o.log_file = strdup(d->opt.log_file);
 	}
 	d->log.level = options_log_level(&o);
-	d->srv.cfg.max_connections = o.max_connections;
+	if (load_allow_lists(d, &o, &err)) {
+		log_err(&d->log, "SIGHUP: %s; the allow lists stay as they were", err.msg);
+		free(o.allow_uid);
+		free(o.allow_gid);
+		o.allow_uid = d->opt.allow_uid ? strdup(d->opt.allow_uid) : NULL;
+		o.allow_gid = d->opt.allow_gid ? strdup(d->opt.allow_gid) : NULL;
+	}
+	conn_limits(d, &o, &d->srv.cfg);
 
 #define RESTART_ONLY(changed, key)                                                                 \
 	do {                                                                                       \
@@ -141,11 +184,22 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	d->opt.log_level = o.log_level;
 	d->opt.verbose = o.verbose;
 	d->opt.max_connections = o.max_connections;
+	d->opt.max_inflight_conn = o.max_inflight_conn;
+	d->opt.max_queued_conn = o.max_queued_conn;
+	d->opt.idle_timeout = o.idle_timeout;
+	free(d->opt.allow_uid);
+	free(d->opt.allow_gid);
+	d->opt.allow_uid = o.allow_uid;
+	d->opt.allow_gid = o.allow_gid;
+	o.allow_uid = o.allow_gid = NULL;
 	options_done(&o);
 	log_notice(&d->log,
-		   "SIGHUP: reopened the log and re-read %s: log-level %s, max-connections %u",
+		   "SIGHUP: reopened the log and re-read %s: log-level %s, max-connections %u, "
+		   "idle-timeout %u s, allow-uid %s, allow-gid %s",
 		   d->opt.config ? d->opt.config : ZAPD_DEFAULT_CONFIG,
-		   zlog_level_name(d->log.level), d->opt.max_connections);
+		   zlog_level_name(d->log.level), d->opt.max_connections, d->opt.idle_timeout,
+		   d->n_allow_uids ? d->opt.allow_uid : "-",
+		   d->n_allow_gids ? d->opt.allow_gid : "-");
 out:
 	svc_notify(&d->svc, "READY=1\nSTATUS=serving %zu keys on %s", zidx_count(d->store.idx),
 		   d->socket_path);
@@ -214,7 +268,6 @@ static int setup(struct zapd *d, struct zerr *err)
 	struct event_config *cfg = event_config_new();
 	struct server_cfg scfg = {
 		.socket_path = d->opt.socket,
-		.max_connections = d->opt.max_connections,
 	};
 	int ret, lfd;
 
@@ -236,6 +289,14 @@ static int setup(struct zapd *d, struct zerr *err)
 		snprintf(d->socket_path, sizeof(d->socket_path), "%s", d->opt.socket);
 	}
 	scfg.socket_path = d->socket_path;
+	ret = load_allow_lists(d, &d->opt, err);
+	if (ret) {
+		if (lfd >= 0)
+			close(lfd);
+		event_config_free(cfg);
+		return ret;
+	}
+	conn_limits(d, &d->opt, &scfg);
 	/* No locks: the daemon is one thread. */
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
 	d->base = event_base_new_with_config(cfg);
@@ -297,6 +358,8 @@ static void teardown(struct zapd *d)
 		event_base_free(d->base);
 	options_done(&d->opt);
 	svc_done(&d->svc);
+	free(d->allow_uids);
+	free(d->allow_gids);
 }
 
 int main(int argc, char **argv)

@@ -1,15 +1,28 @@
 #include "options.h"
 #include "log.h"
+#include "server.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { OPT_STR, OPT_SIZE, OPT_UINT, OPT_FLAG, OPT_SYNC, OPT_LEVEL, OPT_CONFIG };
+enum opt_type {
+	OPT_STR,
+	OPT_SIZE,
+	OPT_UINT,
+	OPT_FLAG,
+	OPT_SYNC,
+	OPT_LEVEL,
+	OPT_UIDS,
+	OPT_GIDS,
+	OPT_CONFIG
+};
 
 struct opt_def {
 	const char *name;
@@ -39,6 +52,16 @@ static const struct opt_def defs[] = {
 	{ "max-active-zones", OPT_UINT, O(max_active_zones), "N",
 	  "file backend: active zone limit" },
 	{ "max-connections", OPT_UINT, O(max_connections), "N", "client connections (1024)" },
+	{ "max-inflight-per-connection", OPT_UINT, O(max_inflight_conn), "N",
+	  "a connection's requests in flight before reading it pauses (1024)" },
+	{ "max-queued-per-connection", OPT_SIZE, O(max_queued_conn), "SIZE",
+	  "a connection's unread response bytes before reading it pauses (16M)" },
+	{ "idle-timeout", OPT_UINT, O(idle_timeout), "SECONDS",
+	  "close a connection stalled mid-request or not reading responses (60)" },
+	{ "allow-uid", OPT_UIDS, O(allow_uid), "UID,...",
+	  "only these users (and root) may connect; names or numbers" },
+	{ "allow-gid", OPT_GIDS, O(allow_gid), "GID,...",
+	  "only peers in these primary groups (and root) may connect" },
 	{ "log-level", OPT_LEVEL, O(log_level), "LEVEL",
 	  "err, warning, notice, info (the default) or debug" },
 	{ "verbose", OPT_FLAG, O(verbose), NULL, "log debug lines too (--log-level debug)" },
@@ -56,6 +79,9 @@ static void defaults(struct options *o)
 	o->buffer_pool = 64 * MiB;
 	o->open_zones = 4;
 	o->max_connections = 1024;
+	o->max_inflight_conn = SERVER_MAX_INFLIGHT;
+	o->max_queued_conn = SERVER_MAX_QUEUED;
+	o->idle_timeout = SERVER_IDLE_TIMEOUT;
 	o->sync = true;
 	o->log_level = LOG_INFO;
 }
@@ -67,6 +93,8 @@ void options_done(struct options *o)
 	free(o->socket);
 	free(o->backend);
 	free(o->log_file);
+	free(o->allow_uid);
+	free(o->allow_gid);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -117,6 +145,18 @@ static int set(struct options *o, const struct opt_def *d, const char *v)
 			return -EINVAL;
 		*(int *)f = zlog_parse_level(v);
 		return 0;
+	case OPT_UIDS:
+	case OPT_GIDS: {
+		uint32_t *ids;
+		size_t nids;
+
+		if (options_id_list(v, d->type == OPT_GIDS, &ids, &nids))
+			return -EINVAL;
+		free(ids);
+		free(*(char **)f);
+		*(char **)f = strdup(v);
+		return *(char **)f ? 0 : -ENOMEM;
+	}
 	}
 	return -EINVAL;
 }
@@ -188,9 +228,9 @@ static void usage(FILE *out)
 
 		snprintf(left, sizeof(left), "--%s%s%s", defs[i].name, defs[i].arg ? " " : "",
 			 defs[i].arg ? defs[i].arg : "");
-		fprintf(out, "  %-30s %s\n", left, defs[i].help);
+		fprintf(out, "  %-36s %s\n", left, defs[i].help);
 	}
-	fprintf(out, "  %-30s %s\n  %-30s %s\n", "--help", "this text", "--version", "the version");
+	fprintf(out, "  %-36s %s\n  %-36s %s\n", "--help", "this text", "--version", "the version");
 }
 
 static int check(const struct options *o, struct zerr *err)
@@ -203,6 +243,12 @@ static int check(const struct options *o, struct zerr *err)
 		return zerr_set(err, -EINVAL, "--open-zones must be 1 or more");
 	if (!o->max_connections)
 		return zerr_set(err, -EINVAL, "--max-connections must be 1 or more");
+	if (!o->max_inflight_conn)
+		return zerr_set(err, -EINVAL, "--max-inflight-per-connection must be 1 or more");
+	if (o->max_queued_conn < 64 * KiB)
+		return zerr_set(err, -EINVAL, "--max-queued-per-connection must be 64K or more");
+	if (!o->idle_timeout)
+		return zerr_set(err, -EINVAL, "--idle-timeout must be 1 second or more");
 	return 0;
 }
 
@@ -260,4 +306,69 @@ int options_parse(struct options *o, int argc, char **argv, struct zerr *err)
 int options_log_level(const struct options *o)
 {
 	return o->verbose ? LOG_DEBUG : o->log_level;
+}
+
+static int lookup_id(const char *name, bool group, uint32_t *id)
+{
+	char *end;
+	unsigned long n;
+
+	if (isdigit((unsigned char)*name)) {
+		errno = 0;
+		n = strtoul(name, &end, 10);
+		if (*end || errno || n >= UINT32_MAX)
+			return -EINVAL;
+		*id = n;
+		return 0;
+	}
+	if (group) {
+		struct group *g = getgrnam(name);
+
+		if (!g)
+			return -EINVAL;
+		*id = g->gr_gid;
+	} else {
+		struct passwd *p = getpwnam(name);
+
+		if (!p)
+			return -EINVAL;
+		*id = p->pw_uid;
+	}
+	return 0;
+}
+
+int options_id_list(const char *spec, bool group, uint32_t **ids, size_t *n)
+{
+	char *copy, *tok, *save = NULL;
+	size_t cap = 0;
+	int ret = 0;
+
+	*ids = NULL;
+	*n = 0;
+	if (!spec || !*spec)
+		return 0;
+	copy = strdup(spec);
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ", ", &save); tok && !ret; tok = strtok_r(NULL, ", ", &save)) {
+		if (*n == cap) {
+			uint32_t *nids = realloc(*ids, (cap = cap ? 2 * cap : 8) * sizeof(**ids));
+
+			if (!nids) {
+				ret = -ENOMEM;
+				break;
+			}
+			*ids = nids;
+		}
+		ret = lookup_id(tok, group, &(*ids)[*n]);
+		if (!ret)
+			(*n)++;
+	}
+	free(copy);
+	if (ret) {
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+	}
+	return ret;
 }

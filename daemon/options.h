@@ -27,6 +27,11 @@ struct options {
 	unsigned max_open_zones;
 	unsigned max_active_zones;
 	unsigned max_connections;
+	unsigned max_inflight_conn; /* requests in flight per connection */
+	uint64_t max_queued_conn;   /* response bytes queued per connection */
+	unsigned idle_timeout;	    /* seconds */
+	char *allow_uid;	    /* "uid,name,..." or NULL: see options_id_list() */
+	char *allow_gid;
 	char *log_file; /* NULL: stderr */
 	int log_level;	/* LOG_ERR .. LOG_DEBUG */
 	bool format;
@@ -43,5 +48,12 @@ int options_parse(struct options *o, int argc, char **argv, struct zerr *err);
 void options_done(struct options *o);
 /* The level lines are logged at: --log-level, or debug with --verbose. */
 int options_log_level(const struct options *o);
+/*
+ * An --allow-uid/--allow-gid list ("0,1000,alice", names looked up as users,
+ * or as groups when group is set) as numbers: 0 with *ids malloc()ed (NULL
+ * and *n 0 for a NULL or empty spec), or -EINVAL for an unknown name or a
+ * bad number.
+ */
+int options_id_list(const char *spec, bool group, uint32_t **ids, size_t *n);
 
 #endif

@@ -1,7 +1,7 @@
 #!/bin/sh
 # zappendd's config file as an operator meets it: a bad line stops the start
 # with exit status 2 and "path:LINE:" in one message; the command line wins
-# over the file; SIGHUP re-reads what can change live (log-level), reopens a
+# over the file; SIGHUP re-reads what can change live (log-level, allow-uid), reopens a
 # --log-file that logrotate moved, and keeps the settings when the file no
 # longer parses.
 set -u
@@ -108,6 +108,31 @@ waitlog "SIGHUP: keeping the current settings: $dir/zappendd.conf:9: unknown key
 	"$dir/zappendd.log"
 echo hello | "$cli" -s "$dir/s.sock" put k || fail "put after a bad SIGHUP"
 [ "$("$cli" -s "$dir/s.sock" get k)" = hello ] || fail "get after a bad SIGHUP"
+
+# allow-uid, live: a user not on the list is refused, root always gets in.
+as_nobody() {
+	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
+}
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 && id nobody >/dev/null 2>&1 &&
+	as_nobody "$cli" --version >/dev/null 2>&1; then
+	sed -i '/^bogus = 1$/d' "$dir/zappendd.conf"
+	echo "allow-uid = 0" >>"$dir/zappendd.conf"
+	kill -HUP "$pid"
+	waitlog "SIGHUP: .*allow-uid 0," "$dir/zappendd.log"
+	chmod 0755 "$dir"
+	chmod 0666 "$dir/s.sock" # only the allow list stands in the way now
+	as_nobody "$cli" -s "$dir/s.sock" get k \
+		>/dev/null 2>"$dir/err" && fail "uid nobody got in despite allow-uid = 0"
+	waitlog "refusing client pid [0-9]* uid $(id -u nobody) .*not an allowed user" "$dir/zappendd.log"
+	[ "$("$cli" -s "$dir/s.sock" get k)" = hello ] || fail "root refused by allow-uid = 0"
+	sed -i "s/^allow-uid = 0$/allow-uid = 0,nobody/" "$dir/zappendd.conf"
+	kill -HUP "$pid"
+	waitlog "SIGHUP: .*allow-uid 0,nobody," "$dir/zappendd.log"
+	[ "$(as_nobody "$cli" -s "$dir/s.sock" get k)" = hello ] ||
+		fail "uid nobody refused although allow-uid lists it now"
+else
+	echo "note: not root, no setpriv or user nobody, or nobody cannot run $cli: allow-uid not checked"
+fi
 
 kill -TERM "$pid" && wait "$pid" || fail "daemon did not exit 0 on SIGTERM"
 pid=

@@ -96,6 +96,11 @@ static void test_defaults(void **state)
 	assert_int_equal(o.log_level, LOG_INFO);
 	assert_int_equal(options_log_level(&o), LOG_INFO);
 	assert_null(o.log_file);
+	assert_int_equal(o.max_inflight_conn, 1024);
+	assert_int_equal(o.max_queued_conn, 16 * MiB);
+	assert_int_equal(o.idle_timeout, 60);
+	assert_null(o.allow_uid);
+	assert_null(o.allow_gid);
 	options_done(&o);
 }
 
@@ -194,6 +199,52 @@ static void test_config_errors(void **state)
 	expect_bad_line("help = 1\n", 1, "help");
 	expect_bad_line("log-level = warning\nlog-level = loud\n", 2, "loud");
 	expect_bad_line("log-level = LOG_ERR\n", 1, "LOG_ERR");
+}
+
+static void test_connection_limits(void **state)
+{
+	char *path = write_config("full.conf", "max-inflight-per-connection = 16\n"
+					       "max-queued-per-connection = 1M\n"
+					       "idle-timeout = 5\n"
+					       "allow-uid = 0, 1000,root\n"
+					       "allow-gid = 0\n");
+	struct options o;
+	struct zerr err;
+	uint32_t *ids;
+	size_t n;
+
+	assert_int_equal(parse(&o, &err, "--config", path, "--idle-timeout", "7"), 0);
+	assert_int_equal(o.max_inflight_conn, 16);
+	assert_int_equal(o.max_queued_conn, MiB);
+	assert_int_equal(o.idle_timeout, 7);
+	assert_int_equal(options_id_list(o.allow_uid, false, &ids, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(ids[0], 0);
+	assert_int_equal(ids[1], 1000);
+	assert_int_equal(ids[2], 0); /* root, by name */
+	free(ids);
+	assert_int_equal(options_id_list(o.allow_gid, true, &ids, &n), 0);
+	assert_int_equal(n, 1);
+	free(ids);
+	options_done(&o);
+
+	assert_int_equal(options_id_list(NULL, false, &ids, &n), 0);
+	assert_null(ids);
+	assert_int_equal(n, 0);
+	assert_int_equal(options_id_list("12x", false, &ids, &n), -EINVAL);
+	assert_int_equal(options_id_list("no-such-user-zappend", false, &ids, &n), -EINVAL);
+
+	expect_bad_line("allow-uid = 0,no-such-user-zappend\n", 1, "no-such-user-zappend");
+	expect_bad_line("\nallow-gid = no-such-group-zappend\n", 2, "no-such-group-zappend");
+	assert_int_equal(parse(&o, &err, "--config", empty, "--idle-timeout", "0"), -EINVAL);
+	assert_non_null(strstr(err.msg, "--idle-timeout"));
+	options_done(&o);
+	assert_int_equal(parse(&o, &err, "--config", empty, "--max-inflight-per-connection", "0"),
+			 -EINVAL);
+	options_done(&o);
+	assert_int_equal(parse(&o, &err, "--config", empty, "--max-queued-per-connection", "1K"),
+			 -EINVAL);
+	options_done(&o);
 }
 
 static void test_log_level(void **state)
@@ -363,6 +414,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_log_level),
+		cmocka_unit_test(test_connection_limits),
 		cmocka_unit_test(test_reparse),
 	};
 
