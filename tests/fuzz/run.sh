@@ -1,0 +1,72 @@
+#!/bin/sh
+# Runs each libFuzzer target for FUZZ_TIME seconds (default 60) on a copy of
+# its committed corpus (tests/fuzz/corpus/<target>/), one target at a time,
+# and fails if any finds a crash, leak, hang or sanitizer error. Needs a build
+# configured with --enable-fuzzing (FUZZ_BUILDDIR, default ../../build-fuzz).
+#
+#   FUZZ_TARGETS   which targets (default: frames records recovery client)
+#   FUZZ_TIME      seconds per target
+#   FUZZ_KEEP      a directory: new corpus entries and crash artifacts are
+#                  copied there (default: they are dropped with the run)
+#
+# Regression inputs of bugs not fixed yet are listed in tests/fuzz/open-crashes
+# and left out of the run; the fix removes the line, and from then on CI runs
+# them every time.
+set -eu
+src=$(cd "$(dirname "$0")" && pwd)
+build=${FUZZ_BUILDDIR:-$src/../../build-fuzz}
+time=${FUZZ_TIME:-60}
+targets=${FUZZ_TARGETS:-"frames records recovery client"}
+work=$(mktemp -d "${TMPDIR:-/tmp}/zappend-fuzz-run.XXXXXX")
+trap 'rm -rf "$work"' EXIT INT TERM
+failed=
+
+for t in $targets; do
+	bin=$build/tests/fuzz/fuzz-$t
+	[ -x "$bin" ] || { echo "fuzz: $bin missing: configure with --enable-fuzzing" >&2; exit 1; }
+	corpus=$work/corpus-$t
+	mkdir -p "$corpus" "$work/tmp-$t" "$work/artifacts-$t"
+	for f in "$src/corpus/fuzz-$t"/*; do
+		[ -f "$f" ] || continue
+		name=fuzz-$t/$(basename "$f")
+		if grep -qx "$name" "$src/open-crashes" 2>/dev/null; then
+			echo "fuzz-$t: leaving out $name (listed in open-crashes)"
+			continue
+		fi
+		cp "$f" "$corpus/"
+	done
+	case $t in
+	frames) opts="-max_len=131072 -dict=$src/fuzz-frames.dict" ;;
+	records) opts="-max_len=65536" ;;
+	recovery) opts="-max_len=131072 -dict=$src/fuzz-recovery.dict" ;;
+	# A daemon may announce any value length; the client's malloc of it may fail.
+	client) opts="-max_len=65536 -malloc_limit_mb=1000000" ;;
+	*) opts= ;;
+	esac
+	echo "fuzz-$t: ${time}s on $(ls "$corpus" | wc -l) inputs"
+	# shellcheck disable=SC2086
+	if FUZZ_TMPDIR=$work/tmp-$t \
+		ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=print_stacktrace=1 \
+		"$bin" "$corpus" $opts -max_total_time="$time" -timeout=60 -rss_limit_mb=2560 \
+		-print_final_stats=1 -artifact_prefix="$work/artifacts-$t/" \
+		>"$work/$t.log" 2>&1; then
+		status=ok
+	else
+		status=FAILED
+		failed="$failed $t"
+		grep -E -A40 "ERROR|fuzz: |Deadly|Timeout|out-of-memory" "$work/$t.log" | head -80 >&2 || tail -n 60 "$work/$t.log" >&2
+	fi
+	# The last status line (coverage) and the execution count.
+	last=$(grep -E '^#[0-9]+' "$work/$t.log" | tail -n 1 || true)
+	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log")
+	rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/$t.log")
+	echo "fuzz-$t: $status: ${execs:-?} executions (${rate:-?}/s); $last"
+	if [ -n "${FUZZ_KEEP:-}" ]; then
+		mkdir -p "$FUZZ_KEEP/fuzz-$t"
+		cp -n "$corpus"/* "$FUZZ_KEEP/fuzz-$t/" 2>/dev/null || true
+		cp "$work/artifacts-$t"/* "$FUZZ_KEEP/fuzz-$t/" 2>/dev/null || true
+		cp "$work/$t.log" "$FUZZ_KEEP/fuzz-$t.log"
+	fi
+done
+[ -z "$failed" ] || { echo "fuzz: FAILED:$failed" >&2; exit 1; }
+echo "fuzz: all targets ran ${time}s without a finding"
