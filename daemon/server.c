@@ -341,6 +341,8 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "zones_reset", st->zones.resets);
 	stat_u(a, "zones_retired", st->zones.retired);
 	stat_u(a, "zone_errors", st->st.zone_errors);
+	stat_u(a, "batched_appends", st->st.batches);
+	stat_u(a, "batched_records", st->st.batched_records);
 	/* Everything the device was asked to write, over the value bytes clients put. */
 	stat_d(a, "write_amplification",
 	       st->st.put_bytes

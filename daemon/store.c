@@ -11,6 +11,15 @@
 #define APPEND_TRIES 3
 /* Buffer bytes one put may hold: a large value streams through, it does not fill the pool. */
 #define PUT_MAX_HELD (8u << 20)
+/*
+ * Coalescing: while BATCH_WHEN appends to a zone are in flight, records of
+ * up to BATCH_SMALL bytes bound for it gather in one buffer of BATCH_MAX and
+ * go as one append when the next append to the zone completes. A busy
+ * device then takes few large writes instead of many small ones.
+ */
+#define BATCH_WHEN  4u
+#define BATCH_SMALL (32u << 10)
+#define BATCH_MAX   (256u << 10)
 
 struct zchunk {
 	struct zdev_io io;
@@ -23,7 +32,24 @@ struct zchunk {
 	uint32_t filled;
 	uint32_t zone;
 	unsigned tries;	     /* appends that failed */
-	struct zchunk *next; /* waiting for room */
+	uint32_t boff;	     /* where in its batch, if batched */
+	struct zchunk *next; /* waiting for room, or the next in its batch */
+};
+
+/* Records gathering for one append to a busy zone. */
+struct zbatch {
+	struct zdev_io io;
+	struct store *s;
+	uint32_t zone;
+	uint8_t *buf;
+	uint32_t len;
+	struct zchunk *chunks, **tail;
+};
+
+/* Per zone: appends in flight, and the batch gathering behind them. */
+struct zqueue {
+	unsigned appending;
+	struct zbatch *batch;
 };
 
 struct zput {
@@ -45,8 +71,8 @@ struct zput {
 	struct zloc one;
 	bool locs_given;
 	struct zdev_io end_io;
-	struct store_waiter w; /* deletes: waiting for a block of buffer */
-	uint64_t held;		   /* buffer bytes of its records not yet written */
+	struct store_waiter w;		  /* deletes: waiting for a block of buffer */
+	uint64_t held;			  /* buffer bytes of its records not yet written */
 	struct store_waiter *held_waiter; /* the feeder, waiting for held to go down */
 	struct zput *next;
 	struct zput *older, *newer; /* all puts in flight, by seq */
@@ -416,28 +442,37 @@ static void kick_flush(struct store *s)
 static void chunk_place(struct store *s, struct zchunk *c);
 
 /* The chunk's buffer goes back; the feeder of a large value may hand in more. */
-static void chunk_free(struct store *s, struct zchunk *c)
+static void chunk_release_buf(struct store *s, struct zchunk *c)
 {
 	struct zput *p = c->p;
 	struct store_waiter *w = p->held_waiter;
 
+	if (!c->buf)
+		return;
 	buf_put(s, c->buf, c->alloc);
+	c->buf = NULL;
 	p->held -= c->alloc;
-	free(c);
 	if (w && !p->input_done) {
 		p->held_waiter = NULL;
 		w->fn(w);
 	}
 }
 
-static void chunk_done(struct zdev_io *io)
+static void chunk_free(struct store *s, struct zchunk *c)
 {
-	struct zchunk *c = container_of(io, struct zchunk, io);
+	chunk_release_buf(s, c);
+	free(c);
+}
+
+static void batch_submit(struct store *s, struct zqueue *q);
+
+/* The append of c ended with res, the record landing at addr. */
+static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t addr)
+{
 	struct zput *p = c->p;
-	struct store *s = p->s;
 
 	zones_append_done(&s->zones, c->zone);
-	if (io->res < 0 && ++c->tries < APPEND_TRIES) {
+	if (res < 0 && c->buf && ++c->tries < APPEND_TRIES) {
 		/* The zone is failing, not the record: it goes, the record tries another. */
 		s->st.zone_errors++;
 		zones_retire(&s->zones, c->zone);
@@ -445,15 +480,15 @@ static void chunk_done(struct zdev_io *io)
 		put_settle(p); /* in case no zone was left for it */
 		return;
 	}
-	if (io->res < 0) {
+	if (res < 0) {
 		p->err = p->err ? p->err : -EIO;
-	} else if (!inside_zone(s, c->zone, io->addr, io->len)) {
+	} else if (!inside_zone(s, c->zone, addr, c->len)) {
 		/* The device put the data somewhere it could not be: trust nothing it says. */
 		p->err = -EIO;
 		s->st.errors++;
 	} else {
-		p->locs[c->idx] = (struct zloc){ .addr = io->addr, .len = io->len };
-		s->st.appended_bytes += io->len;
+		p->locs[c->idx] = (struct zloc){ .addr = addr, .len = c->len };
+		s->st.appended_bytes += c->len;
 		zones_note(&s->zones,
 			   &(struct zrec){ .type = p->type,
 					   .klen = p->klen,
@@ -462,16 +497,103 @@ static void chunk_done(struct zdev_io *io)
 					   .vlen = p->vlen,
 					   .chunk = c->idx,
 					   .nchunks = p->nchunks,
-					   .len = io->len },
-			   io->addr);
+					   .len = c->len },
+			   addr);
 	}
 	chunk_free(s, c);
 	p->completed++;
 	put_settle(p);
 }
 
+/* An append to the zone ended: what gathered behind it goes now. */
+static void zone_append_ended(struct store *s, uint32_t zone)
+{
+	struct zqueue *q = &s->zq[zone];
+
+	q->appending--;
+	if (q->batch)
+		batch_submit(s, q);
+}
+
+static void chunk_done(struct zdev_io *io)
+{
+	struct zchunk *c = container_of(io, struct zchunk, io);
+	struct store *s = c->p->s;
+	uint32_t zone = c->zone;
+
+	chunk_complete(s, c, io->res, io->addr);
+	zone_append_ended(s, zone);
+}
+
+static void batch_done(struct zdev_io *io)
+{
+	struct zbatch *b = container_of(io, struct zbatch, io);
+	struct store *s = b->s;
+	struct zchunk *c, *next;
+
+	s->st.batches++;
+	/* A failed batch fails its records: their own buffers are gone. */
+	for (c = b->chunks; c; c = next) {
+		next = c->next;
+		s->st.batched_records++;
+		chunk_complete(s, c, io->res < 0 ? io->res : 0, io->addr + c->boff);
+	}
+	buf_put(s, b->buf, BATCH_MAX);
+	zone_append_ended(s, b->zone);
+	free(b);
+}
+
+static void batch_submit(struct store *s, struct zqueue *q)
+{
+	struct zbatch *b = q->batch;
+
+	q->batch = NULL;
+	q->appending++;
+	b->io.done = batch_done;
+	zdev_append(s->dev, b->zone, b->buf, b->len, &b->io);
+}
+
+/* Adds c to its zone's batch if the zone is busy; false if c goes alone. */
+static bool batch_add(struct store *s, struct zchunk *c)
+{
+	struct zqueue *q = &s->zq[c->zone];
+	struct zbatch *b = q->batch;
+
+	if (c->len > BATCH_SMALL || q->appending < BATCH_WHEN || BATCH_MAX > s->rec_max)
+		return false;
+	if (b && b->len + c->len > BATCH_MAX) {
+		batch_submit(s, q);
+		b = NULL;
+	}
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return false;
+		b->buf = buf_get(s, BATCH_MAX);
+		if (!b->buf) {
+			free(b);
+			return false;
+		}
+		b->s = s;
+		b->zone = c->zone;
+		b->tail = &b->chunks;
+		q->batch = b;
+	}
+	memcpy(b->buf + b->len, c->buf, c->len);
+	c->boff = b->len;
+	b->len += c->len;
+	c->next = NULL;
+	*b->tail = c;
+	b->tail = &c->next;
+	chunk_release_buf(s, c);
+	return true;
+}
+
 static void chunk_append(struct store *s, struct zchunk *c)
 {
+	if (batch_add(s, c))
+		return;
+	s->zq[c->zone].appending++;
 	c->io.done = chunk_done;
 	zdev_append(s->dev, c->zone, c->buf, c->len, &c->io);
 }
@@ -877,19 +999,12 @@ void store_get_abort(struct zget *g)
 
 int store_zones_init(struct store *s, const struct zdev_zone *dz)
 {
-	const struct zdev_info *info = &s->dev->info;
-	unsigned want = s->cfg.open_zones;
-	int ret;
+	int ret = zones_init(&s->zones, &s->dev->info, dz, s->cfg.open_zones);
 
-	/* The superblock zone counts against the device's active-zone limit. */
-	if (info->max_active)
-		want = MIN(want, info->max_active - 1);
-	if (info->max_open)
-		want = MIN(want, info->max_open);
-	ret = zones_init(&s->zones, info, dz, want);
 	s->zones.finish_fn = finish_zone;
 	s->zones.arg = s;
-	return ret;
+	s->zq = calloc(s->zones.n, sizeof(*s->zq));
+	return ret ? ret : s->zq ? 0 : -ENOMEM;
 }
 
 int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpool *pool,
@@ -926,6 +1041,7 @@ bool store_idle(const struct store *s)
 void store_done(struct store *s)
 {
 	gc_done(&s->gc);
+	free(s->zq);
 	zidx_free(s->idx);
 	zones_done(&s->zones);
 	memset(s, 0, sizeof(*s));

@@ -39,7 +39,9 @@ struct store_stats {
 	uint64_t flushes;
 	uint64_t errors;
 	uint64_t zone_errors; /* appends the device failed, each retiring a zone */
-	uint64_t corrupt;     /* records that failed verification on read */
+	uint64_t batches;     /* appends that carried several records */
+	uint64_t batched_records;
+	uint64_t corrupt; /* records that failed verification on read */
 	double recovery_seconds;
 	uint64_t recovered_records;
 	uint64_t torn_records;
@@ -55,6 +57,7 @@ struct store_waiter {
 struct zput;
 struct zget;
 struct zchunk;
+struct zqueue;
 
 struct store {
 	struct zdev *dev;
@@ -73,6 +76,7 @@ struct store {
 	struct zdev_io flush_io;
 	struct store_waiter *waiters, **waiters_tail;
 	struct zchunk *space, **space_tail; /* records waiting for room on the device */
+	struct zqueue *zq;		    /* per zone: appends in flight, records gathering */
 	unsigned space_waiters;
 	struct zput *oldest, *newest; /* puts and deletes in flight */
 	unsigned busy;		      /* puts, gets and zone operations not yet ended */
