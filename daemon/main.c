@@ -73,6 +73,18 @@ static int open_log(struct zapd *d, const char *path, struct zerr *err)
 }
 
 /* --allow-uid/--allow-gid of o into d's lists (the server points at them). */
+static int socket_group(const struct options *o, int *gid, struct zerr *err)
+{
+	uint32_t *ids;
+	size_t n;
+
+	if (options_id_list(o->socket_group, true, &ids, &n))
+		return zerr_set(err, -EINVAL, "socket-group: no group '%s'", o->socket_group);
+	*gid = n ? (int)ids[0] : -1;
+	free(ids);
+	return 0;
+}
+
 static int load_allow_lists(struct zapd *d, const struct options *o, struct zerr *err)
 {
 	uint32_t *uids, *gids;
@@ -243,6 +255,8 @@ static int setup_store(struct zapd *d, struct zerr *err)
 		.max_value = d->opt.max_value,
 		.sync = d->opt.sync,
 		.open_zones = d->opt.open_zones,
+		.gc_policy = d->opt.gc_policy,
+		.rescan = d->opt.rescan,
 	};
 	int ret = store_init(&d->store, d->dev, &d->ring, &d->pool, &cfg);
 
@@ -268,6 +282,7 @@ static int setup(struct zapd *d, struct zerr *err)
 	struct event_config *cfg = event_config_new();
 	struct server_cfg scfg = {
 		.socket_path = d->opt.socket,
+		.socket_gid = -1,
 	};
 	int ret, lfd;
 
@@ -289,7 +304,9 @@ static int setup(struct zapd *d, struct zerr *err)
 		snprintf(d->socket_path, sizeof(d->socket_path), "%s", d->opt.socket);
 	}
 	scfg.socket_path = d->socket_path;
-	ret = load_allow_lists(d, &d->opt, err);
+	ret = socket_group(&d->opt, &scfg.socket_gid, err);
+	if (!ret)
+		ret = load_allow_lists(d, &d->opt, err);
 	if (ret) {
 		if (lfd >= 0)
 			close(lfd);

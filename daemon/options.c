@@ -1,4 +1,6 @@
 #include "options.h"
+
+#include "gc.h"
 #include "log.h"
 #include "server.h"
 
@@ -18,6 +20,7 @@ enum opt_type {
 	OPT_UINT,
 	OPT_FLAG,
 	OPT_SYNC,
+	OPT_GC,
 	OPT_LEVEL,
 	OPT_UIDS,
 	OPT_GIDS,
@@ -39,11 +42,17 @@ static const struct opt_def defs[] = {
 	  "config file (default " ZAPD_DEFAULT_CONFIG ")" },
 	{ "device", OPT_STR, O(device), "PATH", "zoned device or image file" },
 	{ "socket", OPT_STR, O(socket), "PATH", "Unix socket to serve on" },
+	{ "socket-group", OPT_STR, O(socket_group), "GROUP",
+	  "group owning the socket (mode 0660) when zappendd creates it" },
 	{ "backend", OPT_STR, O(backend), "NAME", "auto or file" },
 	{ "size", OPT_SIZE, O(size), "SIZE", "file backend: image size at creation (4G)" },
 	{ "zone-size", OPT_SIZE, O(zone_size), "SIZE",
 	  "file backend: zone size at creation (64M)" },
 	{ "format", OPT_FLAG, O(format), NULL, "wipe the device and format it" },
+	{ "rescan", OPT_FLAG, O(rescan), NULL,
+	  "ignore zone summaries at start: scan every zone (slower)" },
+	{ "gc-policy", OPT_GC, O(gc_policy), "cost-benefit|greedy",
+	  "how GC picks the zone to reclaim (cost-benefit)" },
 	{ "sync", OPT_SYNC, O(sync), "always|none", "acknowledge puts once flushed (always)" },
 	{ "max-value", OPT_SIZE, O(max_value), "SIZE", "largest value accepted (64M)" },
 	{ "buffer-pool", OPT_SIZE, O(buffer_pool), "SIZE", "registered I/O buffer memory (64M)" },
@@ -93,6 +102,7 @@ void options_done(struct options *o)
 	free(o->socket);
 	free(o->backend);
 	free(o->log_file);
+	free(o->socket_group);
 	free(o->allow_uid);
 	free(o->allow_gid);
 	memset(o, 0, sizeof(*o));
@@ -139,6 +149,11 @@ static int set(struct options *o, const struct opt_def *d, const char *v)
 		if (strcmp(v, "always") && strcmp(v, "none"))
 			return -EINVAL;
 		*(bool *)f = !strcmp(v, "always");
+		return 0;
+	case OPT_GC:
+		if (strcmp(v, "cost-benefit") && strcmp(v, "greedy"))
+			return -EINVAL;
+		*(int *)f = !strcmp(v, "greedy") ? GC_GREEDY : GC_COST_BENEFIT;
 		return 0;
 	case OPT_LEVEL:
 		if (zlog_parse_level(v) < 0)

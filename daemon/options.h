@@ -32,9 +32,12 @@ struct options {
 	unsigned idle_timeout;	    /* seconds */
 	char *allow_uid;	    /* "uid,name,..." or NULL: see options_id_list() */
 	char *allow_gid;
-	char *log_file; /* NULL: stderr */
-	int log_level;	/* LOG_ERR .. LOG_DEBUG */
+	char *log_file;	    /* NULL: stderr */
+	char *socket_group; /* group owning the socket we create; NULL: ours */
+	int gc_policy;	    /* enum gc_policy */
+	int log_level;	    /* LOG_ERR .. LOG_DEBUG */
 	bool format;
+	bool rescan; /* ignore zone summaries: scan every zone at start */
 	bool sync;
 	bool verbose; /* --log-level debug */
 };

@@ -428,7 +428,7 @@ static int recover_zone(struct scan *sc, struct zone *z)
 	int ret;
 
 	sc->len = 0;
-	if (z->state == ZS_FULL) {
+	if (z->state == ZS_FULL && !sc->s->cfg.rescan) {
 		ret = use_summary(sc, z);
 		if (ret != -EBADMSG) {
 			sc->s->st.zones_summarised += !ret;

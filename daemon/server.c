@@ -563,7 +563,7 @@ static int make_dir_of(const char *path)
 	return 0;
 }
 
-static int listen_on(const char *path, struct zerr *err)
+static int listen_on(const char *path, int gid, struct zerr *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, ret;
@@ -582,7 +582,7 @@ static int listen_on(const char *path, struct zerr *err)
 	if (fd < 0)
 		return zerr_set(err, -errno, "socket: %s", strerror(errno));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
-	    listen(fd, 512) < 0) {
+	    (gid >= 0 && chown(path, -1, gid) < 0) || listen(fd, 512) < 0) {
 		ret = -errno;
 		close(fd);
 		return zerr_set(err, ret, "cannot listen on %s: %s", path, strerror(-ret));
@@ -620,7 +620,8 @@ int server_start(struct server *srv, struct event_base *base, struct store *stor
 		srv->cfg.idle_timeout = SERVER_IDLE_TIMEOUT;
 	srv->started = time(NULL);
 	LIST_INIT(&srv->conns);
-	srv->lfd = cfg->inherit ? cfg->inherited_fd : listen_on(cfg->socket_path, err);
+	srv->lfd =
+	    cfg->inherit ? cfg->inherited_fd : listen_on(cfg->socket_path, cfg->socket_gid, err);
 	if (srv->lfd < 0)
 		return srv->lfd;
 	srv->lev = event_new(base, srv->lfd, EV_READ | EV_PERSIST, on_accept, srv);

@@ -20,6 +20,7 @@ struct conn;
 
 struct server_cfg {
 	const char *socket_path;
+	int socket_gid; /* group of the socket created; -1: the daemon's */
 	/*
 	 * inherit: serve on inherited_fd, a listening socket systemd passed
 	 * (socket activation), instead of creating socket_path; its path is

@@ -27,6 +27,7 @@ struct store_cfg {
 	bool sync;	     /* acknowledge only once flushed */
 	unsigned open_zones; /* zones taking appends at once */
 	enum gc_policy gc_policy;
+	bool rescan; /* at start, scan every zone: summaries are not trusted */
 };
 
 struct store_stats {

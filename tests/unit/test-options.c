@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "gc.h"
 #include "options.h"
 #include <syslog.h>
 
@@ -319,6 +320,25 @@ static void test_sync(void **state)
 	options_done(&o);
 }
 
+static void test_gc_policy(void **state)
+{
+	struct options o;
+	struct zerr err;
+
+	assert_int_equal(parse(&o, &err, "--config", empty), 0);
+	assert_int_equal(o.gc_policy, GC_COST_BENEFIT);
+	assert_false(o.rescan);
+	options_done(&o);
+	assert_int_equal(parse(&o, &err, "--config", empty, "--gc-policy", "greedy", "--rescan"),
+			 0);
+	assert_int_equal(o.gc_policy, GC_GREEDY);
+	assert_true(o.rescan);
+	options_done(&o);
+	assert_int_equal(parse(&o, &err, "--config", empty, "--gc-policy", "random"), -EINVAL);
+	assert_non_null(strstr(err.msg, "gc-policy"));
+	options_done(&o);
+}
+
 static void test_sizes(void **state)
 {
 	static const struct {
@@ -409,6 +429,7 @@ int main(void)
 		cmocka_unit_test(test_command_line_wins),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_sync),
+		cmocka_unit_test(test_gc_policy),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_flags),
 		cmocka_unit_test(test_errors),
