@@ -1,20 +1,118 @@
 #include "dev.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#include <linux/nvme_ioctl.h>
 
 #include "pool.h"
 
-int zdev_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
+/* The kernel's name of the device node at path, from /sys/dev/{block,char}/MAJ:MIN. */
+static int dev_name(const char *path, bool *blk, char *name, size_t len)
 {
+	char link[64], target[PATH_MAX];
 	struct stat st;
+	const char *base;
+	ssize_t n;
 
-	if (!strcmp(o->backend, "file"))
-		return zdev_file_open(o, out, err);
-	if (strcmp(o->backend, "auto"))
-		return zerr_set(err, -EINVAL, "unknown backend '%s' (this build has: auto, file)",
-				o->backend);
+	if (stat(path, &st) < 0)
+		return -errno;
+	if (!S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode))
+		return -ENOTBLK;
+	*blk = S_ISBLK(st.st_mode);
+	snprintf(link, sizeof(link), "/sys/dev/%s/%u:%u", *blk ? "block" : "char",
+		 major(st.st_rdev), minor(st.st_rdev));
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = 0;
+	base = strrchr(target, '/');
+	base = base ? base + 1 : target;
+	if (strlen(base) >= len)
+		return -ENAMETOOLONG;
+	strcpy(name, base);
+	return 0;
+}
+
+int zdev_block_name(const char *path, char *name, size_t len)
+{
+	bool blk;
+	int ret = dev_name(path, &blk, name, len);
+
+	return ret ? ret : blk ? 0 : -ENOTBLK;
+}
+
+int zdev_sysfs_read(const char *blk, const char *attr, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/block/%s/%s", blk, attr);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = 0;
+	return 0;
+}
+
+int zdev_sysfs_u64(const char *blk, const char *attr, uint64_t *v)
+{
+	char buf[64], *end;
+	int ret = zdev_sysfs_read(blk, attr, buf, sizeof(buf));
+
+	if (ret)
+		return ret;
+	errno = 0;
+	*v = strtoull(buf, &end, 10);
+	if (errno || end == buf)
+		return -EINVAL;
+	return 0;
+}
+
+int zdev_check_geometry(const struct zdev_opts *o, const struct zdev_info *info, struct zerr *err)
+{
+	uint64_t size = info->zone_size * info->nr_zones;
+	char a[32], b[32];
+
+	/* A real device's geometry is its own: --size/--zone-size may only name it. */
+	if (o->zone_size && o->zone_size != info->zone_size)
+		return zerr_set(err, -EINVAL, "%s has zone size %s, not the %s asked for", o->path,
+				format_size(info->zone_size, a, sizeof(a)),
+				format_size(o->zone_size, b, sizeof(b)));
+	if (o->size && o->size != size)
+		return zerr_set(err, -EINVAL, "%s holds %s in %u zones, not the %s asked for",
+				o->path, format_size(size, a, sizeof(a)), info->nr_zones,
+				format_size(o->size, b, sizeof(b)));
+	return 0;
+}
+
+/*
+ * --backend auto: a regular file (or none yet) is an emulated device; an NVMe
+ * generic char device (/dev/ngXnY) is the nvme backend, which checks that the
+ * namespace is zoned; a zoned block device is nvme through its generic char
+ * device when it is an NVMe namespace whose passthrough works, else zbd.
+ */
+static int open_auto(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
+{
+	char name[NAME_MAX + 1], zoned[32];
+	struct stat st;
+	bool blk;
+	int ret;
+
 	if (stat(o->path, &st) < 0) {
 		if (errno == ENOENT)
 			return zdev_file_open(o, out, err);
@@ -22,10 +120,56 @@ int zdev_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
 	}
 	if (S_ISREG(st.st_mode))
 		return zdev_file_open(o, out, err);
-	return zerr_set(err, -ENODEV,
-			"%s: not a regular file; zoned block and NVMe devices need a "
-			"backend this build lacks",
-			o->path);
+	if (!S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode))
+		return zerr_set(err, -ENODEV,
+				"%s is neither an image file nor a zoned block or NVMe device",
+				o->path);
+	ret = dev_name(o->path, &blk, name, sizeof(name));
+	if (ret)
+		return zerr_set(err, ret, "%s: cannot find the device in /sys: %s", o->path,
+				strerror(-ret));
+	if (!blk) {
+		int fd = open(o->path, O_RDONLY | O_CLOEXEC);
+		int nsid = fd < 0 ? -1 : ioctl(fd, NVME_IOCTL_ID);
+
+		if (fd >= 0)
+			close(fd);
+		if (nsid <= 0)
+			return zerr_set(err, -ENODEV,
+					"%s is a character device but not an NVMe namespace "
+					"(/dev/ngXnY); it is not a zoned device",
+					o->path);
+		return zdev_nvme_open(o, out, err);
+	}
+	if (zdev_sysfs_read(name, "queue/zoned", zoned, sizeof(zoned)) || !strcmp(zoned, "none"))
+		return zerr_set(err, -ENODEV,
+				"%s is not a zoned device (a conventional block device); zappendd "
+				"needs a zoned one (NVMe ZNS, host-managed SMR, zoned null_blk) or "
+				"an image file",
+				o->path);
+	if (!strncmp(name, "nvme", 4)) {
+		/* Native zone append through passthrough, when the kernel has it. */
+		ret = zdev_nvme_open(o, out, err);
+		if (ret == 0)
+			return 0;
+		memset(err, 0, sizeof(*err));
+	}
+	return zdev_zbd_open(o, out, err);
+}
+
+int zdev_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
+{
+	if (!strcmp(o->backend, "file"))
+		return zdev_file_open(o, out, err);
+	if (!strcmp(o->backend, "zbd"))
+		return zdev_zbd_open(o, out, err);
+	if (!strcmp(o->backend, "nvme"))
+		return zdev_nvme_open(o, out, err);
+	if (strcmp(o->backend, "auto"))
+		return zerr_set(err, -EINVAL,
+				"unknown backend '%s' (this build has: auto, file, zbd, nvme)",
+				o->backend);
+	return open_auto(o, out, err);
 }
 
 void zdev_close(struct zdev *d)

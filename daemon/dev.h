@@ -74,11 +74,18 @@ struct zdev {
 	struct zdev_info info;
 	struct zring *ring;
 	const struct zpool *pool; /* buffers inside it are registered with the ring */
+	/*
+	 * Set by the nvme backend when the kernel refused a registered buffer
+	 * for passthrough (Linux 6.1: -EINVAL for IORING_URING_CMD_FIXED); it
+	 * then uses plain buffers and clears ring->fixed_buffers. The daemon
+	 * may log it once; nothing else changes.
+	 */
+	bool fixed_refused;
 };
 
 struct zdev_opts {
 	const char *path;
-	const char *backend; /* "auto", "file" */
+	const char *backend; /* "auto", "file", "zbd", "nvme" */
 	uint64_t size;	     /* file backend, at creation: 0 for the default */
 	uint64_t zone_size;
 	uint32_t max_open;
@@ -142,5 +149,20 @@ int zdev_finish_sync(struct zdev *d, uint32_t zone);
 
 /* Backends. */
 int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err);
+/* A zoned block device (/dev/nvme0n1, /dev/sdX, /dev/nullb0) through libzbd. */
+int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err);
+/* An NVMe ZNS namespace through its generic char device (/dev/ngXnY) or block device. */
+int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err);
+
+/*
+ * Helpers of the real-device backends.
+ * zdev_sysfs_read: /sys/block/<blk>/<attr> into buf (newline dropped); 0 or -errno.
+ * zdev_block_name: the kernel name of a block device node ("nvme0n1"); 0 or -errno.
+ * zdev_check_geometry: refuses --size/--zone-size that differ from the device's.
+ */
+int zdev_sysfs_read(const char *blk, const char *attr, char *buf, size_t len);
+int zdev_sysfs_u64(const char *blk, const char *attr, uint64_t *v);
+int zdev_block_name(const char *path, char *name, size_t len);
+int zdev_check_geometry(const struct zdev_opts *o, const struct zdev_info *info, struct zerr *err);
 
 #endif

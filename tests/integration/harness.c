@@ -54,10 +54,19 @@ void zt_init(struct zt_daemon *d, const char *const *args)
 	if (!mkdtemp(d->dir))
 		zt_fail("mkdtemp %s: %s", d->dir, strerror(errno));
 	snprintf(d->dev, sizeof(d->dev), "%s/zones.img", d->dir);
+	if (getenv("ZT_DEVICE") && *getenv("ZT_DEVICE")) {
+		snprintf(d->dev, sizeof(d->dev), "%s", getenv("ZT_DEVICE"));
+		d->format_next = true;
+	}
 	snprintf(d->sock, sizeof(d->sock), "%s/zappend.sock", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/zappendd.log", d->dir);
-	for (; args && args[n] && n + 1 < sizeof(d->args) / sizeof(d->args[0]); n++)
+	for (; args && args[n] && n + 1 < sizeof(d->args) / sizeof(d->args[0]); n++) {
 		d->args[n] = args[n];
+		if (n && !strcmp(args[n - 1], "--size") && getenv("ZT_DEVICE_SIZE"))
+			d->args[n] = getenv("ZT_DEVICE_SIZE");
+		if (n && !strcmp(args[n - 1], "--zone-size") && getenv("ZT_DEVICE_ZONE_SIZE"))
+			d->args[n] = getenv("ZT_DEVICE_ZONE_SIZE");
+	}
 	d->args[n] = NULL;
 }
 
@@ -65,12 +74,23 @@ static pid_t spawn(struct zt_daemon *d, const char *const *more)
 {
 	const char *argv[64] = { daemon_path(), "--config", "/dev/null", "--device",
 				 d->dev,	"--socket", d->sock };
+	static char devargs[256];
+	const char *env = getenv("ZT_DEVICE_ARGS");
 	size_t n = 7;
 	pid_t pid;
 	int fd;
 
 	for (size_t i = 0; d->args[i]; i++)
 		argv[n++] = d->args[i];
+	if (env && *env) {
+		snprintf(devargs, sizeof(devargs), "%s", env);
+		for (char *w = strtok(devargs, " "); w && n < 48; w = strtok(NULL, " "))
+			argv[n++] = w;
+	}
+	if (d->format_next) {
+		argv[n++] = "--format";
+		d->format_next = false;
+	}
 	for (size_t i = 0; more && more[i]; i++)
 		argv[n++] = more[i];
 	argv[n] = NULL;

@@ -4,6 +4,16 @@
  * with the real client library, as memcached's suite does.
  *
  * Tests exit 0 on pass, 1 on failure, 77 when they cannot run here.
+ *
+ * A real zoned device instead of the image file (the VM tier, tests/vm/):
+ *   ZT_DEVICE=/dev/ng0n1        the daemon's --device; the first start after
+ *                               zt_init adds --format (each test wants a new store)
+ *   ZT_DEVICE_ARGS="--backend zbd"  more daemon arguments, split at spaces,
+ *                               added to every start
+ *   ZT_DEVICE_SIZE=512M ZT_DEVICE_ZONE_SIZE=8M  the device's geometry: the values
+ *                               of the --size and --zone-size a test passes to
+ *                               zt_init are replaced by these (a device's geometry
+ *                               is its own; the argument positions stay as they were)
  */
 #ifndef ZAP_HARNESS_H
 #define ZAP_HARNESS_H
@@ -23,6 +33,7 @@ struct zt_daemon {
 	char log[300];
 	pid_t pid;
 	const char *args[32]; /* extra daemon arguments, NULL-terminated */
+	bool format_next;     /* ZT_DEVICE: the next start formats the device */
 };
 
 /* A fresh temporary directory for d; args: extra zappendd arguments (NULL-terminated). */

@@ -1,0 +1,185 @@
+#!/bin/sh
+# The VM tier: run.sh SRCDIR BUILDDIR   (make check-vm)
+#
+# 1. builds static zappendd, zappend-cli and test programs in BUILDDIR/vm-static
+# 2. fetches the Debian kernels (6.12 from bookworm-backports, 6.1 from
+#    bookworm) into $ZAPPEND_VM_CACHE (default ~/.cache/zappend-vm)
+# 3. packs a busybox initramfs per kernel with tests/vm/init
+# 4. boots QEMU (TCG) once per plan and reads ZVM PASS/FAIL lines off the
+#    serial console:
+#      nvme    6.12, /dev/ng0n1: the nvme backend, registered buffers
+#      zbd     6.12, /dev/nvme0n1 with --backend zbd
+#      nullb   6.12, a zoned null_blk (/dev/nullb0): the zbd backend
+#      nvme61  6.1, /dev/ng0n1: passthrough refuses registered buffers
+#      power   6.12, nvme: puts until QEMU is killed, then a new boot on the
+#              same image checks every acknowledged put
+# Logs: BUILDDIR/vm-logs/PLAN.log. Exit 0 when every test passed, 1 when one
+# failed, 77 when QEMU or a kernel cannot be had.
+# Environment: ZAPPEND_VM_CACHE, ZAPPEND_VM_PLANS (default "nvme zbd nullb nvme61
+# power"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
+# TORTURE_ROUNDS (in the VM, default 3), ZAPPEND_VM_SMP (default 2),
+# ZAPPEND_VM_TESTS (the test programs each plan runs, default "test-basic
+# test-concurrent test-torture").
+set -u
+src=$(cd "${1:-.}" && pwd)
+build=$(cd "${2:-.}" && pwd)
+cache=${ZAPPEND_VM_CACHE:-${HOME:-/root}/.cache/zappend-vm}
+plans=${ZAPPEND_VM_PLANS:-nvme zbd nullb nvme61 power}
+timeout=${ZAPPEND_VM_TIMEOUT:-900}
+smp=${ZAPPEND_VM_SMP:-2}
+rounds=${TORTURE_ROUNDS:-3}
+vmtests=
+[ -n "${ZAPPEND_VM_TESTS:-}" ] && vmtests="zvm.tests=$(echo "$ZAPPEND_VM_TESTS" | tr ' ' ,)"
+work=$build/vm-work
+logs=$build/vm-logs
+t_start=$(date +%s)
+
+say() { echo "vm: $*"; }
+skip() {
+	say "SKIP: $*"
+	exit 77
+}
+
+command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64 (apt-get install qemu-system-x86)"
+# busybox-static's /bin/busybox: no libraries to carry along.
+bb=/bin/busybox
+[ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 || skip "no static busybox (apt-get install busybox-static)"
+command -v cpio >/dev/null || skip "no cpio"
+command -v blkzone >/dev/null || skip "no blkzone (util-linux)"
+mkdir -p "$cache" "$work" "$logs"
+rm -f "$logs"/*.log
+
+# --- 1. static binaries ---
+static=$build/vm-static
+progs="zappendd zappend-cli tests/integration/test-basic tests/integration/test-restart
+	tests/integration/test-concurrent tests/integration/test-torture tests/vm/powerloss"
+say "static build in $static"
+mkdir -p "$static"
+(
+	cd "$static" &&
+		{ [ -f Makefile ] || "$src/configure" -q --disable-shared --without-systemd; } &&
+		make -s proto/.gen-stamp &&
+		make -s -j"$(nproc)" LDFLAGS=-all-static $progs
+) >"$logs/static-build.log" 2>&1 || {
+	grep -v "statically linked applications" "$logs/static-build.log" | tail -n 30
+	say "FAIL: the static build failed"
+	exit 1
+}
+
+# --- 2. kernels ---
+"$src/tests/vm/fetch-kernel.sh" "$cache" bookworm-backports 'linux-image-6.12.*-amd64' k612 ||
+	skip "no 6.12 kernel from bookworm-backports"
+need61=false
+case " $plans " in *" nvme61 "*) need61=true ;; esac
+if $need61; then
+	"$src/tests/vm/fetch-kernel.sh" "$cache" bookworm 'linux-image-6.1.*-amd64' k61 ||
+		skip "no 6.1 kernel from bookworm"
+fi
+
+# --- 3. initramfs, one per kernel (the modules differ) ---
+mkinitrd() { # kernel-dir output
+	r=$work/root-$(basename "$1")
+	rm -rf "$r"
+	mkdir -p "$r/bin" "$r/modules" "$r/proc" "$r/sys" "$r/dev" "$r/tmp" "$r/lib64" \
+		"$r/lib/x86_64-linux-gnu" "$r/etc"
+	cp "$bb" "$r/bin/busybox"
+	ln -s busybox "$r/bin/sh"
+	for p in $progs; do
+		cp "$static/$p" "$r/bin/$(basename "$p")"
+	done
+	# blkzone (util-linux) is dynamic: it comes with the libraries it names.
+	cp "$(command -v blkzone)" "$r/bin/blkzone"
+	ldd "$(command -v blkzone)" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }' |
+		while read -r lib; do cp -L "$lib" "$r$lib" 2>/dev/null ||
+			{ mkdir -p "$r$(dirname "$lib")" && cp -L "$lib" "$r$lib"; }; done
+	cp "$1"/modules/*.ko "$r/modules/"
+	cp "$1/load-order" "$r/modules/load-order"
+	cp "$src/tests/vm/init" "$r/init"
+	chmod +x "$r/init"
+	echo "root:x:0:0:root:/:/bin/sh" >"$r/etc/passwd"
+	echo "root:x:0:" >"$r/etc/group"
+	(cd "$r" && find . | cpio -o -H newc --quiet | gzip -1) >"$2"
+}
+mkinitrd "$cache/k612" "$work/initrd-612.gz"
+$need61 && mkinitrd "$cache/k61" "$work/initrd-61.gz"
+
+# --- 4. boots ---
+# boot NAME KERNEL-DIR INITRD IMAGE CMDLINE-EXTRA: runs QEMU until the init powers off.
+# With KILL_AFTER=N set, QEMU is killed with SIGKILL once the console shows N puts
+# acknowledged (the power loss).
+boot() {
+	name=$1 kdir=$2 initrd=$3 img=$4 extra=$5
+	log=$logs/$name.log
+	: >"$log"
+	say "boot $name: $(cat "$kdir/version") $extra"
+	qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m 2G -nodefaults -no-reboot \
+		-display none -serial "file:$log" -monitor none \
+		-kernel "$kdir/vmlinuz" -initrd "$initrd" \
+		-append "console=ttyS0 quiet loglevel=4 panic=-1 zvm.rounds=$rounds $vmtests $extra" \
+		-drive "file=$img,id=zns,format=raw,if=none" \
+		-device nvme,id=nvme0,serial=zap1 \
+		-device "nvme-ns,drive=zns,bus=nvme0,nsid=1,zoned=on,zoned.zone_size=8M,zoned.max_open=14,zoned.max_active=14" \
+		>"$logs/$name.qemu.log" 2>&1 &
+	qpid=$!
+	t0=$(date +%s)
+	while kill -0 $qpid 2>/dev/null; do
+		if [ -n "${KILL_AFTER:-}" ] && [ "$(grep -c '^ACK ' "$log")" -ge "$KILL_AFTER" ]; then
+			# Let it run on a moment so the kill lands amid puts, not after one.
+			sleep 0.$(($(date +%N | cut -c1-3) % 9 + 1))
+			kill -KILL $qpid
+			say "$name: power off (QEMU killed) after $(grep -c '^ACK ' "$log") acknowledged puts"
+			break
+		fi
+		if [ $(($(date +%s) - t0)) -gt "$timeout" ]; then
+			kill -KILL $qpid
+			echo "ZVM FAIL $name/boot: no end within ${timeout}s" >>"$log"
+			break
+		fi
+		sleep 0.5
+	done
+	wait $qpid 2>/dev/null
+	tr -d '\r' <"$log" >"$log.tmp" && mv "$log.tmp" "$log"
+	grep -q "^ZVM DONE\|^ACK " "$log" || echo "ZVM FAIL $name/boot: the VM did not finish" >>"$log"
+	say "$name: $(($(date +%s) - t0)) s"
+}
+
+newimg() {
+	rm -f "$1"
+	truncate -s 512M "$1"
+}
+
+for plan in $plans; do
+	img=$work/zns-$plan.img
+	newimg "$img"
+	case $plan in
+	nvme | zbd | nullb) boot "$plan" "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=$plan" ;;
+	nvme61) boot nvme61 "$cache/k61" "$work/initrd-61.gz" "$img" "zvm.plan=nvme61" ;;
+	power)
+		KILL_AFTER=$((150 + $(date +%N | cut -c1-3) % 100))
+		KILL_AFTER=$KILL_AFTER boot power-put "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=plwrite"
+		acked=$(grep -c '^ACK ' "$logs/power-put.log")
+		boot power-check "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=plcheck zvm.acked=$acked"
+		;;
+	*) say "unknown plan $plan" ;;
+	esac
+	rm -f "$img"
+done
+
+# --- results ---
+pass=0 fail=0 skipped=0
+for f in "$logs"/*.log; do
+	case $f in *static-build.log | *.qemu.log) continue ;; esac
+	grep -E "^ZVM (BOOT|DEVICE|STAT|LOG|INFO)|cross-check:|max_inflight_per_zone|powerloss:|^torture:" "$f"
+	grep -E "^ZVM (PASS|FAIL|SKIP) " "$f"
+	p=$(grep -c "^ZVM PASS " "$f")
+	x=$(grep -c "^ZVM FAIL " "$f")
+	s=$(grep -c "^ZVM SKIP " "$f")
+	pass=$((pass + p)) fail=$((fail + x)) skipped=$((skipped + s))
+	if [ "$x" -gt 0 ]; then
+		say "--- $f (failures above; the log's end) ---"
+		tail -n 60 "$f"
+	fi
+done
+say "VM tier took $(($(date +%s) - t_start)) s"
+echo "vm: $pass passed, $fail failed, $skipped skipped"
+[ "$fail" = 0 ] && [ "$pass" -gt 0 ]
