@@ -644,6 +644,20 @@ static void client(void)
 	resp_put(&b, id + 1, 10);
 	save(T, "all", &b);
 
+	/*
+	 * A listing page that says more keys follow, its last key empty:
+	 * client.c's list_page() passes that key's NULL data to memcmp and
+	 * memcpy (key_cmp, 0 bytes): undefined behaviour, UBSan aborts. Open.
+	 */
+	reset(&b);
+	add_byte(&b, 1);
+	{
+		static const char *const empty[] = { "" };
+
+		resp_list(&b, 1, empty, 1, true);
+	}
+	save(T, "crash-list-empty-key", &b);
+
 	reset(&b);
 	add_byte(&b, 0);
 	add_le32(&b, 2u << 20);
