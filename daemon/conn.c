@@ -75,6 +75,7 @@ struct conn *conn_new(struct server *srv, int fd)
 	}
 	c->last_read = c->last_write = now_s();
 	c->w.fn = mem_ready;
+	store_budget_init(&c->budget, srv->cfg.max_queued);
 	STAILQ_INIT(&c->outq);
 	conn_update(c);
 	return c;
@@ -151,7 +152,7 @@ void conn_close(struct conn *c, const char *why)
 	event_del(c->wev);
 	close(c->fd);
 	c->fd = -1;
-	store_wait_cancel(srv->store, &c->w);
+	store_wait_cancel(&c->w);
 	if (c->put) {
 		store_put_abort(c->put);
 		c->put = NULL;

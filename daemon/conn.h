@@ -45,6 +45,7 @@ struct conn {
 	uint64_t left;	  /* payload bytes still to come */
 	struct zput *put; /* R_PUT: where they go */
 	struct store_waiter w;
+	struct store_budget budget; /* the connection's share of buffer memory */
 	STAILQ_HEAD(, out) outq;
 	size_t out_bytes;
 	unsigned inflight; /* requests not yet answered */

@@ -331,13 +331,13 @@ static int copy(struct gc *g, const struct zrec *r, uint64_t from, const void *r
 
 static bool is_live(const struct gc *g, const struct zrec *r, uint64_t addr)
 {
-	const struct zent *e = zidx_find(g->s->idx, r->key, r->klen);
+	struct zent e;
 
-	if (!e || e->seq != r->seq)
+	if (!zidx_get(g->s->idx, r->key, r->klen, &e) || e.seq != r->seq)
 		return false;
 	if (r->type == ZREC_DEL)
-		return !e->nchunks && e->loc.addr == addr;
-	return r->chunk < e->nchunks && zent_chunk(e, r->chunk)->addr == addr;
+		return !e.nchunks && e.loc.addr == addr;
+	return r->chunk < e.nchunks && zent_chunk(&e, r->chunk)->addr == addr;
 }
 
 /* A tombstone may go when nothing it hides can be left anywhere, now or later. */

@@ -1,6 +1,15 @@
 /*
  * Open addressing with linear probing, keyed by SipHash-1-3 with a random
- * key so that clients cannot choose keys that collide.
+ * key so that clients cannot choose keys that collide. A slot is three words:
+ *
+ *   key  the key's offset in the arena << 24 | 24 bits of its hash; 0: empty
+ *   seq  sequence number << 8 | flags
+ *   loc  one record: its device block << 20 | its length in blocks;
+ *        a value in several records: a pointer to its chunk list
+ *
+ * Keys live in an arena of 4 MiB segments, each as a 2-byte length and the
+ * bytes. The table grows by half when 80% full, so it stays between 53% and
+ * 80% full: 30 to 45 bytes a key with the arena's 2.
  */
 #include "index.h"
 
@@ -11,18 +20,37 @@
 
 #include "util.h"
 
+#define F_TOMB	0x1u
+#define F_MULTI 0x2u
+
+#define BLK	     4096u
+#define LEN_BITS     20
+#define TAG_BITS     24
+#define SEG_BITS     22
+#define SEG_SIZE     (1u << SEG_BITS)
+#define MIN_CAP	     1024u
+#define GROW_PERCENT 80u
+
 struct slot {
-	uint64_t hash; /* 0: empty */
-	uint8_t *key;
-	uint32_t klen;
-	struct zent e;
+	uint64_t key;
+	uint64_t seq;
+	uint64_t loc;
+};
+
+struct chunks {
+	uint32_t n;
+	struct zloc c[];
 };
 
 struct zidx {
 	struct slot *slots;
-	size_t cap; /* power of two */
+	size_t cap;
 	size_t used;
 	size_t live;
+	uint8_t **segs;
+	size_t nsegs;
+	size_t pos;  /* bytes used of the last segment */
+	size_t dead; /* arena bytes of keys forgotten */
 	uint64_t k0, k1;
 };
 
@@ -68,8 +96,180 @@ static uint64_t siphash13(const struct zidx *idx, const uint8_t *p, size_t len)
 	SIPROUND;
 	SIPROUND;
 	SIPROUND;
-	return (v0 ^ v1 ^ v2 ^ v3) | 1; /* never 0, the empty mark */
+	return v0 ^ v1 ^ v2 ^ v3;
 }
+
+/* --- slots --- */
+
+static size_t home(const struct zidx *idx, uint64_t h)
+{
+	return (unsigned __int128)h * idx->cap >> 64;
+}
+
+static uint64_t tag_of(uint64_t h)
+{
+	return h & ((1u << TAG_BITS) - 1);
+}
+
+static const uint8_t *key_at(const struct zidx *idx, const struct slot *s, size_t *klen)
+{
+	uint64_t off = s->key >> TAG_BITS;
+	const uint8_t *p = idx->segs[off >> SEG_BITS] + (off & (SEG_SIZE - 1));
+
+	*klen = get_le16(p);
+	return p + 2;
+}
+
+static uint64_t slot_hash(const struct zidx *idx, const struct slot *s)
+{
+	size_t klen;
+	const uint8_t *k = key_at(idx, s, &klen);
+
+	return siphash13(idx, k, klen);
+}
+
+/* The slot holding key, or the empty slot where it would go. */
+static struct slot *probe(const struct zidx *idx, uint64_t h, const void *key, size_t klen)
+{
+	uint64_t tag = tag_of(h);
+
+	for (size_t i = home(idx, h);; i = i + 1 == idx->cap ? 0 : i + 1) {
+		struct slot *s = &idx->slots[i];
+		const uint8_t *k;
+		size_t l;
+
+		if (!s->key)
+			return s;
+		if ((s->key & ((1u << TAG_BITS) - 1)) != tag)
+			continue;
+		k = key_at(idx, s, &l);
+		if (l == klen && !memcmp(k, key, klen))
+			return s;
+	}
+}
+
+static void decode(const struct slot *s, struct zent *e)
+{
+	*e = (struct zent){ .seq = s->seq >> 8 };
+	if (s->seq & F_MULTI) {
+		const struct chunks *ch = (const struct chunks *)(uintptr_t)s->loc;
+
+		e->nchunks = ch->n;
+		e->chunks = (struct zloc *)ch->c;
+		return;
+	}
+	e->nchunks = s->seq & F_TOMB ? 0 : 1;
+	e->loc.addr = (s->loc >> LEN_BITS) * BLK;
+	e->loc.len = (s->loc & ((1u << LEN_BITS) - 1)) * BLK;
+}
+
+static uint64_t pack_loc(const struct zloc *l)
+{
+	return (l->addr / BLK) << LEN_BITS | l->len / BLK;
+}
+
+/* Writes e into s (the index's own copy of its chunks). */
+static int encode(struct slot *s, const struct zent *e)
+{
+	struct chunks *ch;
+
+	if (e->nchunks <= 1) {
+		s->seq = e->seq << 8 | (e->nchunks ? 0 : F_TOMB);
+		s->loc = pack_loc(&e->loc);
+		return 0;
+	}
+	ch = malloc(sizeof(*ch) + e->nchunks * sizeof(ch->c[0]));
+	if (!ch)
+		return -ENOMEM;
+	ch->n = e->nchunks;
+	memcpy(ch->c, e->chunks, e->nchunks * sizeof(ch->c[0]));
+	s->seq = e->seq << 8 | F_MULTI;
+	s->loc = (uintptr_t)ch;
+	return 0;
+}
+
+static void slot_free_chunks(struct slot *s)
+{
+	if (s->seq & F_MULTI)
+		free((void *)(uintptr_t)s->loc);
+}
+
+/* --- the arena --- */
+
+static int arena_put(struct zidx *idx, const void *key, size_t klen, uint64_t *off)
+{
+	if (!idx->nsegs || idx->pos + 2 + klen > SEG_SIZE) {
+		uint8_t **segs = realloc(idx->segs, (idx->nsegs + 1) * sizeof(*segs));
+
+		if (!segs)
+			return -ENOMEM;
+		idx->segs = segs;
+		segs[idx->nsegs] = malloc(SEG_SIZE);
+		if (!segs[idx->nsegs])
+			return -ENOMEM;
+		idx->nsegs++;
+		/* Offset 0 would make an empty slot's key word: never use it. */
+		idx->pos = idx->nsegs == 1 ? 2 : 0;
+	}
+	*off = (uint64_t)(idx->nsegs - 1) << SEG_BITS | idx->pos;
+	put_le16(idx->segs[idx->nsegs - 1] + idx->pos, klen);
+	memcpy(idx->segs[idx->nsegs - 1] + idx->pos + 2, key, klen);
+	idx->pos += 2 + klen;
+	return 0;
+}
+
+static void arena_free(struct zidx *idx)
+{
+	for (size_t i = 0; i < idx->nsegs; i++)
+		free(idx->segs[i]);
+	free(idx->segs);
+	idx->segs = NULL;
+	idx->nsegs = idx->pos = idx->dead = 0;
+}
+
+/* Once forgotten keys are most of the arena, the live ones move to a new one. */
+static void arena_compact(struct zidx *idx)
+{
+	struct zidx fresh = { 0 };
+
+	if (idx->dead < (64u << 20) || idx->dead * 2 < idx->nsegs * (size_t)SEG_SIZE)
+		return;
+	for (size_t i = 0; i < idx->cap; i++) {
+		struct slot *s = &idx->slots[i];
+		const uint8_t *k;
+		size_t klen;
+		uint64_t off;
+
+		if (!s->key)
+			continue;
+		k = key_at(idx, s, &klen);
+		if (arena_put(&fresh, k, klen, &off)) {
+			arena_free(&fresh);
+			return; /* no memory to compact with: the old arena stays */
+		}
+	}
+	/* Second pass: every key found room, so the same walk assigns the same offsets. */
+	for (size_t i = 0, seg = 0, pos = 2; i < idx->cap; i++) {
+		struct slot *s = &idx->slots[i];
+		size_t klen;
+
+		if (!s->key)
+			continue;
+		key_at(idx, s, &klen);
+		if (pos + 2 + klen > SEG_SIZE) {
+			seg++;
+			pos = 0;
+		}
+		s->key = ((uint64_t)seg << SEG_BITS | pos) << TAG_BITS | tag_of(s->key);
+		pos += 2 + klen;
+	}
+	arena_free(idx);
+	idx->segs = fresh.segs;
+	idx->nsegs = fresh.nsegs;
+	idx->pos = fresh.pos;
+}
+
+/* --- the table --- */
 
 struct zidx *zidx_new(void)
 {
@@ -82,7 +282,7 @@ struct zidx *zidx_new(void)
 		k[0] = (uintptr_t)idx, k[1] = (uintptr_t)&k;
 	idx->k0 = k[0];
 	idx->k1 = k[1];
-	idx->cap = 1024;
+	idx->cap = MIN_CAP;
 	idx->slots = calloc(idx->cap, sizeof(*idx->slots));
 	if (!idx->slots) {
 		free(idx);
@@ -102,35 +302,21 @@ void zidx_free(struct zidx *idx)
 {
 	if (!idx)
 		return;
-	for (size_t i = 0; i < idx->cap; i++) {
-		if (!idx->slots[i].hash)
-			continue;
-		free(idx->slots[i].key);
-		zent_done(&idx->slots[i].e);
-	}
+	for (size_t i = 0; i < idx->cap; i++)
+		slot_free_chunks(&idx->slots[i]);
 	free(idx->slots);
+	arena_free(idx);
 	free(idx);
 }
 
-static struct slot *probe(const struct zidx *idx, uint64_t h, const void *key, size_t klen)
-{
-	size_t mask = idx->cap - 1;
-
-	for (size_t i = h & mask;; i = (i + 1) & mask) {
-		struct slot *s = &idx->slots[i];
-
-		if (!s->hash)
-			return s;
-		if (s->hash == h && s->klen == klen && !memcmp(s->key, key, klen))
-			return s;
-	}
-}
-
-const struct zent *zidx_find(const struct zidx *idx, const void *key, size_t klen)
+bool zidx_get(const struct zidx *idx, const void *key, size_t klen, struct zent *e)
 {
 	struct slot *s = probe(idx, siphash13(idx, key, klen), key, klen);
 
-	return s->hash ? &s->e : NULL;
+	if (!s->key)
+		return false;
+	decode(s, e);
+	return true;
 }
 
 static int grow(struct zidx *idx)
@@ -138,77 +324,51 @@ static int grow(struct zidx *idx)
 	struct slot *old = idx->slots;
 	size_t ocap = idx->cap;
 
-	idx->slots = calloc(ocap * 2, sizeof(*idx->slots));
+	idx->cap = ocap + ocap / 2;
+	idx->slots = calloc(idx->cap, sizeof(*idx->slots));
 	if (!idx->slots) {
 		idx->slots = old;
+		idx->cap = ocap;
 		return -ENOMEM;
 	}
-	idx->cap = ocap * 2;
 	for (size_t i = 0; i < ocap; i++) {
-		if (old[i].hash)
-			*probe(idx, old[i].hash, old[i].key, old[i].klen) = old[i];
+		size_t j;
+
+		if (!old[i].key)
+			continue;
+		for (j = home(idx, slot_hash(idx, &old[i])); idx->slots[j].key;)
+			j = j + 1 == idx->cap ? 0 : j + 1;
+		idx->slots[j] = old[i];
 	}
 	free(old);
 	return 0;
 }
 
-int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zent *e,
-		struct zent *old)
+/* A new slot for key, keyed and empty of any entry. */
+static struct slot *insert(struct zidx *idx, uint64_t h, const void *key, size_t klen)
 {
-	uint64_t h = siphash13(idx, key, klen);
-	struct slot *s = probe(idx, h, key, klen);
+	struct slot *s;
+	uint64_t off;
 
-	if (s->hash && s->e.seq >= e->seq)
-		return 0;
-	if (!s->hash) {
-		if ((idx->used + 1) * 4 > idx->cap * 3) {
-			if (grow(idx))
-				return -ENOMEM;
-			s = probe(idx, h, key, klen);
-		}
-		s->key = malloc(klen);
-		if (!s->key)
-			return -ENOMEM;
-		memcpy(s->key, key, klen);
-		s->klen = klen;
-		s->hash = h;
-		s->e = (struct zent){ 0 };
-		idx->used++;
-	}
-	idx->live += (e->nchunks != 0) - (s->e.nchunks != 0);
-	if (old)
-		*old = s->e;
-	else
-		zent_done(&s->e);
-	s->e = *e;
-	return 1;
-}
-
-int zidx_relocate(struct zidx *idx, const void *key, size_t klen, uint64_t seq, uint32_t chunk,
-		  uint64_t old_addr, struct zloc to)
-{
-	struct slot *s = probe(idx, siphash13(idx, key, klen), key, klen);
-	struct zloc *l;
-
-	if (!s->hash || s->e.seq != seq || chunk >= MAX(s->e.nchunks, 1u))
-		return 0;
-	l = s->e.nchunks > 1 ? &s->e.chunks[chunk] : &s->e.loc;
-	if (l->addr != old_addr)
-		return 0;
-	*l = to;
-	return 1;
+	if ((idx->used + 1) * 100 > idx->cap * GROW_PERCENT && grow(idx))
+		return NULL;
+	if (arena_put(idx, key, klen, &off))
+		return NULL;
+	s = probe(idx, h, key, klen);
+	s->key = off << TAG_BITS | tag_of(h);
+	idx->used++;
+	return s;
 }
 
 /* Backward-shift deletion: later slots of the probe run move up, so no tombstone marks. */
 static void remove_slot(struct zidx *idx, size_t hole)
 {
-	size_t mask = idx->cap - 1;
-
-	for (size_t i = (hole + 1) & mask; idx->slots[i].hash; i = (i + 1) & mask) {
-		size_t home = idx->slots[i].hash & mask;
+	for (size_t i = hole + 1 == idx->cap ? 0 : hole + 1; idx->slots[i].key;
+	     i = i + 1 == idx->cap ? 0 : i + 1) {
+		size_t h = home(idx, slot_hash(idx, &idx->slots[i]));
 
 		/* Slot i may fill the hole only if its home is not in (hole, i]. */
-		if (((i - home) & mask) >= ((i - hole) & mask)) {
+		if ((i + idx->cap - h) % idx->cap >= (i + idx->cap - hole) % idx->cap) {
 			idx->slots[hole] = idx->slots[i];
 			hole = i;
 		}
@@ -217,14 +377,79 @@ static void remove_slot(struct zidx *idx, size_t hole)
 	idx->used--;
 }
 
+int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zent *e,
+		struct zent *old)
+{
+	uint64_t h = siphash13(idx, key, klen);
+	struct slot *s = probe(idx, h, key, klen);
+	struct slot prev = *s;
+	struct zent was = { 0 };
+
+	if (e->seq > ZIDX_MAX_SEQ)
+		return -EOVERFLOW;
+	if (s->key) {
+		decode(s, &was);
+		if (was.seq >= e->seq)
+			return 0;
+	} else {
+		s = insert(idx, h, key, klen);
+		if (!s)
+			return -ENOMEM;
+		prev = *s;
+	}
+	if (encode(s, e)) {
+		*s = prev;
+		if (!prev.seq) {
+			/* A key just added holds no entry yet: it goes again. */
+			idx->dead += 2 + klen;
+			remove_slot(idx, s - idx->slots);
+		}
+		return -ENOMEM;
+	}
+	idx->live += (e->nchunks != 0) - (prev.seq && was.nchunks != 0);
+	if (old) {
+		/* The caller gets the replaced entry's chunks as its own. */
+		*old = was;
+		if (was.nchunks > 1) {
+			old->chunks = malloc(was.nchunks * sizeof(*old->chunks));
+			if (old->chunks)
+				memcpy(old->chunks, was.chunks, was.nchunks * sizeof(*old->chunks));
+			else
+				old->nchunks = 0;
+		}
+	}
+	if (prev.seq)
+		slot_free_chunks(&prev);
+	return 1;
+}
+
+int zidx_relocate(struct zidx *idx, const void *key, size_t klen, uint64_t seq, uint32_t chunk,
+		  uint64_t old_addr, struct zloc to)
+{
+	struct slot *s = probe(idx, siphash13(idx, key, klen), key, klen);
+	struct zent e;
+
+	if (!s->key)
+		return 0;
+	decode(s, &e);
+	if (e.seq != seq || chunk >= MAX(e.nchunks, 1u) || zent_chunk(&e, chunk)->addr != old_addr)
+		return 0;
+	if (e.nchunks > 1)
+		e.chunks[chunk] = to;
+	else
+		s->loc = pack_loc(&to);
+	return 1;
+}
+
 int zidx_forget(struct zidx *idx, const void *key, size_t klen, uint64_t seq)
 {
 	struct slot *s = probe(idx, siphash13(idx, key, klen), key, klen);
 
-	if (!s->hash || s->e.seq != seq || s->e.nchunks)
+	if (!s->key || s->seq >> 8 != seq || !(s->seq & F_TOMB))
 		return 0;
-	free(s->key);
+	idx->dead += 2 + klen;
 	remove_slot(idx, s - idx->slots);
+	arena_compact(idx);
 	return 1;
 }
 
@@ -233,101 +458,115 @@ size_t zidx_count(const struct zidx *idx)
 	return idx->live;
 }
 
+size_t zidx_memory(const struct zidx *idx)
+{
+	return idx->cap * sizeof(struct slot) + idx->nsegs * (size_t)SEG_SIZE;
+}
+
 int zidx_foreach(const struct zidx *idx, zidx_ent_fn fn, void *arg)
 {
 	int ret = 0;
 
 	for (size_t i = 0; i < idx->cap && !ret; i++) {
 		const struct slot *s = &idx->slots[i];
+		const uint8_t *k;
+		struct zent e;
+		size_t klen;
 
-		if (s->hash)
-			ret = fn(s->key, s->klen, &s->e, arg);
+		if (!s->key)
+			continue;
+		k = key_at(idx, s, &klen);
+		decode(s, &e);
+		ret = fn(k, klen, &e, arg);
 	}
 	return ret;
 }
 
-static int keycmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-	int c = memcmp(a, b, MIN(alen, blen));
+/* --- listing --- */
 
-	return c ? c : (alen > blen) - (alen < blen);
-}
+struct lkey {
+	const uint8_t *k;
+	size_t len;
+};
 
-static int slotcmp(const struct slot *a, const struct slot *b)
+static int keycmp(const struct lkey *a, const struct lkey *b)
 {
-	return keycmp(a->key, a->klen, b->key, b->klen);
+	int c = memcmp(a->k, b->k, MIN(a->len, b->len));
+
+	return c ? c : (a->len > b->len) - (a->len < b->len);
 }
 
 /* A max-heap of the smallest keys seen so far: the root is the first to drop. */
-static void sift_down(const struct slot **h, size_t n, size_t i)
+static void sift_down(struct lkey *h, size_t n, size_t i)
 {
 	for (;;) {
 		size_t l = 2 * i + 1, r = l + 1, m = i;
+		struct lkey t;
 
-		if (l < n && slotcmp(h[l], h[m]) > 0)
+		if (l < n && keycmp(&h[l], &h[m]) > 0)
 			m = l;
-		if (r < n && slotcmp(h[r], h[m]) > 0)
+		if (r < n && keycmp(&h[r], &h[m]) > 0)
 			m = r;
 		if (m == i)
 			return;
-		const struct slot *t = h[i];
+		t = h[i];
 		h[i] = h[m];
 		h[m] = t;
 		i = m;
 	}
 }
 
-static void sift_up(const struct slot **h, size_t i)
+static void sift_up(struct lkey *h, size_t i)
 {
-	while (i && slotcmp(h[(i - 1) / 2], h[i]) < 0) {
-		const struct slot *t = h[i];
+	while (i && keycmp(&h[(i - 1) / 2], &h[i]) < 0) {
+		struct lkey t = h[i];
+
 		h[i] = h[(i - 1) / 2];
 		h[(i - 1) / 2] = t;
 		i = (i - 1) / 2;
 	}
 }
 
-static bool listed(const struct slot *s, const void *prefix, size_t plen, const void *after,
-		   size_t alen)
-{
-	return s->hash && s->e.nchunks && s->klen >= plen &&
-	       (!plen || !memcmp(s->key, prefix, plen)) &&
-	       (!alen || keycmp(s->key, s->klen, after, alen) > 0);
-}
-
 static int cmp_qsort(const void *a, const void *b)
 {
-	return slotcmp(*(const struct slot *const *)a, *(const struct slot *const *)b);
+	return keycmp(a, b);
 }
 
 int zidx_list(const struct zidx *idx, const void *prefix, size_t plen, const void *after,
 	      size_t alen, size_t limit, zidx_key_fn fn, void *arg, bool *more)
 {
-	/* One slot beyond the limit tells whether more keys follow. */
+	/* One key beyond the limit tells whether more follow. */
 	size_t keep = limit + 1, n = 0;
-	const struct slot **heap = malloc(keep * sizeof(*heap));
+	struct lkey *heap = malloc(keep * sizeof(*heap));
+	struct lkey from = { after, alen };
 	int ret = 0;
 
 	if (!heap)
 		return -ENOMEM;
 	for (size_t i = 0; i < idx->cap; i++) {
 		const struct slot *s = &idx->slots[i];
+		struct lkey k;
 
-		if (!listed(s, prefix, plen, after, alen))
+		if (!s->key || (s->seq & F_TOMB))
+			continue;
+		k.k = key_at(idx, s, &k.len);
+		if (k.len < plen || (plen && memcmp(k.k, prefix, plen)) ||
+		    (alen && keycmp(&k, &from) <= 0))
 			continue;
 		if (n < keep) {
-			heap[n] = s;
+			heap[n] = k;
 			sift_up(heap, n++);
-		} else if (slotcmp(s, heap[0]) < 0) {
-			heap[0] = s;
+		} else if (keycmp(&k, &heap[0]) < 0) {
+			heap[0] = k;
 			sift_down(heap, n, 0);
 		}
 	}
 	*more = n > limit;
+	if (n)
+		qsort(heap, n, sizeof(*heap), cmp_qsort);
 	n = MIN(n, limit);
-	qsort(heap, *more ? n + 1 : n, sizeof(*heap), cmp_qsort);
 	for (size_t i = 0; i < n && !ret; i++)
-		ret = fn(heap[i]->key, heap[i]->klen, arg);
+		ret = fn(heap[i].k, heap[i].len, arg);
 	free(heap);
 	return ret;
 }

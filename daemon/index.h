@@ -1,5 +1,7 @@
 /*
  * The in-memory index: key -> where the newest version of its value lies.
+ * Index memory is the limit of the design, so an entry is 24 bytes in a hash
+ * table plus its key, with a 2-byte length, in an arena.
  * The newest version is the one with the highest sequence number, whatever
  * order updates arrive in, so puts that complete out of order, recovery
  * scanning zones in any order, and GC relocations all go through one rule.
@@ -20,9 +22,8 @@ struct zloc {
 
 struct zent {
 	uint64_t seq;
-	uint64_t vlen;
 	uint32_t nchunks;    /* 0: tombstone */
-	struct zloc loc;     /* nchunks == 1 */
+	struct zloc loc;     /* nchunks <= 1: the record (a tombstone's too) */
 	struct zloc *chunks; /* nchunks > 1: the chunks in value order */
 };
 
@@ -31,20 +32,29 @@ static inline const struct zloc *zent_chunk(const struct zent *e, uint32_t i)
 	return e->nchunks > 1 ? &e->chunks[i] : &e->loc;
 }
 
+/* Largest sequence number and record length the index can hold. */
+#define ZIDX_MAX_SEQ ((1ull << 56) - 1)
+
 struct zidx;
 
 struct zidx *zidx_new(void);
 void zidx_free(struct zidx *idx);
 
-/* The newest entry for key, tombstones included, or NULL. Valid until the next update. */
-const struct zent *zidx_find(const struct zidx *idx, const void *key, size_t klen);
+/*
+ * The newest entry for key, tombstones included, into *e; false if none.
+ * e->chunks stays the index's, valid until the next change to the index.
+ */
+bool zidx_get(const struct zidx *idx, const void *key, size_t klen, struct zent *e);
+
+/* Bytes the index holds in memory, for stat. */
+size_t zidx_memory(const struct zidx *idx);
 
 /*
- * Records e for key if it is newer than what the index holds. Returns 1 when
- * recorded (the index then owns e->chunks, and *old, if old is not NULL,
- * receives the replaced entry with its chunks now the caller's, or nchunks 0
- * and seq 0 if there was none), 0 when e is older than the index's entry (the
- * caller keeps e->chunks), or -ENOMEM.
+ * Records e for key if it is newer than what the index holds (the index
+ * keeps its own copy of e->chunks). Returns 1 when recorded, and then *old,
+ * if old is not NULL, receives the replaced entry with a chunk list that is
+ * the caller's (zent_done frees it), or seq 0 if there was none; 0 when e is
+ * older than the index's entry; -ENOMEM.
  */
 int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zent *e,
 		struct zent *old);
@@ -59,7 +69,7 @@ int zidx_relocate(struct zidx *idx, const void *key, size_t klen, uint64_t seq, 
 /* Forgets key if its entry is still the tombstone with this seq. 1 if it did. */
 int zidx_forget(struct zidx *idx, const void *key, size_t klen, uint64_t seq);
 
-/* Frees an entry's chunk array; accepts entries without one. */
+/* Frees the chunk list of an entry the caller owns; accepts entries without one. */
 void zent_done(struct zent *e);
 
 /* Number of keys with a live value (tombstones not counted). */

@@ -49,13 +49,9 @@ static int load(struct scan *sc, uint64_t addr, uint64_t end)
 
 static int apply(struct store *s, const uint8_t *key, size_t klen, struct zent *e)
 {
-	struct zent old;
-	int ret = zidx_update(s->idx, key, klen, e, &old);
+	int ret = zidx_update(s->idx, key, klen, e, NULL);
 
-	if (ret == 1)
-		zent_done(&old);
-	else
-		zent_done(e);
+	zent_done(e);
 	return ret < 0 ? ret : 0;
 }
 
@@ -89,7 +85,7 @@ static int keep_part(struct scan *sc, const struct zrec *r, uint64_t addr)
 
 static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 {
-	struct zent e = { .seq = r->seq, .vlen = r->vlen, .loc = { addr, r->len } };
+	struct zent e = { .seq = r->seq, .loc = { addr, r->len } };
 
 	sc->max_seq = MAX(sc->max_seq, r->seq);
 	sc->s->st.recovered_records++;
@@ -170,7 +166,7 @@ static int assemble(struct scan *sc)
 		qsort(sc->parts, sc->nparts, sizeof(*sc->parts), partcmp);
 	for (size_t i = 0, j; i < sc->nparts; i = j) {
 		const struct part *p = &sc->parts[i];
-		struct zent e = { .seq = p->seq, .vlen = p->vlen, .nchunks = p->nchunks };
+		struct zent e = { .seq = p->seq, .nchunks = p->nchunks };
 		uint32_t have = 0;
 
 		for (j = i; j < sc->nparts && same_put(p, &sc->parts[j]); j++) {

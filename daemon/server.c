@@ -141,7 +141,8 @@ static void do_put(struct conn *c, const Zappend__Request *rq, uint32_t plen)
 		respond_err(c, rq->id, -ENOMEM, NULL);
 		return;
 	}
-	ret = store_put_begin(srv->store, rq->key.data, rq->key.len, plen, put_done, q, &c->put);
+	ret = store_put_begin(srv->store, rq->key.data, rq->key.len, plen, &c->budget, put_done, q,
+			      &c->put);
 	if (ret) {
 		if (ret == -E2BIG)
 			limit_message(srv, msg, sizeof(msg), rq->key.len, plen);
@@ -164,7 +165,7 @@ static void do_del(struct conn *c, const Zappend__Request *rq)
 		respond_err(c, rq->id, -ENOMEM, NULL);
 		return;
 	}
-	ret = store_del(c->srv->store, rq->key.data, rq->key.len, put_done, q);
+	ret = store_del(c->srv->store, rq->key.data, rq->key.len, &c->budget, put_done, q);
 	if (ret) {
 		respond_err(c, rq->id, ret, NULL);
 		req_free(q);
@@ -211,7 +212,7 @@ static void do_get(struct conn *c, const Zappend__Request *rq)
 		respond_err(c, rq->id, -ENOMEM, NULL);
 		return;
 	}
-	ret = store_get(c->srv->store, rq->key.data, rq->key.len, get_chunk, q, &q->g);
+	ret = store_get(c->srv->store, rq->key.data, rq->key.len, &c->budget, get_chunk, q, &q->g);
 	if (ret) {
 		respond_err(c, rq->id, ret, NULL);
 		req_free(q);

@@ -69,10 +69,10 @@ struct zput {
 	struct zchunk *cur;
 	struct zloc *locs; /* &one, or an array the index takes over on commit */
 	struct zloc one;
-	bool locs_given;
 	struct zdev_io end_io;
 	struct store_waiter w;		  /* deletes: waiting for a block of buffer */
 	uint64_t held;			  /* buffer bytes of its records not yet written */
+	struct store_budget *budget;	  /* the client's share, or NULL */
 	struct store_waiter *held_waiter; /* the feeder, waiting for held to go down */
 	struct zput *next;
 	struct zput *older, *newer; /* all puts in flight, by seq */
@@ -96,60 +96,89 @@ struct zget {
 	bool aborted;
 	struct zdev_io io;
 	struct store_waiter w;
+	struct store_budget *budget;
 	uint16_t klen;
 	uint8_t key[];
 };
 
-static void wait_queue(struct store *s, struct store_waiter *w)
+static void wait_on(struct wait_list *l, struct store_waiter *w)
 {
-	if (w->queued)
+	if (w->on)
 		return;
-	w->queued = true;
+	w->on = l;
 	w->next = NULL;
-	*s->waiters_tail = w;
-	s->waiters_tail = &w->next;
+	*l->tail = w;
+	l->tail = &w->next;
 }
 
-void store_wait_cancel(struct store *s, struct store_waiter *w)
+void store_wait_cancel(struct store_waiter *w)
 {
+	struct wait_list *l = w->on;
 	struct store_waiter **pp;
 
-	if (!w->queued)
+	if (!l)
 		return;
-	for (pp = &s->waiters; *pp != w; pp = &(*pp)->next)
+	for (pp = &l->head; *pp != w; pp = &(*pp)->next)
 		;
 	*pp = w->next;
-	if (s->waiters_tail == &w->next)
-		s->waiters_tail = pp;
-	w->queued = false;
+	if (l->tail == &w->next)
+		l->tail = pp;
+	w->on = NULL;
 }
 
 /* Everyone waiting gets a chance; those still short of memory queue again. */
-static void wake_waiters(struct store *s)
+static void wake(struct wait_list *l)
 {
-	struct store_waiter *list = s->waiters;
+	struct store_waiter *list = l->head;
 
-	s->waiters = NULL;
-	s->waiters_tail = &s->waiters;
+	l->head = NULL;
+	l->tail = &l->head;
 	while (list) {
 		struct store_waiter *w = list;
 
 		list = w->next;
-		w->queued = false;
+		w->on = NULL;
 		w->fn(w);
 	}
 }
 
-static void *buf_get(struct store *s, uint32_t len)
+void store_budget_init(struct store_budget *b, size_t limit)
 {
-	return zpool_alloc(s->pool, len);
+	*b = (struct store_budget){ .limit = limit };
+	b->waiting.tail = &b->waiting.head;
 }
 
-static void buf_put(struct store *s, void *buf, uint32_t len)
+/* A buffer charged to b (may be NULL), or NULL and w queued to be called back. */
+static void *buf_get(struct store *s, uint32_t len, struct store_budget *b, struct store_waiter *w)
+{
+	void *buf;
+
+	if (b && b->held && b->held + len > b->limit) {
+		if (w)
+			wait_on(&b->waiting, w);
+		return NULL;
+	}
+	buf = zpool_alloc(s->pool, len);
+	if (!buf) {
+		if (w)
+			wait_on(&s->waiters, w);
+		return NULL;
+	}
+	if (b)
+		b->held += len;
+	return buf;
+}
+
+static void buf_put(struct store *s, void *buf, uint32_t len, struct store_budget *b)
 {
 	zpool_free(s->pool, buf, len);
-	if (s->waiters)
-		wake_waiters(s);
+	if (b) {
+		b->held -= len;
+		if (b->waiting.head)
+			wake(&b->waiting);
+	}
+	if (s->waiters.head)
+		wake(&s->waiters);
 }
 
 /* --- zones --- */
@@ -185,8 +214,8 @@ static void zone_op_end(struct zone_op *op, bool ok)
 	zones_finished(&s->zones, op->zone, ok);
 	s->busy--;
 	free(op);
-	if (s->waiters)
-		wake_waiters(s);
+	if (s->waiters.head)
+		wake(&s->waiters);
 	/* An active zone less: appends waiting for the device's limits may go. */
 	store_space_freed(s);
 	gc_kick(&s->gc);
@@ -306,7 +335,7 @@ static void put_free(struct zput *p)
 
 	*(p->older ? &p->older->newer : &s->oldest) = p->newer;
 	*(p->newer ? &p->newer->older : &s->newest) = p->older;
-	if (p->locs != &p->one && !p->locs_given)
+	if (p->locs != &p->one)
 		free(p->locs);
 	free(p);
 }
@@ -335,7 +364,7 @@ static void put_end(struct zput *p, int err)
 static void commit(struct zput *p)
 {
 	struct store *s = p->s;
-	struct zent e = { .seq = p->seq, .vlen = p->vlen, .nchunks = p->nchunks };
+	struct zent e = { .seq = p->seq, .nchunks = p->nchunks };
 	struct zent old;
 	int ret;
 
@@ -355,7 +384,6 @@ static void commit(struct zput *p)
 		if (old.seq)
 			live_sub(s, &old);
 		zent_done(&old);
-		p->locs_given = p->locs != &p->one;
 	}
 	if (p->type == ZREC_DEL) {
 		s->st.dels++;
@@ -449,7 +477,7 @@ static void chunk_release_buf(struct store *s, struct zchunk *c)
 
 	if (!c->buf)
 		return;
-	buf_put(s, c->buf, c->alloc);
+	buf_put(s, c->buf, c->alloc, p->budget);
 	c->buf = NULL;
 	p->held -= c->alloc;
 	if (w && !p->input_done) {
@@ -538,7 +566,7 @@ static void batch_done(struct zdev_io *io)
 		s->st.batched_records++;
 		chunk_complete(s, c, io->res < 0 ? io->res : 0, io->addr + c->boff);
 	}
-	buf_put(s, b->buf, BATCH_MAX);
+	buf_put(s, b->buf, BATCH_MAX, NULL);
 	zone_append_ended(s, b->zone);
 	free(b);
 }
@@ -569,7 +597,7 @@ static bool batch_add(struct store *s, struct zchunk *c)
 		b = calloc(1, sizeof(*b));
 		if (!b)
 			return false;
-		b->buf = buf_get(s, BATCH_MAX);
+		b->buf = buf_get(s, BATCH_MAX, NULL, NULL);
 		if (!b->buf) {
 			free(b);
 			return false;
@@ -684,13 +712,14 @@ void store_space_freed(struct store *s)
 }
 
 static struct zput *put_new(struct store *s, uint8_t type, const void *key, size_t klen,
-			    uint64_t vlen, zput_fn done, void *arg)
+			    uint64_t vlen, struct store_budget *b, zput_fn done, void *arg)
 {
 	struct zput *p = calloc(1, sizeof(*p) + klen);
 
 	if (!p)
 		return NULL;
 	p->s = s;
+	p->budget = b;
 	p->type = type;
 	p->done = done;
 	p->arg = arg;
@@ -722,8 +751,8 @@ static int check_key(size_t klen)
 	return klen > ZAP_KEY_MAX ? -E2BIG : 0;
 }
 
-int store_put_begin(struct store *s, const void *key, size_t klen, uint64_t vlen, zput_fn done,
-		    void *arg, struct zput **out)
+int store_put_begin(struct store *s, const void *key, size_t klen, uint64_t vlen,
+		    struct store_budget *b, zput_fn done, void *arg, struct zput **out)
 {
 	int ret = check_key(klen);
 
@@ -731,7 +760,7 @@ int store_put_begin(struct store *s, const void *key, size_t klen, uint64_t vlen
 		return ret;
 	if (vlen > s->cfg.max_value)
 		return -E2BIG;
-	*out = put_new(s, ZREC_PUT, key, klen, vlen, done, arg);
+	*out = put_new(s, ZREC_PUT, key, klen, vlen, b, done, arg);
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -770,15 +799,12 @@ void *store_put_buf(struct zput *p, size_t *room, struct store_waiter *w)
 			p->held_waiter = w;
 			return NULL;
 		}
-		buf = buf_get(s, alloc);
-		if (!buf) {
-			if (w)
-				wait_queue(s, w);
+		buf = buf_get(s, alloc, p->budget, w);
+		if (!buf)
 			return NULL;
-		}
 		c = calloc(1, sizeof(*c));
 		if (!c) {
-			buf_put(s, buf, alloc);
+			buf_put(s, buf, alloc, p->budget);
 			put_stop_input(p, -ENOMEM);
 			return NULL;
 		}
@@ -822,18 +848,18 @@ static void del_write(struct store_waiter *w)
 		store_put_fill(p, 0);
 }
 
-int store_del(struct store *s, const void *key, size_t klen, zput_fn done, void *arg)
+int store_del(struct store *s, const void *key, size_t klen, struct store_budget *b, zput_fn done,
+	      void *arg)
 {
-	const struct zent *e;
+	struct zent e;
 	struct zput *p;
 	int ret = check_key(klen);
 
 	if (ret)
 		return ret;
-	e = zidx_find(s->idx, key, klen);
-	if (!e || !e->nchunks)
+	if (!zidx_get(s->idx, key, klen, &e) || !e.nchunks)
 		return -ENOENT;
-	p = put_new(s, ZREC_DEL, key, klen, 0, done, arg);
+	p = put_new(s, ZREC_DEL, key, klen, 0, b, done, arg);
 	if (!p)
 		return -ENOMEM;
 	p->w.fn = del_write;
@@ -855,7 +881,7 @@ static void get_free(struct zget *g)
 {
 	pin(g, -1);
 	if (g->buf)
-		buf_put(g->s, g->buf, g->alloc);
+		buf_put(g->s, g->buf, g->alloc, g->budget);
 	if (g->locs != &g->one)
 		free(g->locs);
 	g->s->busy--;
@@ -874,9 +900,11 @@ static int get_verify(struct zget *g, const struct zloc *l, struct zrec *r)
 {
 	if (zrec_parse(g->buf, l->len, g->s->tag, r) || r->type != ZREC_PUT || r->len != l->len ||
 	    r->klen != g->klen || memcmp(r->key, g->key, g->klen) || r->seq != g->seq ||
-	    r->vlen != g->vlen || r->chunk != g->next || r->nchunks != g->nchunks ||
+	    (g->next && r->vlen != g->vlen) || r->chunk != g->next || r->nchunks != g->nchunks ||
 	    zrec_verify_data(r))
 		return -EIO;
+	/* The index keeps no lengths: the first record tells the value's. */
+	g->vlen = r->vlen;
 	return 0;
 }
 
@@ -921,27 +949,24 @@ static void get_read(struct zget *g)
 	const struct zloc *l = &g->locs[g->next];
 
 	g->alloc = l->len;
-	g->buf = buf_get(g->s, l->len);
-	if (!g->buf) {
-		wait_queue(g->s, &g->w);
+	g->buf = buf_get(g->s, l->len, g->budget, &g->w);
+	if (!g->buf)
 		return;
-	}
 	g->reading = true;
 	g->io.done = get_read_done;
 	zdev_read(g->s->dev, l->addr, g->buf, l->len, &g->io);
 }
 
-int store_get(struct store *s, const void *key, size_t klen, zget_fn fn, void *arg,
-	      struct zget **out)
+int store_get(struct store *s, const void *key, size_t klen, struct store_budget *b, zget_fn fn,
+	      void *arg, struct zget **out)
 {
-	const struct zent *e;
+	struct zent e;
 	struct zget *g;
 	int ret = check_key(klen);
 
 	if (ret)
 		return ret;
-	e = zidx_find(s->idx, key, klen);
-	if (!e || !e->nchunks)
+	if (!zidx_get(s->idx, key, klen, &e) || !e.nchunks)
 		return -ENOENT;
 	g = calloc(1, sizeof(*g) + klen);
 	if (!g)
@@ -949,22 +974,22 @@ int store_get(struct store *s, const void *key, size_t klen, zget_fn fn, void *a
 	*g = (struct zget){ .s = s,
 			    .fn = fn,
 			    .arg = arg,
-			    .seq = e->seq,
-			    .vlen = e->vlen,
-			    .nchunks = e->nchunks,
+			    .seq = e.seq,
+			    .nchunks = e.nchunks,
 			    .klen = klen,
+			    .budget = b,
 			    .w.fn = get_wake };
 	memcpy(g->key, key, klen);
 	/* A copy: an overwrite during the get must not pull the locations away. */
-	if (e->nchunks > 1) {
-		g->locs = malloc(e->nchunks * sizeof(*g->locs));
+	if (e.nchunks > 1) {
+		g->locs = malloc(e.nchunks * sizeof(*g->locs));
 		if (!g->locs) {
 			free(g);
 			return -ENOMEM;
 		}
-		memcpy(g->locs, e->chunks, e->nchunks * sizeof(*g->locs));
+		memcpy(g->locs, e.chunks, e.nchunks * sizeof(*g->locs));
 	} else {
-		g->one = e->loc;
+		g->one = e.loc;
 		g->locs = &g->one;
 	}
 	/* GC does not reset a zone while a get may still read from it. */
@@ -977,7 +1002,7 @@ int store_get(struct store *s, const void *key, size_t klen, zget_fn fn, void *a
 
 void store_get_next(struct zget *g)
 {
-	buf_put(g->s, g->buf, g->alloc);
+	buf_put(g->s, g->buf, g->alloc, g->budget);
 	g->buf = NULL;
 	if (++g->next == g->nchunks) {
 		get_free(g);
@@ -988,7 +1013,7 @@ void store_get_next(struct zget *g)
 
 void store_get_abort(struct zget *g)
 {
-	store_wait_cancel(g->s, &g->w);
+	store_wait_cancel(&g->w);
 	if (g->reading)
 		g->aborted = true;
 	else
@@ -1018,7 +1043,7 @@ int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpo
 	s->rec_max = MIN(dev->info.max_append, zpool_max(pool));
 	s->unflushed_tail = &s->unflushed;
 	s->space_tail = &s->space;
-	s->waiters_tail = &s->waiters;
+	s->waiters.tail = &s->waiters.head;
 	s->next_seq = 1;
 	s->idx = zidx_new();
 	if (!s->idx || gc_init(&s->gc, s, cfg->gc_policy))

@@ -48,12 +48,31 @@ struct store_stats {
 	uint64_t torn_records;
 };
 
+struct wait_list;
+
 /* Someone waiting for buffer memory; called once memory is freed. */
 struct store_waiter {
 	void (*fn)(struct store_waiter *w);
 	struct store_waiter *next;
-	bool queued;
+	struct wait_list *on; /* the list it waits on, NULL if none */
 };
+
+struct wait_list {
+	struct store_waiter *head, **tail;
+};
+
+/*
+ * A client's share of the buffer memory: once its requests hold `limit`
+ * bytes, they wait on their own list, not in the pool's queue ahead of
+ * everyone else. One request may always go, whatever its size.
+ */
+struct store_budget {
+	size_t held;
+	size_t limit;
+	struct wait_list waiting;
+};
+
+void store_budget_init(struct store_budget *b, size_t limit);
 
 struct zput;
 struct zget;
@@ -75,7 +94,7 @@ struct store {
 	struct zput *flushing;
 	bool flush_inflight;
 	struct zdev_io flush_io;
-	struct store_waiter *waiters, **waiters_tail;
+	struct wait_list waiters;	    /* for the pool */
 	struct zchunk *space, **space_tail; /* records waiting for room on the device */
 	struct zqueue *zq;		    /* per zone: appends in flight, records gathering */
 	unsigned space_waiters;
@@ -108,8 +127,8 @@ typedef void (*zput_fn)(void *arg, const struct zput_result *res);
  * store_put_buf and store_put_fill until store_put_filled. -EINVAL, -E2BIG.
  * done runs once, after the last byte was handed in.
  */
-int store_put_begin(struct store *s, const void *key, size_t klen, uint64_t vlen, zput_fn done,
-		    void *arg, struct zput **out);
+int store_put_begin(struct store *s, const void *key, size_t klen, uint64_t vlen,
+		    struct store_budget *b, zput_fn done, void *arg, struct zput **out);
 /*
  * Where the next bytes of the value go (*room of them; 0 for an empty value,
  * which store_put_fill(p, 0) then completes), or NULL while no buffer is
@@ -122,7 +141,8 @@ bool store_put_filled(const struct zput *p);
 void store_put_abort(struct zput *p);
 
 /* Deletes key: done gets -ENOENT if it holds no value. */
-int store_del(struct store *s, const void *key, size_t klen, zput_fn done, void *arg);
+int store_del(struct store *s, const void *key, size_t klen, struct store_budget *b, zput_fn done,
+	      void *arg);
 
 struct zget_chunk {
 	uint64_t vlen; /* of the whole value */
@@ -138,12 +158,12 @@ struct zget_chunk {
  */
 typedef void (*zget_fn)(void *arg, int err, const struct zget_chunk *c);
 
-int store_get(struct store *s, const void *key, size_t klen, zget_fn fn, void *arg,
-	      struct zget **out);
+int store_get(struct store *s, const void *key, size_t klen, struct store_budget *b, zget_fn fn,
+	      void *arg, struct zget **out);
 void store_get_next(struct zget *g);
 void store_get_abort(struct zget *g);
 
-void store_wait_cancel(struct store *s, struct store_waiter *w);
+void store_wait_cancel(struct store_waiter *w);
 
 /* Shutting down: no new GC work; idle once everything in flight has ended. */
 void store_stop(struct store *s);
