@@ -60,6 +60,7 @@ static struct {
 	struct zpool pool;
 	struct store store;
 	struct zdev *dev;
+	struct store_budget budget; /* the requests' share of buffer memory: all of it */
 	char img[300];
 	int fd;	      /* the image, O_DIRECT */
 	uint8_t *blk; /* aligned scratch for writes */
@@ -132,6 +133,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (zpool_init(&R.pool, POOL, 1 * MiB))
 		fz_die("zpool_init");
 	zring_register_buffer(&R.ring, R.pool.base, R.pool.size);
+	store_budget_init(&R.budget, POOL);
 	return 0;
 }
 
@@ -173,7 +175,6 @@ static void write_zones(const uint8_t *data, size_t size)
 struct key {
 	uint8_t k[1024];
 	size_t len;
-	uint64_t vlen;
 };
 
 struct keys {
@@ -196,7 +197,6 @@ static int take_key(const void *key, size_t klen, const struct zent *e, void *ar
 	}
 	memcpy(ks->k[ks->n].k, key, klen);
 	ks->k[ks->n].len = klen;
-	ks->k[ks->n].vlen = e->vlen;
 	return ++ks->n == MAX_KEYS;
 }
 
@@ -206,7 +206,7 @@ struct get {
 	int err;
 	uint64_t got;
 	const uint8_t *expect; /* the value it must be, or NULL */
-	uint64_t vlen;
+	uint64_t vlen;	       /* its length, or (expect NULL) the first chunk's word */
 };
 
 static void got_chunk(void *arg, int err, const struct zget_chunk *c)
@@ -218,6 +218,8 @@ static void got_chunk(void *arg, int err, const struct zget_chunk *c)
 		gt->done = true;
 		return;
 	}
+	if (!gt->expect && !c->voff && !gt->got)
+		gt->vlen = c->vlen;
 	if (gt->expect && c->vlen != gt->vlen)
 		fz_die("the put acknowledged after recovery reads back as another version "
 		       "(a value of %llu bytes, not %llu)",
@@ -238,12 +240,12 @@ static void got_chunk(void *arg, int err, const struct zget_chunk *c)
 	store_get_next(gt->g);
 }
 
-/* 0, or the error the get ended with. */
+/* 0, or the error the get ended with; expect (vlen bytes), if not NULL, is what it must read. */
 static int get_back(const void *key, size_t klen, uint64_t vlen, const uint8_t *expect)
 {
 	struct get gt = { .vlen = vlen, .expect = expect };
 	uint64_t until = fz_now_ms() + HANG_MS;
-	int ret = store_get(&R.store, key, klen, got_chunk, &gt, &gt.g);
+	int ret = store_get(&R.store, key, klen, &R.budget, got_chunk, &gt, &gt.g);
 
 	if (ret)
 		return ret;
@@ -251,7 +253,7 @@ static int get_back(const void *key, size_t klen, uint64_t vlen, const uint8_t *
 		if (fz_now_ms() > until)
 			fz_die("hang: a get of a %zu-byte key (value of %llu bytes) has not "
 			       "completed after %d ms",
-			       klen, (unsigned long long)vlen, HANG_MS);
+			       klen, (unsigned long long)gt.vlen, HANG_MS);
 		turn();
 	}
 	return gt.err;
@@ -286,7 +288,7 @@ static void put_and_get(const void *key, size_t klen)
 
 	for (size_t i = 0; i < sizeof(val); i++)
 		val[i] = (uint8_t)(i * 7 + klen);
-	ret = store_put_begin(&R.store, key, klen, sizeof(val), put_done, &pt, &p);
+	ret = store_put_begin(&R.store, key, klen, sizeof(val), &R.budget, put_done, &pt, &p);
 	if (ret)
 		fz_die("store_put_begin: %s", strerror(-ret));
 	while (!store_put_filled(p)) {
@@ -351,7 +353,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ks.dead_len = 0;
 		zidx_foreach(R.store.idx, take_key, &ks);
 		for (unsigned i = 0; i < ks.n; i++) {
-			ret = get_back(ks.k[i].k, ks.k[i].len, ks.k[i].vlen, NULL);
+			ret = get_back(ks.k[i].k, ks.k[i].len, 0, NULL);
 			if (ret && ret != -EIO && ret != -EBADMSG)
 				fz_die("a get of a recovered key failed: %s", strerror(-ret));
 		}
