@@ -1138,7 +1138,8 @@ struct list_pos {
 
 static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
 {
-	int d = memcmp(a, b, MIN(alen, blen));
+	/* An empty key may come as a NULL pointer: memcmp must not see it. */
+	int d = MIN(alen, blen) ? memcmp(a, b, MIN(alen, blen)) : 0;
 
 	return d ? d : (alen > blen) - (alen < blen);
 }
@@ -1162,7 +1163,8 @@ static int list_page(const Zappend__Response *r, struct list_pos *pos, zap_list_
 	/* A page must move forward, or paging would never end. */
 	if (last->len > ZAP_KEY_MAX_LEN || key_cmp(last->data, last->len, pos->key, pos->len) <= 0)
 		return -EPROTO;
-	memcpy(pos->key, last->data, last->len);
+	if (last->len)
+		memcpy(pos->key, last->data, last->len);
 	pos->len = last->len;
 	*more = true;
 	return 0;

@@ -87,6 +87,14 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 {
 	struct zent e = { .seq = r->seq, .loc = { addr, r->len } };
 
+	/*
+	 * Nothing this daemon writes looks like this (a record no buffer can
+	 * hold, a sequence number past the index's): damage, or not ours.
+	 */
+	if (r->seq > ZIDX_MAX_SEQ || r->len > sc->s->rec_max) {
+		sc->s->st.torn_records++;
+		return 0;
+	}
 	sc->max_seq = MAX(sc->max_seq, r->seq);
 	sc->s->st.recovered_records++;
 	/* Key filters for GC, and the record lists of zones that will get a summary. */
@@ -159,6 +167,16 @@ static bool same_put(const struct part *a, const struct part *b)
 	return a->klen == b->klen && !memcmp(a->key, b->key, a->klen) && a->seq == b->seq;
 }
 
+/*
+ * Whether q is chunk `have` of the put p begins; copies of one chunk (GC
+ * moved it) are alike, so the first counts. A part naming another chunk
+ * count or length is not of this put, whatever its key and seq say.
+ */
+static bool next_chunk(const struct part *p, const struct part *q, uint32_t have)
+{
+	return q->chunk == have && q->nchunks == p->nchunks && q->vlen == p->vlen;
+}
+
 /* A value in several records counts only when every one of them was found. */
 static int assemble(struct scan *sc)
 {
@@ -169,12 +187,8 @@ static int assemble(struct scan *sc)
 		struct zent e = { .seq = p->seq, .nchunks = p->nchunks };
 		uint32_t have = 0;
 
-		for (j = i; j < sc->nparts && same_put(p, &sc->parts[j]); j++) {
-			/* Copies of one chunk (GC moved it) are alike; count the first. */
-			if (sc->parts[j].chunk == have && sc->parts[j].nchunks == p->nchunks &&
-			    sc->parts[j].vlen == p->vlen)
-				have++;
-		}
+		for (j = i; j < sc->nparts && same_put(p, &sc->parts[j]); j++)
+			have += next_chunk(p, &sc->parts[j], have);
 		if (have != p->nchunks)
 			continue;
 		e.chunks = malloc(p->nchunks * sizeof(*e.chunks));
@@ -182,7 +196,7 @@ static int assemble(struct scan *sc)
 			return -ENOMEM;
 		have = 0;
 		for (size_t k = i; k < j; k++) {
-			if (sc->parts[k].chunk == have)
+			if (next_chunk(p, &sc->parts[k], have))
 				e.chunks[have++] = sc->parts[k].loc;
 		}
 		if (apply(sc->s, p->key, p->klen, &e))
@@ -339,22 +353,23 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps)
 	off = end - len;
 	while (ps->n < ARRAY_SIZE(ps->buf)) {
 		uint8_t head[ZREC_BLOCK] __attribute__((aligned(ZREC_BLOCK)));
-		struct zrec *r = &ps->r[ps->n];
+		struct zrec *r = &ps->r[ps->n], before;
 
 		ret = read_part(sc, z, off, len, &ps->buf[ps->n], r);
 		if (ret)
 			return ret;
 		ps->n++;
-		sc->max_seq = MAX(sc->max_seq, r->seq);
+		if (r->seq <= ZIDX_MAX_SEQ)
+			sc->max_seq = MAX(sc->max_seq, r->seq);
 		if (r->voff == ZSUM_NONE)
 			return 0;
 		/* The part before: its header says how long it is. */
 		off = r->voff;
 		if (off + ZREC_BLOCK > z->cap ||
 		    zdev_read_sync(sc->s->dev, z->start + off, head, ZREC_BLOCK) < 0 ||
-		    zrec_parse(head, ZREC_BLOCK, sc->s->tag, r))
+		    zrec_parse(head, ZREC_BLOCK, sc->s->tag, &before))
 			return -EBADMSG;
-		len = r->len;
+		len = before.len;
 	}
 	return -EBADMSG;
 }

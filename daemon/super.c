@@ -46,7 +46,7 @@ int zsuper_decode(const void *buf, size_t len, struct zsuper *sb)
 	struct zrec r;
 
 	if (zrec_parse(buf, len, ZSUPER_TAG, &r) || r.type != ZREC_SUPER || r.dlen < SUPER_DLEN ||
-	    ZREC_HDR + r.dlen > len || zrec_verify_data(&r))
+	    ZREC_HDR + r.klen + r.dlen > len || zrec_verify_data(&r))
 		return -EBADMSG;
 	memcpy(sb->uuid, r.data, 16);
 	sb->version = get_le32(r.data + 16);
