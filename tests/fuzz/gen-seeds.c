@@ -837,6 +837,18 @@ static void recovery(void)
 	seal_put(&r, "k", UINT64_MAX, 10, tag);
 	chunk_rec(&b, 1, 0, &r);
 	save(T, "crash-seq-wraps", &b);
+
+	/*
+	 * A zone written to the end of its capacity with nothing but garbage: it
+	 * holds no record, so its summary list is empty (NULL). The first put
+	 * finds no room in it and finishes it; zones.c's compact_keys() then
+	 * walks the empty list, and summary.c's zsum_next() computes NULL + 0:
+	 * undefined behaviour, UBSan aborts. Open.
+	 */
+	reset(&b);
+	add_byte(&b, 0);
+	chunk(&b, 1, 508, (const uint8_t *)"\xff", 1);
+	save(T, "crash-finish-empty-summary", &b);
 	free(b.p);
 	free(r.p);
 	free(v.p);

@@ -8,6 +8,8 @@
 #   FUZZ_TIME      seconds per target
 #   FUZZ_KEEP      a directory: new corpus entries and crash artifacts are
 #                  copied there (default: they are dropped with the run)
+#   FUZZ_ARGS      more libFuzzer options, e.g. "-fork=1 -ignore_crashes=1"
+#                  for a long run that goes on past known crashes
 #
 # Regression inputs of bugs not fixed yet are listed in tests/fuzz/open-crashes
 # and left out of the run; the fix removes the line, and from then on CI runs
@@ -48,7 +50,7 @@ for t in $targets; do
 	if FUZZ_TMPDIR=$work/tmp-$t \
 		ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=print_stacktrace=1 \
 		"$bin" "$corpus" $opts -max_total_time="$time" -timeout=60 -rss_limit_mb=2560 \
-		-print_final_stats=1 -artifact_prefix="$work/artifacts-$t/" \
+		-print_final_stats=1 -artifact_prefix="$work/artifacts-$t/" ${FUZZ_ARGS:-} \
 		>"$work/$t.log" 2>&1; then
 		status=ok
 	else
