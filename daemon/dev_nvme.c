@@ -509,10 +509,12 @@ int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "/dev/%s", blk);
+	errno = 0;
 	n->zfd = zbd_open(path, O_RDONLY | O_CLOEXEC, &zi);
 	if (n->zfd < 0) {
-		ret = zerr_set(err, n->zfd, "%s: cannot read its zones through libzbd: %s", path,
-			       strerror(-n->zfd));
+		ret = n->zfd == -1 && errno ? -errno : n->zfd;
+		ret = zerr_set(err, ret, "%s: cannot read its zones through libzbd: %s", path,
+			       strerror(-ret));
 		n->zfd = -1;
 		goto fail;
 	}

@@ -438,9 +438,11 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 	info = &z->dev.info;
 	z->dev.ops = &zbd_ops;
 	info->backend = "zbd";
+	errno = 0;
 	z->fd = zbd_open(o->path, O_RDWR | O_DIRECT | O_CLOEXEC, &zi);
 	if (z->fd < 0) {
-		ret = z->fd;
+		/* libzbd returns -1 with errno set (its header speaks of -errno): take both. */
+		ret = z->fd == -1 && errno ? -errno : z->fd;
 		z->fd = -1;
 		if (ret == -ENXIO || ret == -ENOTBLK || ret == -ENOTTY || ret == -EINVAL)
 			ret = zerr_set(err, -ENODEV, "%s is not a zoned block device", o->path);
