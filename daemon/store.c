@@ -199,13 +199,11 @@ static bool inside_zone(const struct store *s, uint32_t zone, uint64_t addr, uin
  */
 struct zone_op {
 	struct zdev_io io;
-	struct store_waiter w; /* for a buffer for the next part */
 	struct store *s;
 	uint32_t zone;
 	size_t pos;    /* summary bytes written */
 	uint64_t prev; /* offset of the part before, in the zone */
 	void *buf;
-	uint32_t alloc;
 };
 
 static void zone_op_end(struct zone_op *op, bool ok)
@@ -243,7 +241,7 @@ static void part_done(struct zdev_io *io)
 	struct store *s = op->s;
 	struct zone *z = &s->zones.z[op->zone];
 
-	buf_put(s, op->buf, op->alloc, NULL);
+	free(op->buf);
 	if (io->res < 0 || !inside_zone(s, op->zone, io->addr, io->len)) {
 		zone_finish(op);
 		return;
@@ -272,11 +270,14 @@ static void summary_next(struct zone_op *op)
 		zone_finish(op);
 		return;
 	}
-	op->alloc = len;
-	/* A busy pool is the rule under load: wait, or zones go without summaries. */
-	op->buf = buf_get(s, len, NULL, &op->w);
-	if (!op->buf)
+	/*
+	 * Not from the pool: under load its small buffers leave no large block
+	 * free for long, and a summary is written once a zone, not worth a wait.
+	 */
+	if (posix_memalign(&op->buf, ZREC_BLOCK, len)) {
+		zone_finish(op);
 		return;
+	}
 	memset(op->buf, 0, len);
 	memcpy(zrec_data(op->buf, 0), z->sum.buf + op->pos, n);
 	op->pos += n;
@@ -285,11 +286,6 @@ static void summary_next(struct zone_op *op)
 	z->used += len;
 	op->io.done = part_done;
 	zdev_append(s->dev, op->zone, op->buf, len, &op->io);
-}
-
-static void summary_wake(struct store_waiter *w)
-{
-	summary_next(container_of(w, struct zone_op, w));
 }
 
 static void summary_flushed(struct zdev_io *io)
@@ -314,7 +310,6 @@ static void finish_zone(void *arg, uint32_t zone)
 	op->s = s;
 	op->zone = zone;
 	op->prev = ZSUM_NONE;
-	op->w.fn = summary_wake;
 	s->busy++;
 	op->io.done = summary_flushed;
 	zdev_flush(s->dev, &op->io);
