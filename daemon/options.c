@@ -44,7 +44,7 @@ static const struct opt_def defs[] = {
 	{ "socket", OPT_STR, O(socket), "PATH", "Unix socket to serve on" },
 	{ "socket-group", OPT_STR, O(socket_group), "GROUP",
 	  "group owning the socket (mode 0660) when zappendd creates it" },
-	{ "backend", OPT_STR, O(backend), "NAME", "auto or file" },
+	{ "backend", OPT_STR, O(backend), "NAME", "auto, file, zbd or nvme" },
 	{ "size", OPT_SIZE, O(size), "SIZE", "file backend: image size at creation (4G)" },
 	{ "zone-size", OPT_SIZE, O(zone_size), "SIZE",
 	  "file backend: zone size at creation (64M)" },

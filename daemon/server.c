@@ -598,6 +598,11 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	struct timespec now;
 	struct conn *c, *next;
 
+	if (srv->store->dev->fixed_refused && !srv->fixed_refusal_logged) {
+		srv->fixed_refusal_logged = true;
+		log_warn(srv->log, "the kernel refuses registered buffers for NVMe passthrough "
+				   "(before Linux 6.2): using plain buffers");
+	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	for (c = LIST_FIRST(&srv->conns); c; c = next) {
 		next = LIST_NEXT(c, link);

@@ -63,6 +63,7 @@ struct server {
 	unsigned nconns;
 	bool stopping;
 	unsigned stop_ticks;
+	bool fixed_refusal_logged;
 	time_t started;
 	struct server_stats st;
 };

@@ -501,9 +501,13 @@ static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t 
 
 	zones_append_done(&s->zones, c->zone);
 	if (res < 0 && c->buf && ++c->tries < APPEND_TRIES) {
-		/* The zone is failing, not the record: it goes, the record tries another. */
+		/*
+		 * The zone is failing, not the record: it goes, the record tries
+		 * another. Too many active zones (-EBUSY) is no fault of the zone.
+		 */
 		s->st.zone_errors++;
-		zones_retire(&s->zones, c->zone);
+		if (res != -EBUSY)
+			zones_retire(&s->zones, c->zone);
 		chunk_place(s, c);
 		put_settle(p); /* in case no zone was left for it */
 		return;

@@ -11,8 +11,10 @@
 
 #include "harness.h"
 
-#define N	  10000
 #define MAX_VALUE (1 << 20)
+
+/* 10,000 puts; fewer where the machine is slow (ZT_BULK_COUNT, e.g. in the VM). */
+static uint32_t n_items = 10000;
 
 struct item {
 	uint8_t key[64];
@@ -24,7 +26,7 @@ static void make_items(struct item *it)
 {
 	uint64_t rng = 42;
 
-	for (uint32_t i = 0; i < N; i++) {
+	for (uint32_t i = 0; i < n_items; i++) {
 		uint64_t r = zt_rand(&rng);
 
 		/* Random bytes, with the index inside so that keys are unique. */
@@ -42,7 +44,7 @@ static void make_items(struct item *it)
 
 static void check_all(zap_client *c, const struct item *it, uint8_t *want)
 {
-	for (uint32_t i = 0; i < N; i++) {
+	for (uint32_t i = 0; i < n_items; i++) {
 		void *got;
 		size_t glen;
 		int ret = zap_get(c, it[i].key, it[i].klen, &got, &glen);
@@ -59,30 +61,33 @@ static void check_all(zap_client *c, const struct item *it, uint8_t *want)
 int main(void)
 {
 	const char *args[] = { "--size", "4G", "--zone-size", "64M", NULL };
-	struct item *it = calloc(N, sizeof(*it));
+	struct item *it;
 	uint8_t *buf = malloc(MAX_VALUE);
 	struct zt_daemon d;
 	zap_client *c;
 	uint64_t total = 0;
 
+	if (getenv("ZT_BULK_COUNT"))
+		n_items = atoi(getenv("ZT_BULK_COUNT"));
+	it = calloc(n_items, sizeof(*it));
 	make_items(it);
 	zt_init(&d, args);
 	zt_start(&d);
 	c = zt_connect(&d);
-	for (uint32_t i = 0; i < N; i++) {
+	for (uint32_t i = 0; i < n_items; i++) {
 		zt_fill(buf, it[i].vlen, i);
 		zt_ok(zap_put(c, it[i].key, it[i].klen, buf, it[i].vlen, NULL));
 		total += it[i].vlen;
 	}
-	printf("put %d values, %llu bytes\n", N, (unsigned long long)total);
+	printf("put %u values, %llu bytes\n", n_items, (unsigned long long)total);
 	check_all(c, it, buf);
-	zt_check(zt_stat(c, "keys") == N, "stat keys is not %d", N);
+	zt_check(zt_stat(c, "keys") == n_items, "stat keys is not %u", n_items);
 	zap_close(c);
 
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");
 	zt_start(&d);
 	c = zt_connect(&d);
-	zt_check(zt_stat(c, "keys") == N, "after restart, stat keys is not %d", N);
+	zt_check(zt_stat(c, "keys") == n_items, "after restart, stat keys is not %u", n_items);
 	check_all(c, it, buf);
 	zap_close(c);
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");

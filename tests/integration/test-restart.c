@@ -95,8 +95,12 @@ int main(void)
 	zap_close(c);
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");
 
-	zt_check(zt_start_fails(&d, bad_zone) == 1, "daemon accepted another zone size");
-	foreign_data(&d);
+	/* On a real zoned device neither can be done: its geometry is its own, writes go in order.
+	 */
+	if (!getenv("ZT_DEVICE")) {
+		zt_check(zt_start_fails(&d, bad_zone) == 1, "daemon accepted another zone size");
+		foreign_data(&d);
+	}
 	d.args[4] = fmt[0];
 	zt_start(&d);
 	c = zt_connect(&d);
