@@ -58,10 +58,19 @@ for t in $targets; do
 		failed="$failed $t"
 		grep -E -A40 "ERROR|fuzz: |Deadly|Timeout|out-of-memory" "$work/$t.log" | head -80 >&2 || tail -n 60 "$work/$t.log" >&2
 	fi
+	# Past known crashes (-ignore_crashes=1) the exit status is 0: count the artifacts.
+	found=$(ls "$work/artifacts-$t" | wc -l)
+	if [ "$status" = ok ] && [ "$found" -gt 0 ]; then
+		status="FAILED ($found crash artifacts)"
+		failed="$failed $t"
+	fi
 	# The last status line (coverage) and the execution count.
 	last=$(grep -E '^#[0-9]+' "$work/$t.log" | tail -n 1 || true)
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log")
 	rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/$t.log")
+	# (with -fork, only the status lines say it)
+	[ -n "$execs" ] || execs=$(echo "$last" | sed -n 's/^#\([0-9]*\).*/\1/p')
+	[ -n "$rate" ] || rate=$(echo "$last" | sed -n 's/.*exec\/s:\{0,1\} \([0-9]*\).*/\1/p')
 	echo "fuzz-$t: $status: ${execs:-?} executions (${rate:-?}/s); $last"
 	if [ -n "${FUZZ_KEEP:-}" ]; then
 		mkdir -p "$FUZZ_KEEP/fuzz-$t"
