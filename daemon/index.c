@@ -2,7 +2,9 @@
  * Open addressing with linear probing, keyed by SipHash-1-3 with a random
  * key so that clients cannot choose keys that collide. A slot is three words:
  *
- *   key  the key's offset in the arena << 24 | 24 bits of its hash; 0: empty
+ *   key  the key's offset in the arena << 28 | the top 28 bits of its hash;
+ *        0: empty. The slot a key belongs at comes from those 28 bits
+ *        alone, so growing the table never reads keys back.
  *   seq  sequence number << 8 | flags
  *   loc  one record: its device block << 20 | its length in blocks;
  *        a value in several records: a pointer to its chunk list
@@ -25,7 +27,8 @@
 
 #define BLK	     4096u
 #define LEN_BITS     20
-#define TAG_BITS     24
+#define TAG_BITS     28
+#define OFF_BITS     (64 - TAG_BITS)
 #define SEG_BITS     22
 #define SEG_SIZE     (1u << SEG_BITS)
 #define MIN_CAP	     1024u
@@ -101,14 +104,29 @@ static uint64_t siphash13(const struct zidx *idx, const uint8_t *p, size_t len)
 
 /* --- slots --- */
 
-static size_t home(const struct zidx *idx, uint64_t h)
-{
-	return (unsigned __int128)h * idx->cap >> 64;
-}
-
 static uint64_t tag_of(uint64_t h)
 {
-	return h & ((1u << TAG_BITS) - 1);
+	return h >> OFF_BITS;
+}
+
+static size_t home_of_tag(const struct zidx *idx, uint64_t tag)
+{
+	return tag * idx->cap >> TAG_BITS;
+}
+
+static size_t home(const struct zidx *idx, uint64_t h)
+{
+	return home_of_tag(idx, tag_of(h));
+}
+
+static uint64_t slot_tag(const struct slot *s)
+{
+	return s->key & ((1u << TAG_BITS) - 1);
+}
+
+static size_t slot_home(const struct zidx *idx, const struct slot *s)
+{
+	return home_of_tag(idx, slot_tag(s));
 }
 
 static const uint8_t *key_at(const struct zidx *idx, const struct slot *s, size_t *klen)
@@ -118,14 +136,6 @@ static const uint8_t *key_at(const struct zidx *idx, const struct slot *s, size_
 
 	*klen = get_le16(p);
 	return p + 2;
-}
-
-static uint64_t slot_hash(const struct zidx *idx, const struct slot *s)
-{
-	size_t klen;
-	const uint8_t *k = key_at(idx, s, &klen);
-
-	return siphash13(idx, k, klen);
 }
 
 /* The slot holding key, or the empty slot where it would go. */
@@ -140,7 +150,7 @@ static struct slot *probe(const struct zidx *idx, uint64_t h, const void *key, s
 
 		if (!s->key)
 			return s;
-		if ((s->key & ((1u << TAG_BITS) - 1)) != tag)
+		if (slot_tag(s) != tag)
 			continue;
 		k = key_at(idx, s, &l);
 		if (l == klen && !memcmp(k, key, klen))
@@ -199,8 +209,12 @@ static void slot_free_chunks(struct slot *s)
 static int arena_put(struct zidx *idx, const void *key, size_t klen, uint64_t *off)
 {
 	if (!idx->nsegs || idx->pos + 2 + klen > SEG_SIZE) {
-		uint8_t **segs = realloc(idx->segs, (idx->nsegs + 1) * sizeof(*segs));
+		uint8_t **segs;
 
+		/* Offsets have OFF_BITS: 64 GiB of keys. */
+		if ((uint64_t)(idx->nsegs + 1) << SEG_BITS >> OFF_BITS)
+			return -ENOMEM;
+		segs = realloc(idx->segs, (idx->nsegs + 1) * sizeof(*segs));
 		if (!segs)
 			return -ENOMEM;
 		idx->segs = segs;
@@ -260,7 +274,7 @@ static void arena_compact(struct zidx *idx)
 			seg++;
 			pos = 0;
 		}
-		s->key = ((uint64_t)seg << SEG_BITS | pos) << TAG_BITS | tag_of(s->key);
+		s->key = ((uint64_t)seg << SEG_BITS | pos) << TAG_BITS | slot_tag(s);
 		pos += 2 + klen;
 	}
 	arena_free(idx);
@@ -319,12 +333,13 @@ bool zidx_get(const struct zidx *idx, const void *key, size_t klen, struct zent 
 	return true;
 }
 
-static int grow(struct zidx *idx)
+/* Moves every entry into a table of cap slots; the tags say where, no key is read. */
+static int rehash(struct zidx *idx, size_t cap)
 {
 	struct slot *old = idx->slots;
 	size_t ocap = idx->cap;
 
-	idx->cap = ocap + ocap / 2;
+	idx->cap = cap;
 	idx->slots = calloc(idx->cap, sizeof(*idx->slots));
 	if (!idx->slots) {
 		idx->slots = old;
@@ -336,12 +351,31 @@ static int grow(struct zidx *idx)
 
 		if (!old[i].key)
 			continue;
-		for (j = home(idx, slot_hash(idx, &old[i])); idx->slots[j].key;)
+		for (j = slot_home(idx, &old[i]); idx->slots[j].key;)
 			j = j + 1 == idx->cap ? 0 : j + 1;
 		idx->slots[j] = old[i];
 	}
 	free(old);
 	return 0;
+}
+
+static int grow(struct zidx *idx)
+{
+	return rehash(idx, idx->cap + idx->cap / 2);
+}
+
+void zidx_reserve(struct zidx *idx, size_t n)
+{
+	size_t cap = n * 100 / GROW_PERCENT + 1;
+
+	if (cap > idx->cap)
+		rehash(idx, cap); /* without the memory, the table grows as it goes */
+}
+
+void zidx_fit(struct zidx *idx)
+{
+	if (idx->cap > MIN_CAP && idx->used * 100 < idx->cap * 40)
+		rehash(idx, MAX(MIN_CAP, idx->used * 100 / 60));
 }
 
 /* A new slot for key, keyed and empty of any entry. */
@@ -365,7 +399,7 @@ static void remove_slot(struct zidx *idx, size_t hole)
 {
 	for (size_t i = hole + 1 == idx->cap ? 0 : hole + 1; idx->slots[i].key;
 	     i = i + 1 == idx->cap ? 0 : i + 1) {
-		size_t h = home(idx, slot_hash(idx, &idx->slots[i]));
+		size_t h = slot_home(idx, &idx->slots[i]);
 
 		/* Slot i may fill the hole only if its home is not in (hole, i]. */
 		if ((i + idx->cap - h) % idx->cap >= (i + idx->cap - hole) % idx->cap) {

@@ -46,6 +46,14 @@ void zidx_free(struct zidx *idx);
  */
 bool zidx_get(const struct zidx *idx, const void *key, size_t klen, struct zent *e);
 
+/*
+ * Makes room for n entries at once, so that a restart does not move every
+ * entry each time the table grows; zidx_fit then gives back what an
+ * overestimate took.
+ */
+void zidx_reserve(struct zidx *idx, size_t n);
+void zidx_fit(struct zidx *idx);
+
 /* Bytes the index holds in memory, for stat. */
 size_t zidx_memory(const struct zidx *idx);
 

@@ -454,6 +454,21 @@ static int recover_zone(struct scan *sc, struct zone *z)
 	return ret;
 }
 
+/*
+ * Records the zones can hold at most (a block each), capped so that a store of
+ * large values does not reserve a table for records it does not have.
+ */
+static size_t records_at_most(const struct zones *zs)
+{
+	uint64_t blocks = 0;
+
+	for (uint32_t i = 0; i < zs->n; i++) {
+		if (zs->z[i].state != ZS_META)
+			blocks += MIN(zs->z[i].used, zs->z[i].cap) / ZREC_BLOCK;
+	}
+	return MIN(blocks, 16u << 20);
+}
+
 static int scan_all(struct store *s)
 {
 	struct scan sc = { .s = s };
@@ -461,14 +476,17 @@ static int scan_all(struct store *s)
 
 	if (posix_memalign((void **)&sc.buf, ZREC_BLOCK, SCAN_BUF))
 		return -ENOMEM;
+	zidx_reserve(s->idx, records_at_most(&s->zones));
 	for (uint32_t i = 0; i < s->zones.n && !ret; i++) {
 		if (s->zones.z[i].state != ZS_META && s->zones.z[i].used)
 			ret = recover_zone(&sc, &s->zones.z[i]);
 	}
 	if (!ret)
 		ret = assemble(&sc);
-	if (!ret)
+	if (!ret) {
+		zidx_fit(s->idx);
 		zidx_foreach(s->idx, count_live, &s->zones);
+	}
 	s->next_seq = sc.max_seq + 1;
 	for (size_t i = 0; i < sc.nparts; i++)
 		free(sc.parts[i].key);

@@ -264,6 +264,35 @@ static void key_of(char *buf, size_t len, unsigned i)
 	snprintf(buf, len, "key-%u", i);
 }
 
+/* Reserving room and giving it back moves entries, and loses none. */
+static void test_reserve_fit(void **state)
+{
+	enum { N = 30000 };
+	struct zidx *idx = zidx_new();
+	char key[32];
+
+	assert_non_null(idx);
+	for (unsigned i = 0; i < N / 2; i++) {
+		key_of(key, sizeof(key), i);
+		assert_int_equal(update(idx, key, put1(i + 1, (uint64_t)i * 4096)), 1);
+	}
+	zidx_reserve(idx, 40 * N);
+	for (unsigned i = N / 2; i < N; i++) {
+		key_of(key, sizeof(key), i);
+		assert_int_equal(update(idx, key, put1(i + 1, (uint64_t)i * 4096)), 1);
+	}
+	assert_true(zidx_memory(idx) > 40 * N * 24);
+	zidx_fit(idx);
+	assert_true(zidx_memory(idx) < 4 * N * 24 + (8u << 20));
+	assert_int_equal(zidx_count(idx), N);
+	for (unsigned i = 0; i < N; i++) {
+		key_of(key, sizeof(key), i);
+		assert_non_null(find(idx, key));
+		assert_int_equal(find(idx, key)->loc.addr, (uint64_t)i * 4096);
+	}
+	zidx_free(idx);
+}
+
 static void test_growth(void **state)
 {
 	enum { N = 200000 };
@@ -624,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_tombstone),
 		cmocka_unit_test(test_old_out_param),
 		cmocka_unit_test(test_growth),
+		cmocka_unit_test(test_reserve_fit),
 		cmocka_unit_test(test_binary_keys),
 		cmocka_unit_test(test_list_order_prefix),
 		cmocka_unit_test(test_list_paging),
