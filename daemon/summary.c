@@ -55,10 +55,12 @@ void zsum_done(struct zsum *s)
 
 int zsum_next(const uint8_t *buf, size_t len, size_t *pos, struct zrec *r, uint64_t *off)
 {
-	const uint8_t *e = buf + *pos;
+	const uint8_t *e;
 
+	/* An empty summary has no buffer at all. */
 	if (*pos == len)
 		return 1;
+	e = buf + *pos;
 	if (len - *pos < ENTRY_HDR || len - *pos < ENTRY_HDR + get_le16(e + 2))
 		return -EBADMSG;
 	*r = (struct zrec){
