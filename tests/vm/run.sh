@@ -13,10 +13,13 @@
 #      nvme61  6.1, /dev/ng0n1: passthrough refuses registered buffers
 #      power   6.12, nvme: puts until QEMU is killed, then a new boot on the
 #              same image checks every acknowledged put
+#      fpower  the same power loss on the file backend: a file on ext4, on a
+#              second (conventional) namespace, so the guest's page cache and
+#              the journal go down with it
 # Logs: BUILDDIR/vm-logs/PLAN.log. Exit 0 when every test passed, 1 when one
 # failed, 77 when QEMU or a kernel cannot be had.
 # Environment: ZAPPEND_VM_CACHE, ZAPPEND_VM_PLANS (default "nvme zbd nullb nvme61
-# power"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
+# power fpower"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
 # TORTURE_ROUNDS (in the VM, default 3), ZAPPEND_VM_SMP (default 2),
 # ZAPPEND_VM_TESTS (the test programs each plan runs, default "test-basic
 # test-concurrent test-torture").
@@ -24,7 +27,7 @@ set -u
 src=$(cd "${1:-.}" && pwd)
 build=$(cd "${2:-.}" && pwd)
 cache=${ZAPPEND_VM_CACHE:-${HOME:-/root}/.cache/zappend-vm}
-plans=${ZAPPEND_VM_PLANS:-nvme zbd nullb nvme61 power}
+plans=${ZAPPEND_VM_PLANS:-nvme zbd nullb nvme61 power fpower}
 timeout=${ZAPPEND_VM_TIMEOUT:-900}
 smp=${ZAPPEND_VM_SMP:-2}
 rounds=${TORTURE_ROUNDS:-3}
@@ -35,6 +38,8 @@ logs=$build/vm-logs
 t_start=$(date +%s)
 
 say() { echo "vm: $*"; }
+# A random number below 65536 (date +%N has leading zeros, which $(( )) reads as octal).
+rnd() { od -An -N2 -tu2 /dev/urandom | tr -d ' '; }
 skip() {
 	say "SKIP: $*"
 	exit 77
@@ -46,6 +51,7 @@ bb=/bin/busybox
 [ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 || skip "no static busybox (apt-get install busybox-static)"
 command -v cpio >/dev/null || skip "no cpio"
 command -v blkzone >/dev/null || skip "no blkzone (util-linux)"
+mkfs=$(PATH=$PATH:/sbin:/usr/sbin command -v mkfs.ext4) || skip "no mkfs.ext4 (e2fsprogs)"
 mkdir -p "$cache" "$work" "$logs"
 rm -f "$logs"/*.log
 
@@ -105,6 +111,7 @@ $need61 && mkinitrd "$cache/k61" "$work/initrd-61.gz"
 
 # --- 4. boots ---
 # boot NAME KERNEL-DIR INITRD IMAGE CMDLINE-EXTRA: runs QEMU until the init powers off.
+# The image is namespace 1 (zoned); with FSIMG set, that file is namespace 2.
 # With KILL_AFTER=N set, QEMU is killed with SIGKILL once the console shows N puts
 # acknowledged (the power loss).
 boot() {
@@ -119,13 +126,14 @@ boot() {
 		-drive "file=$img,id=zns,format=raw,if=none" \
 		-device nvme,id=nvme0,serial=zap1 \
 		-device "nvme-ns,drive=zns,bus=nvme0,nsid=1,zoned=on,zoned.zone_size=8M,zoned.max_open=14,zoned.max_active=14" \
+		${FSIMG:+-drive "file=$FSIMG,id=fs,format=raw,if=none" -device "nvme-ns,drive=fs,bus=nvme0,nsid=2"} \
 		>"$logs/$name.qemu.log" 2>&1 &
 	qpid=$!
 	t0=$(date +%s)
 	while kill -0 $qpid 2>/dev/null; do
 		if [ -n "${KILL_AFTER:-}" ] && [ "$(grep -c '^ACK ' "$log")" -ge "$KILL_AFTER" ]; then
 			# Let it run on a moment so the kill lands amid puts, not after one.
-			sleep 0.$(($(date +%N | cut -c1-3) % 9 + 1))
+			sleep 0.$(($(rnd) % 9 + 1))
 			kill -KILL $qpid
 			say "$name: power off (QEMU killed) after $(grep -c '^ACK ' "$log") acknowledged puts"
 			break
@@ -155,10 +163,21 @@ for plan in $plans; do
 	nvme | zbd | nullb) boot "$plan" "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=$plan" ;;
 	nvme61) boot nvme61 "$cache/k61" "$work/initrd-61.gz" "$img" "zvm.plan=nvme61" ;;
 	power)
-		KILL_AFTER=$((150 + $(date +%N | cut -c1-3) % 100))
+		KILL_AFTER=$((150 + $(rnd) % 100))
 		KILL_AFTER=$KILL_AFTER boot power-put "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=plwrite"
 		acked=$(grep -c '^ACK ' "$logs/power-put.log")
 		boot power-check "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=plcheck zvm.acked=$acked"
+		;;
+	fpower)
+		fs=$work/ext4.img
+		rm -f "$fs"
+		"$mkfs" -q -F "$fs" 1G >/dev/null
+		KILL_AFTER=$((150 + $(rnd) % 100))
+		FSIMG=$fs KILL_AFTER=$KILL_AFTER boot fpower-put "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=fpwrite"
+		acked=$(grep -c '^ACK ' "$logs/fpower-put.log")
+		FSIMG=$fs boot fpower-check "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=fpcheck zvm.acked=$acked"
+		rm -f "$fs"
+		unset FSIMG KILL_AFTER
 		;;
 	*) say "unknown plan $plan" ;;
 	esac
