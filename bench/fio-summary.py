@@ -1,4 +1,4 @@
-"""fio's JSON on stdin -> {"ops_per_s", "mib_per_s", "p50_us", "p99_us"} of its one job."""
+"""fio's JSON on stdin -> {"ops_per_s", "mib_per_s", "p50_us", "p99_us", "p999_us"} of its one job."""
 import json
 import sys
 
@@ -10,4 +10,5 @@ print(json.dumps({
     "mib_per_s": side["bw_bytes"] / 1048576,
     "p50_us": pct.get("50.000000", 0) / 1000,
     "p99_us": pct.get("99.000000", 0) / 1000,
+    "p999_us": pct.get("99.900000", 0) / 1000,
 }))
