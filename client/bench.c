@@ -38,7 +38,7 @@
 
 enum { EXIT_USAGE = 2, EXIT_FAIL = 3 };
 
-#define KEY_FMT	      "bench/%08u"
+#define KEY_FMT	      "bench/%010u" /* 16 bytes, the key the index is sized for */
 #define KEY_LEN	      32
 #define VAL_SLACK     4096u /* put values start anywhere in the first 4 KiB of the buffer */
 #define SIZE_LIMIT    (1ull << 30)

@@ -320,6 +320,7 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 
 	store_space(st, &sp);
 	stat_u(a, "keys", zidx_count(st->idx));
+	stat_u(a, "index_bytes", zidx_memory(st->idx));
 	stat_u(a, "live_bytes", sp.live);
 	stat_u(a, "used_bytes", sp.used);
 	stat_u(a, "capacity_bytes", sp.capacity);
