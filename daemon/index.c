@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include "util.h"
@@ -204,6 +205,27 @@ static void slot_free_chunks(struct slot *s)
 		free((void *)(uintptr_t)s->loc);
 }
 
+/*
+ * The table and the arena are read at random, a miss each: on 2 MiB pages the
+ * misses stop being TLB misses too, and filling 300 MB after a restart takes
+ * 150 page faults instead of 75,000 (each costly in a VM). Small ones stay on
+ * the heap.
+ */
+#define HUGE_PAGE (2u << 20)
+
+static void *big_alloc(size_t bytes)
+{
+	void *p;
+
+	if (bytes < HUGE_PAGE)
+		return calloc(1, bytes);
+	p = aligned_alloc(HUGE_PAGE, (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1));
+	if (!p)
+		return NULL;
+	madvise(p, bytes, MADV_HUGEPAGE); /* advice: without THP, small pages do */
+	return memset(p, 0, bytes);
+}
+
 /* --- the arena --- */
 
 static int arena_put(struct zidx *idx, const void *key, size_t klen, uint64_t *off)
@@ -218,7 +240,7 @@ static int arena_put(struct zidx *idx, const void *key, size_t klen, uint64_t *o
 		if (!segs)
 			return -ENOMEM;
 		idx->segs = segs;
-		segs[idx->nsegs] = malloc(SEG_SIZE);
+		segs[idx->nsegs] = big_alloc(SEG_SIZE);
 		if (!segs[idx->nsegs])
 			return -ENOMEM;
 		idx->nsegs++;
@@ -333,6 +355,11 @@ bool zidx_get(const struct zidx *idx, const void *key, size_t klen, struct zent 
 	return true;
 }
 
+void zidx_prefetch(const struct zidx *idx, const void *key, size_t klen)
+{
+	__builtin_prefetch(&idx->slots[home(idx, siphash13(idx, key, klen))]);
+}
+
 /* Moves every entry into a table of cap slots; the tags say where, no key is read. */
 static int rehash(struct zidx *idx, size_t cap)
 {
@@ -340,7 +367,7 @@ static int rehash(struct zidx *idx, size_t cap)
 	size_t ocap = idx->cap;
 
 	idx->cap = cap;
-	idx->slots = calloc(idx->cap, sizeof(*idx->slots));
+	idx->slots = big_alloc(idx->cap * sizeof(*idx->slots));
 	if (!idx->slots) {
 		idx->slots = old;
 		idx->cap = ocap;

@@ -54,6 +54,12 @@ bool zidx_get(const struct zidx *idx, const void *key, size_t klen, struct zent 
 void zidx_reserve(struct zidx *idx, size_t n);
 void zidx_fit(struct zidx *idx);
 
+/*
+ * Starts loading the slot where key's probe begins. A restart knows the keys
+ * it will apply next, and a miss it overlaps with others costs a fraction.
+ */
+void zidx_prefetch(const struct zidx *idx, const void *key, size_t klen);
+
 /* Bytes the index holds in memory, for stat. */
 size_t zidx_memory(const struct zidx *idx);
 

@@ -283,11 +283,17 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
 	return zsuper_check(&s->sb, info, err);
 }
 
-/* Offset (in the zone) just past the last block in [0, cap) holding a non-zero byte; 0 if none. */
+/*
+ * Offset (in the zone) just past the last block in [0, cap) holding a non-zero
+ * byte; 0 if none. A full zone's summary ends a few blocks short of its
+ * capacity at most, so the windows read backwards start small.
+ */
 static int last_written(struct scan *sc, const struct zone *z, uint64_t *end)
 {
-	for (uint64_t hi = z->cap; hi > 0;) {
-		uint64_t lo = hi > SCAN_BUF ? hi - SCAN_BUF : 0;
+	uint64_t win = 64 * KiB;
+
+	for (uint64_t hi = z->cap; hi > 0; win = MIN(2 * win, SCAN_BUF)) {
+		uint64_t lo = hi > win ? hi - win : 0;
 		int ret = load(sc, z->start + lo, z->start + hi);
 
 		if (ret)
@@ -394,6 +400,18 @@ static int check_parts(const struct zone *z, const struct parts *ps, size_t *ent
 	return 0;
 }
 
+/* Index slots are random memory reads: the next ones load while this one is applied. */
+#define PREFETCH_AHEAD 16
+
+static void prefetch_next(struct scan *sc, const struct zrec *p, size_t *ahead)
+{
+	struct zrec a;
+	uint64_t off;
+
+	if (zsum_next(p->data, p->vlen, ahead, &a, &off) == 0)
+		zidx_prefetch(sc->s->idx, a.key, a.klen);
+}
+
 static int feed_parts(struct scan *sc, const struct zone *z, const struct parts *ps)
 {
 	for (unsigned i = ps->n; i-- > 0;) {
@@ -403,8 +421,14 @@ static int feed_parts(struct scan *sc, const struct zone *z, const struct parts 
 		uint64_t off;
 		int ret = 0;
 
-		while (!ret && zsum_next(p->data, p->vlen, &pos, &r, &off) == 0)
+		size_t ahead = 0;
+
+		for (unsigned k = 0; k < PREFETCH_AHEAD; k++)
+			prefetch_next(sc, p, &ahead);
+		while (!ret && zsum_next(p->data, p->vlen, &pos, &r, &off) == 0) {
+			prefetch_next(sc, p, &ahead);
 			ret = found(sc, &r, z->start + off);
+		}
 		if (ret)
 			return ret;
 	}
