@@ -281,7 +281,13 @@ static void summary_next(struct zone_op *op)
 	memset(op->buf, 0, len);
 	memcpy(zrec_data(op->buf, 0), z->sum.buf + op->pos, n);
 	op->pos += n;
-	zsum_footer_put(op->buf, len, s->tag);
+	/*
+	 * The last part alone gets the footer: were a part before it to carry
+	 * one too, a later part failing would leave that footer last in the
+	 * zone, and a restart would take the summary's first parts for all of it.
+	 */
+	if (op->pos == z->sum.len)
+		zsum_footer_put(op->buf, len, s->tag);
 	zrec_seal(op->buf, &r, s->tag);
 	z->used += len;
 	op->io.done = part_done;
