@@ -51,7 +51,7 @@ static const char bench_usage_text[] =
     "  --depth Q          requests in flight per client (default 1: the synchronous API,\n"
     "                     one request at a time; more: the pipelined API)\n"
     "  --size SIZE        value size: BYTES or MIN-MAX (uniform), with K, M or G (default 4K)\n"
-    "  --keys N           key space: keys bench/00000000 ... (default 10000)\n"
+    "  --keys N           key space: keys bench/0000000000 ... (default 10000)\n"
     "  --seconds S        run for S seconds (default 10), or\n"
     "  --count N          run N requests in all\n"
     "  --mix MIX          put, get, or the percentage of puts (default put)\n"

@@ -1,6 +1,8 @@
 /*
- * Mount: read (or write) the superblock, then rebuild the index by scanning
- * every written zone up to its write pointer. Completion order is not
+ * Mount: read (or write) the superblock, then rebuild the index: a full zone
+ * from its zone summary, any other written zone (or a full one whose summary
+ * is missing or damaged, or every zone with --rescan) by scanning it up to its
+ * write pointer. Completion order is not
  * placement order, so nothing is assumed about where the newest records are:
  * every record names its key and sequence number, and the index keeps the
  * highest. A record whose CRC fails was torn by a crash (it was never

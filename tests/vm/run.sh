@@ -22,7 +22,7 @@
 # power fpower"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
 # TORTURE_ROUNDS (in the VM, default 3), ZAPPEND_VM_SMP (default 2),
 # ZAPPEND_VM_TESTS (the test programs each plan runs, default "test-basic
-# test-concurrent test-torture").
+# test-restart test-concurrent test-torture").
 set -u
 src=$(cd "${1:-.}" && pwd)
 build=$(cd "${2:-.}" && pwd)
