@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -215,15 +216,16 @@ static void slot_free_chunks(struct slot *s)
 
 static void *big_alloc(size_t bytes)
 {
-	void *p;
+	/* calloc maps a block this large fresh, already zero: no page touched yet. */
+	uint8_t *p = calloc(1, bytes);
+	uintptr_t page = sysconf(_SC_PAGESIZE), from, to;
 
-	if (bytes < HUGE_PAGE)
-		return calloc(1, bytes);
-	p = aligned_alloc(HUGE_PAGE, (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1));
-	if (!p)
-		return NULL;
-	madvise(p, bytes, MADV_HUGEPAGE); /* advice: without THP, small pages do */
-	return memset(p, 0, bytes);
+	if (!p || bytes < HUGE_PAGE)
+		return p;
+	from = ((uintptr_t)p + page - 1) & ~(page - 1);
+	to = ((uintptr_t)p + bytes) & ~(page - 1);
+	madvise((void *)from, to - from, MADV_HUGEPAGE); /* advice: small pages do too */
+	return p;
 }
 
 /* --- the arena --- */

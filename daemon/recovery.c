@@ -288,14 +288,12 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
 /*
  * Offset (in the zone) just past the last block in [0, cap) holding a non-zero
  * byte; 0 if none. A full zone's summary ends a few blocks short of its
- * capacity at most, so the windows read backwards start small.
+ * capacity, so the window this leaves in sc->buf usually holds all of it.
  */
 static int last_written(struct scan *sc, const struct zone *z, uint64_t *end)
 {
-	uint64_t win = 64 * KiB;
-
-	for (uint64_t hi = z->cap; hi > 0; win = MIN(2 * win, SCAN_BUF)) {
-		uint64_t lo = hi > win ? hi - win : 0;
+	for (uint64_t hi = z->cap; hi > 0;) {
+		uint64_t lo = hi > SCAN_BUF ? hi - SCAN_BUF : 0;
 		int ret = load(sc, z->start + lo, z->start + hi);
 
 		if (ret)
@@ -316,29 +314,44 @@ static int last_written(struct scan *sc, const struct zone *z, uint64_t *end)
 	return 0;
 }
 
-/* Reads the summary part at [off, off + len) of zone z into its own buffer. */
-static int read_part(struct scan *sc, const struct zone *z, uint64_t off, uint64_t len,
-		     uint8_t **out, struct zrec *r)
+static bool in_buf(const struct scan *sc, uint64_t addr, uint64_t len)
 {
-	uint8_t *buf = NULL;
+	return addr >= sc->at && addr + len <= sc->at + sc->len;
+}
+
+/*
+ * The summary part at [off, off + len) of zone z: in place in sc->buf when the
+ * window read there holds it (the usual case: fresh memory costs more than
+ * the copy), else read into a buffer of its own, *own.
+ */
+static int read_part(struct scan *sc, const struct zone *z, uint64_t off, uint64_t len,
+		     uint8_t **own, struct zrec *r)
+{
+	const uint8_t *at;
 	int ret;
 
+	*own = NULL;
 	if (!len || len > SCAN_BUF || off + len > z->cap)
 		return -EBADMSG;
-	if (posix_memalign((void **)&buf, ZREC_BLOCK, len))
-		return -ENOMEM;
-	ret = zdev_read_sync(sc->s->dev, z->start + off, buf, len);
-	if (ret >= 0)
-		ret = zrec_parse(buf, len, sc->s->tag, r);
-	if (!ret &&
-	    (r->type != ZREC_SUMMARY || r->len != len || r->vlen > r->dlen || zrec_verify_data(r)))
-		ret = -EBADMSG;
-	if (ret < 0) {
-		free(buf);
-		return ret;
+	if (in_buf(sc, z->start + off, len)) {
+		at = sc->buf + (z->start + off - sc->at);
+	} else {
+		if (posix_memalign((void **)own, ZREC_BLOCK, len))
+			return -ENOMEM;
+		ret = zdev_read_sync(sc->s->dev, z->start + off, *own, len);
+		if (ret < 0)
+			goto fail;
+		at = *own;
 	}
-	*out = buf;
+	ret = -EBADMSG;
+	if (zrec_parse(at, len, sc->s->tag, r) || r->type != ZREC_SUMMARY || r->len != len ||
+	    r->vlen > r->dlen || zrec_verify_data(r))
+		goto fail;
 	return 0;
+fail:
+	free(*own);
+	*own = NULL;
+	return ret;
 }
 
 /* The summary's parts, last first, checked whole before anything is used. */
@@ -360,7 +373,8 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps)
 		return -EBADMSG;
 	off = end - len;
 	while (ps->n < ARRAY_SIZE(ps->buf)) {
-		uint8_t head[ZREC_BLOCK] __attribute__((aligned(ZREC_BLOCK)));
+		uint8_t blk[ZREC_BLOCK] __attribute__((aligned(ZREC_BLOCK)));
+		const uint8_t *head = blk;
 		struct zrec *r = &ps->r[ps->n], before;
 
 		ret = read_part(sc, z, off, len, &ps->buf[ps->n], r);
@@ -373,9 +387,13 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps)
 			return 0;
 		/* The part before: its header says how long it is. */
 		off = r->voff;
-		if (off + ZREC_BLOCK > z->cap ||
-		    zdev_read_sync(sc->s->dev, z->start + off, head, ZREC_BLOCK) < 0 ||
-		    zrec_parse(head, ZREC_BLOCK, sc->s->tag, &before))
+		if (off + ZREC_BLOCK > z->cap)
+			return -EBADMSG;
+		if (in_buf(sc, z->start + off, ZREC_BLOCK))
+			head = sc->buf + (z->start + off - sc->at);
+		else if (zdev_read_sync(sc->s->dev, z->start + off, blk, ZREC_BLOCK) < 0)
+			return -EBADMSG;
+		if (zrec_parse(head, ZREC_BLOCK, sc->s->tag, &before))
 			return -EBADMSG;
 		len = before.len;
 	}
