@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
-#include <unistd.h>
 
 #include "util.h"
 
@@ -216,16 +215,24 @@ static void slot_free_chunks(struct slot *s)
 
 static void *big_alloc(size_t bytes)
 {
-	/* calloc maps a block this large fresh, already zero: no page touched yet. */
-	uint8_t *p = calloc(1, bytes);
-	uintptr_t page = sysconf(_SC_PAGESIZE), from, to;
+	void *p;
 
-	if (!p || bytes < HUGE_PAGE)
-		return p;
-	from = ((uintptr_t)p + page - 1) & ~(page - 1);
-	to = ((uintptr_t)p + bytes) & ~(page - 1);
-	madvise((void *)from, to - from, MADV_HUGEPAGE); /* advice: small pages do too */
+	if (bytes < HUGE_PAGE)
+		return calloc(1, bytes);
+	/* mmap, not malloc: fresh and zero, untouched until used, and given back whole. */
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, bytes, MADV_HUGEPAGE); /* advice: small pages do too */
 	return p;
+}
+
+static void big_free(void *p, size_t bytes)
+{
+	if (bytes < HUGE_PAGE)
+		free(p);
+	else if (p)
+		munmap(p, bytes);
 }
 
 /* --- the arena --- */
@@ -259,7 +266,7 @@ static int arena_put(struct zidx *idx, const void *key, size_t klen, uint64_t *o
 static void arena_free(struct zidx *idx)
 {
 	for (size_t i = 0; i < idx->nsegs; i++)
-		free(idx->segs[i]);
+		big_free(idx->segs[i], SEG_SIZE);
 	free(idx->segs);
 	idx->segs = NULL;
 	idx->nsegs = idx->pos = idx->dead = 0;
@@ -321,7 +328,7 @@ struct zidx *zidx_new(void)
 	idx->k0 = k[0];
 	idx->k1 = k[1];
 	idx->cap = MIN_CAP;
-	idx->slots = calloc(idx->cap, sizeof(*idx->slots));
+	idx->slots = big_alloc(idx->cap * sizeof(*idx->slots));
 	if (!idx->slots) {
 		free(idx);
 		return NULL;
@@ -342,7 +349,7 @@ void zidx_free(struct zidx *idx)
 		return;
 	for (size_t i = 0; i < idx->cap; i++)
 		slot_free_chunks(&idx->slots[i]);
-	free(idx->slots);
+	big_free(idx->slots, idx->cap * sizeof(*idx->slots));
 	arena_free(idx);
 	free(idx);
 }
@@ -384,7 +391,7 @@ static int rehash(struct zidx *idx, size_t cap)
 			j = j + 1 == idx->cap ? 0 : j + 1;
 		idx->slots[j] = old[i];
 	}
-	free(old);
+	big_free(old, ocap * sizeof(*old));
 	return 0;
 }
 

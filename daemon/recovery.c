@@ -35,6 +35,8 @@ struct scan {
 	uint64_t max_seq;
 	struct part *parts;
 	size_t nparts, cparts;
+	uint32_t written; /* zones with records */
+	bool reserved;	  /* the index made room for all of them */
 };
 
 static int load(struct scan *sc, uint64_t addr, uint64_t end)
@@ -468,6 +470,15 @@ static int use_summary(struct scan *sc, struct zone *z)
 	if (!ret)
 		ret = check_parts(z, ps, &entries);
 	if (!ret) {
+		/*
+		 * The first summary tells how many records a zone holds: the index
+		 * makes room for as many in every written zone at once rather than
+		 * growing step by step (zidx_fit gives back an overestimate).
+		 */
+		if (!sc->reserved) {
+			zidx_reserve(sc->s->idx, entries * sc->written);
+			sc->reserved = true;
+		}
 		/* The key filter at its final size (failing that, notes make a large one). */
 		zbloom_init(&z->keys, entries);
 		ret = feed_parts(sc, z, ps);
@@ -498,21 +509,6 @@ static int recover_zone(struct scan *sc, struct zone *z)
 	return ret;
 }
 
-/*
- * Records the zones can hold at most (a block each), capped so that a store of
- * large values does not reserve a table for records it does not have.
- */
-static size_t records_at_most(const struct zones *zs)
-{
-	uint64_t blocks = 0;
-
-	for (uint32_t i = 0; i < zs->n; i++) {
-		if (zs->z[i].state != ZS_META)
-			blocks += MIN(zs->z[i].used, zs->z[i].cap) / ZREC_BLOCK;
-	}
-	return MIN(blocks, 16u << 20);
-}
-
 static int scan_all(struct store *s)
 {
 	struct scan sc = { .s = s };
@@ -520,7 +516,8 @@ static int scan_all(struct store *s)
 
 	if (posix_memalign((void **)&sc.buf, ZREC_BLOCK, SCAN_BUF))
 		return -ENOMEM;
-	zidx_reserve(s->idx, records_at_most(&s->zones));
+	for (uint32_t i = 0; i < s->zones.n; i++)
+		sc.written += s->zones.z[i].state != ZS_META && s->zones.z[i].used;
 	for (uint32_t i = 0; i < s->zones.n && !ret; i++) {
 		if (s->zones.z[i].state != ZS_META && s->zones.z[i].used)
 			ret = recover_zone(&sc, &s->zones.z[i]);
