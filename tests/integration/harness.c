@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,7 +112,7 @@ static pid_t spawn(struct zt_daemon *d, const char *const *more)
 	return pid;
 }
 
-static void sleep_ms(long ms)
+void zt_sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
@@ -143,7 +145,7 @@ void zt_start(struct zt_daemon *d)
 				return;
 			}
 		}
-		sleep_ms(10);
+		zt_sleep_ms(10);
 	}
 	zt_fail("zappendd did not become ready within 60 s");
 }
@@ -241,4 +243,57 @@ void zt_fill(void *buf, size_t len, uint64_t seed)
 			v = zt_rand(&st);
 		p[i] = v >> (8 * (i & 7));
 	}
+}
+
+double zt_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int zt_raw_connect(const struct zt_daemon *d)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	zt_check(strlen(d->sock) < sizeof(sa.sun_path), "socket path too long: %s", d->sock);
+	memcpy(sa.sun_path, d->sock, strlen(d->sock) + 1);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		zt_fail("connect %s: %s", d->sock, strerror(errno));
+	return fd;
+}
+
+void zt_send_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			zt_fail("send: %s", strerror(errno));
+		p += w;
+		len -= w;
+	}
+}
+
+long zt_proc_kib(const struct zt_daemon *d, const char *field)
+{
+	char path[64], line[256];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
+	f = fopen(path, "r");
+	zt_check(f, "%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, field, strlen(field)))
+			v = atol(line + strlen(field) + 1);
+	}
+	fclose(f);
+	return v;
 }

@@ -53,6 +53,16 @@ zap_client *zt_connect(const struct zt_daemon *d);
 /* One numeric stat of the running daemon. */
 uint64_t zt_stat(zap_client *c, const char *name);
 
+/* A bare connection to the daemon's socket, for tests that speak raw frames. */
+int zt_raw_connect(const struct zt_daemon *d);
+/* Sends all of buf or fails the test. */
+void zt_send_all(int fd, const void *buf, size_t len);
+/* A "Vm...:" field of the daemon's /proc/PID/status, in KiB. */
+long zt_proc_kib(const struct zt_daemon *d, const char *field);
+
+double zt_now(void); /* seconds, monotonic */
+void zt_sleep_ms(long ms);
+
 /* Deterministic bytes: the value a test wrote can be re-derived instead of kept. */
 uint64_t zt_rand(uint64_t *state);
 void zt_fill(void *buf, size_t len, uint64_t seed);

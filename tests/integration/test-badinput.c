@@ -31,8 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -46,50 +44,7 @@
 
 static struct zt_daemon d;
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 /* --- raw frames --- */
-
-static int raw_connect(void)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	zt_check(strlen(d.sock) < sizeof(sa.sun_path), "socket path too long: %s", d.sock);
-	memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		zt_fail("connect %s: %s", d.sock, strerror(errno));
-	return fd;
-}
-
-static void raw_send(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			zt_fail("send: %s", strerror(errno));
-		p += w;
-		len -= w;
-	}
-}
 
 /* A request frame; plen is the payload length announced (the bytes are sent apart). */
 static size_t encode_req(uint8_t *out, uint64_t id, int op, const void *key, size_t klen,
@@ -111,21 +66,21 @@ static void send_req(int fd, uint64_t id, int op, const void *key, size_t klen, 
 {
 	uint8_t buf[4096];
 
-	raw_send(fd, buf, encode_req(buf, id, op, key, klen, plen));
+	zt_send_all(fd, buf, encode_req(buf, id, op, key, klen, plen));
 }
 
 /* Reads len bytes within IO_MS: 0, or -1 at end of stream / reset, -2 on timeout. */
 static int read_full(int fd, void *buf, size_t len)
 {
 	uint8_t *p = buf;
-	double until = now_s() + IO_MS / 1000.0;
+	double until = zt_now() + IO_MS / 1000.0;
 
 	while (len) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		ssize_t n;
 
 		if (poll(&pfd, 1, 100) == 0) {
-			if (now_s() > until)
+			if (zt_now() > until)
 				return -2;
 			continue;
 		}
@@ -262,33 +217,16 @@ static void expect_one_log_line(size_t before, const char *word, const char *wha
 	size_t n = before;
 
 	for (int i = 0; i < 500 && n == before; i++) {
-		sleep_ms(10);
+		zt_sleep_ms(10);
 		n = log_lines();
 	}
-	sleep_ms(200); /* a second line would come now */
+	zt_sleep_ms(200); /* a second line would come now */
 	n = log_lines();
 	log_tail(before, tail, sizeof(tail));
 	zt_check(n == before + 1, "%s: %zu log lines, not one:\n%s", what, n - before, tail);
 	zt_check(strstr(tail, word), "%s: the log line does not mention '%s': %s", what, word,
 		 tail);
 	fprintf(stderr, "  logged: %s", tail);
-}
-
-static long rss_kib(const char *field)
-{
-	char path[64], line[256];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)d.pid);
-	f = fopen(path, "r");
-	zt_check(f, "%s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, field, strlen(field)))
-			v = atol(line + strlen(field) + 1);
-	}
-	fclose(f);
-	return v;
 }
 
 /* --- the other client: puts and gets all along, each checked --- */
@@ -313,7 +251,7 @@ static void *bg_main(void *arg)
 		size_t len = 1 + (n * 7919) % 65536, glen;
 		uint8_t *val = malloc(len);
 		void *got;
-		double t0 = now_s(), t;
+		double t0 = zt_now(), t;
 		int ret;
 
 		pthread_mutex_lock(&bg.lock);
@@ -324,7 +262,7 @@ static void *bg_main(void *arg)
 		ret = zap_put(c, key, strlen(key), val, len, NULL);
 		if (!ret)
 			ret = zap_get(c, key, strlen(key), &got, &glen);
-		t = now_s() - t0;
+		t = zt_now() - t0;
 		pthread_mutex_lock(&bg.lock);
 		if (ret && !bg.err[0])
 			snprintf(bg.err, sizeof(bg.err), "put/get %s: %s", key, zap_strerror(ret));
@@ -358,12 +296,12 @@ __attribute__((unused)) static void case_header_too_long(void)
 {
 	size_t before = log_lines();
 	uint8_t buf[ZAP_FRAME_PREFIX + 10];
-	int fd = raw_connect();
+	int fd = zt_raw_connect(&d);
 
 	/* One send: the daemon may close as soon as it has read the prefix. */
 	zap_frame_encode(buf, ZAP_FRAME_MAX_HEADER + 1, 0);
 	memcpy(buf + ZAP_FRAME_PREFIX, "0123456789", 10);
-	raw_send(fd, buf, sizeof(buf));
+	zt_send_all(fd, buf, sizeof(buf));
 	expect_closed(fd, "(a) header too long");
 	close(fd);
 	expect_one_log_line(before, "header", "(a) header too long");
@@ -374,12 +312,12 @@ __attribute__((unused)) static void case_garbage(void)
 	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 					0xff, 0xff, 0xff, 0xff, 0x0f, 0x1a, 0x7f };
 	uint8_t pre[ZAP_FRAME_PREFIX];
-	int fd = raw_connect(), st;
+	int fd = zt_raw_connect(&d), st;
 
 	zap_frame_encode(pre, sizeof(junk), 3);
-	raw_send(fd, pre, sizeof(pre));
-	raw_send(fd, junk, sizeof(junk));
-	raw_send(fd, "abc", 3); /* its payload, to be skipped */
+	zt_send_all(fd, pre, sizeof(pre));
+	zt_send_all(fd, junk, sizeof(junk));
+	zt_send_all(fd, "abc", 3); /* its payload, to be skipped */
 	st = expect_status(fd, 0, NULL, NULL);
 	zt_check(st == ZAPPEND__STATUS__STATUS_INVALID, "(b) garbage protobuf: status %d", st);
 	expect_in_step(fd, 2, "(b) garbage protobuf");
@@ -388,10 +326,10 @@ __attribute__((unused)) static void case_garbage(void)
 
 __attribute__((unused)) static void case_unknown_op(void)
 {
-	int fd = raw_connect(), st;
+	int fd = zt_raw_connect(&d), st;
 
 	send_req(fd, 5, 99, "k", 1, 4);
-	raw_send(fd, "abcd", 4);
+	zt_send_all(fd, "abcd", 4);
 	st = expect_status(fd, 5, NULL, NULL);
 	zt_check(st == ZAPPEND__STATUS__STATUS_INVALID, "(c) unknown op: status %d", st);
 	expect_in_step(fd, 6, "(c) unknown op");
@@ -401,11 +339,11 @@ __attribute__((unused)) static void case_unknown_op(void)
 __attribute__((unused)) static void case_keys(void)
 {
 	static char longkey[2000];
-	int fd = raw_connect(), st;
+	int fd = zt_raw_connect(&d), st;
 
 	memset(longkey, 'x', sizeof(longkey));
 	send_req(fd, 10, ZAPPEND__OP__OP_PUT, longkey, sizeof(longkey), 6);
-	raw_send(fd, "value!", 6);
+	zt_send_all(fd, "value!", 6);
 	st = expect_status(fd, 10, NULL, NULL);
 	zt_check(st == ZAPPEND__STATUS__STATUS_TOO_LARGE, "(d) put of a 2000-byte key: status %d",
 		 st);
@@ -414,7 +352,7 @@ __attribute__((unused)) static void case_keys(void)
 	zt_check(st == ZAPPEND__STATUS__STATUS_TOO_LARGE, "(d) get of a 2000-byte key: status %d",
 		 st);
 	send_req(fd, 12, ZAPPEND__OP__OP_PUT, "", 0, 6);
-	raw_send(fd, "value!", 6);
+	zt_send_all(fd, "value!", 6);
 	st = expect_status(fd, 12, NULL, NULL);
 	zt_check(st == ZAPPEND__STATUS__STATUS_INVALID, "(d) put of an empty key: status %d", st);
 	send_req(fd, 13, ZAPPEND__OP__OP_GET, "", 0, 0);
@@ -428,14 +366,14 @@ __attribute__((unused)) static void case_value_too_large(void)
 {
 	size_t len = MAX_VALUE + 1;
 	uint8_t *val = malloc(len);
-	int fd = raw_connect(), st;
+	int fd = zt_raw_connect(&d), st;
 	zap_client *c = zt_connect(&d);
 	void *got;
 	size_t glen;
 
 	zt_fill(val, len, 77);
 	send_req(fd, 20, ZAPPEND__OP__OP_PUT, "badinput/too-large", 18, len);
-	raw_send(fd, val, len); /* all of it: the daemon reads and drops it */
+	zt_send_all(fd, val, len); /* all of it: the daemon reads and drops it */
 	st = expect_status(fd, 20, NULL, NULL);
 	zt_check(st == ZAPPEND__STATUS__STATUS_TOO_LARGE, "(e) value over --max-value: status %d",
 		 st);
@@ -454,22 +392,22 @@ __attribute__((unused)) static void case_half_frames(void)
 	zap_client *c = zt_connect(&d);
 	void *got;
 	size_t glen;
-	int fd = raw_connect();
+	int fd = zt_raw_connect(&d);
 
 	/* The prefix and half the header, then gone. */
 	n = encode_req(buf, 30, ZAPPEND__OP__OP_GET, "badinput/known", 14, 0);
-	raw_send(fd, buf, ZAP_FRAME_PREFIX + (n - ZAP_FRAME_PREFIX) / 2);
-	sleep_ms(50);
+	zt_send_all(fd, buf, ZAP_FRAME_PREFIX + (n - ZAP_FRAME_PREFIX) / 2);
+	zt_sleep_ms(50);
 	close(fd);
 	expect_one_log_line(before, "away", "(f) half a header");
 
 	/* A put's header and half its value, then gone: the put must not be stored. */
 	before = log_lines();
-	fd = raw_connect();
+	fd = zt_raw_connect(&d);
 	n = encode_req(buf, 31, ZAPPEND__OP__OP_PUT, "badinput/half-put", 17, 3000);
-	raw_send(fd, buf, n);
-	raw_send(fd, buf, 1500);
-	sleep_ms(50);
+	zt_send_all(fd, buf, n);
+	zt_send_all(fd, buf, 1500);
+	zt_sleep_ms(50);
 	close(fd);
 	expect_one_log_line(before, "away", "(f) half a value");
 	zt_check(zap_get(c, "badinput/half-put", 17, &got, &glen) == -ENOENT,
@@ -503,18 +441,18 @@ static void case_never_reads(void)
 		flen +=
 		    encode_req(frames + flen, 1000 + i, ZAPPEND__OP__OP_GET, "badinput/big", 12, 0);
 	gets0 = stat_of("gets");
-	rss0 = rss_kib("VmRSS:");
+	rss0 = zt_proc_kib(&d, "VmRSS:");
 	pthread_mutex_lock(&bg.lock);
 	ops0 = bg.ops;
 	bg.worst = 0;
 	pthread_mutex_unlock(&bg.lock);
 
 	/* Send all the gets we can, never reading an answer. */
-	fd = raw_connect();
+	fd = zt_raw_connect(&d);
 	fcntl(fd, F_SETFL, O_NONBLOCK);
-	t0 = now_s();
+	t0 = zt_now();
 	until = t0 + 4;
-	while (now_s() < until) {
+	while (zt_now() < until) {
 		if (sent < flen) {
 			ssize_t w = send(fd, frames + sent, flen - sent, MSG_NOSIGNAL);
 
@@ -523,14 +461,14 @@ static void case_never_reads(void)
 			else if (errno != EAGAIN)
 				zt_fail("(g) send: %s", strerror(errno));
 		}
-		rss = rss_kib("VmRSS:");
+		rss = zt_proc_kib(&d, "VmRSS:");
 		rss_max = rss > rss_max ? rss : rss_max;
-		sleep_ms(20);
+		zt_sleep_ms(20);
 	}
 	pthread_mutex_lock(&bg.lock);
 	worst = bg.worst;
-	if (bg.cur_t0 && now_s() - bg.cur_t0 > worst)
-		worst = now_s() - bg.cur_t0; /* one still waiting counts too */
+	if (bg.cur_t0 && zt_now() - bg.cur_t0 > worst)
+		worst = zt_now() - bg.cur_t0; /* one still waiting counts too */
 	ops0 = bg.ops - ops0;
 	pthread_mutex_unlock(&bg.lock);
 	bg_check("while a peer did not read");
@@ -552,19 +490,19 @@ static void case_never_reads(void)
 	ops0 = bg.ops;
 	pthread_mutex_unlock(&bg.lock);
 	for (int i = 0; i < 500 && bg.ops < ops0 + 3; i++)
-		sleep_ms(10);
+		zt_sleep_ms(10);
 	zt_check(bg.ops >= ops0 + 3, "(g) the other client is still stuck 5 s after the peer left");
 	pool = stat_of("buffer_pool_bytes");
 	for (int i = 0; i < 500; i++) {
 		pool_free = stat_of("buffer_pool_free");
 		if (pool_free + 8 * BIG >= pool)
 			break;
-		sleep_ms(10);
+		zt_sleep_ms(10);
 	}
 	zt_check(pool_free + 8 * BIG >= pool,
 		 "(g) %llu of %llu pool bytes free after the peer left",
 		 (unsigned long long)pool_free, (unsigned long long)pool);
-	fd = raw_connect();
+	fd = zt_raw_connect(&d);
 	send_req(fd, 1, ZAPPEND__OP__OP_GET, "badinput/big", 12, 0);
 	st = expect_status(fd, 1, &val, &len);
 	zt_check(st == ZAPPEND__STATUS__STATUS_OK && len == BIG && !memcmp(val, big, BIG),

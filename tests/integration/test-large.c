@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -29,14 +27,6 @@
 #define IO_SECS 60
 
 static struct zt_daemon d;
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* --- the value: block i is zt_fill(SEED + i) --- */
 
@@ -62,34 +52,6 @@ static void gen_range(uint8_t *out, uint64_t off, size_t len)
 }
 
 /* --- raw socket --- */
-
-static int raw_connect(void)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	zt_check(strlen(d.sock) < sizeof(sa.sun_path), "socket path too long: %s", d.sock);
-	memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		zt_fail("connect %s: %s", d.sock, strerror(errno));
-	return fd;
-}
-
-static void send_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			zt_fail("send: %s", strerror(errno));
-		p += w;
-		len -= w;
-	}
-}
 
 static void recv_all(int fd, void *buf, size_t len)
 {
@@ -124,7 +86,7 @@ static void send_req(int fd, uint64_t id, int op, uint32_t plen)
 	r.key.len = strlen(KEY);
 	n = zappend__request__pack(&r, buf + ZAP_FRAME_PREFIX);
 	zap_frame_encode(buf, n, plen);
-	send_all(fd, buf, ZAP_FRAME_PREFIX + n);
+	zt_send_all(fd, buf, ZAP_FRAME_PREFIX + n);
 }
 
 /* One response frame's header; its payload (fr->plen bytes) is the caller's to read. */
@@ -142,26 +104,9 @@ static Zappend__Response *recv_resp(int fd, struct zap_frame *fr)
 	return r;
 }
 
-static long status_kib(const char *field)
-{
-	char path[64], line[256];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)d.pid);
-	f = fopen(path, "r");
-	zt_check(f, "%s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, field, strlen(field)))
-			v = atol(line + strlen(field) + 1);
-	}
-	fclose(f);
-	return v;
-}
-
 static void check_hwm(const char *when)
 {
-	long hwm = status_kib("VmHWM:");
+	long hwm = zt_proc_kib(&d, "VmHWM:");
 
 	fprintf(stderr, "  daemon peak RSS %s: %ld MiB\n", when, hwm >> 10);
 	zt_check((uint64_t)hwm << 10 < HWM_MAX, "the daemon's peak RSS %s is %ld MiB", when,
@@ -175,19 +120,19 @@ static void put_value(void)
 	uint8_t *buf = malloc(BLOCK);
 	struct zap_frame fr;
 	Zappend__Response *r;
-	double t0 = now_s();
-	int fd = raw_connect();
+	double t0 = zt_now();
+	int fd = zt_raw_connect(&d);
 
 	send_req(fd, 1, ZAPPEND__OP__OP_PUT, (uint32_t)VLEN);
 	for (uint64_t off = 0; off < VLEN; off += BLOCK) {
 		gen_range(buf, off, BLOCK);
-		send_all(fd, buf, BLOCK);
+		zt_send_all(fd, buf, BLOCK);
 	}
 	r = recv_resp(fd, &fr);
 	zt_check(r->id == 1 && r->status == ZAPPEND__STATUS__STATUS_OK && !fr.plen,
 		 "the put: id %llu status %d: %s", (unsigned long long)r->id, r->status,
 		 r->message);
-	fprintf(stderr, "  put 1 GiB in %.1f s (zone %u, offset %llu, seq %llu)\n", now_s() - t0,
+	fprintf(stderr, "  put 1 GiB in %.1f s (zone %u, offset %llu, seq %llu)\n", zt_now() - t0,
 		r->zone, (unsigned long long)r->offset, (unsigned long long)r->seq);
 	zappend__response__free_unpacked(r, NULL);
 	close(fd);
@@ -200,9 +145,9 @@ static void get_value(const char *when)
 	uint8_t *buf = malloc(BLOCK), *want = malloc(BLOCK);
 	uint64_t got = 0;
 	unsigned frames = 0;
-	double t0 = now_s();
+	double t0 = zt_now();
 	bool more = true;
-	int fd = raw_connect();
+	int fd = zt_raw_connect(&d);
 
 	send_req(fd, 2, ZAPPEND__OP__OP_GET, 0);
 	while (more) {
@@ -239,7 +184,7 @@ static void get_value(const char *when)
 	zt_check(got == VLEN, "get %s: %llu bytes, not %llu", when, (unsigned long long)got,
 		 (unsigned long long)VLEN);
 	fprintf(stderr, "  get %s: 1 GiB in %u frames, byte-exact, in %.1f s\n", when, frames,
-		now_s() - t0);
+		zt_now() - t0);
 	close(fd);
 	free(buf);
 	free(want);
