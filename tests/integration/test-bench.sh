@@ -5,21 +5,9 @@
 set -u
 cli=${ZAPPEND_CLI:-./zappend-cli}
 daemon=${ZAPPENDD:-./zappendd}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/zappend-bench.XXXXXX") || exit 99
+name=bench
+. "$(dirname "$0")/../lib.sh"
 sock=$dir/s.sock
-pid=
-fails=0
-
-cleanup() {
-	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	fails=$((fails + 1))
-}
 
 "$daemon" --config /dev/null --device "$dir/zones.img" --size 1G --zone-size 32M \
 	--socket "$sock" 2>"$dir/daemon.log" &

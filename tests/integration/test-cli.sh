@@ -4,21 +4,9 @@
 set -u
 cli=${ZAPPEND_CLI:-./zappend-cli}
 daemon=${ZAPPENDD:-./zappendd}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/zappend-cli.XXXXXX") || exit 99
+name=cli
+. "$(dirname "$0")/../lib.sh"
 sock=$dir/s.sock
-pid=
-fails=0
-
-cleanup() {
-	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	fails=$((fails + 1))
-}
 
 # expect STATUS CMD...: runs the CLI, checks the exit status and that any error is one line.
 expect() {

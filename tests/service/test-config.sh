@@ -7,20 +7,8 @@
 set -u
 cli=${ZAPPEND_CLI:-./zappend-cli}
 daemon=${ZAPPENDD:-./zappendd}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/zappend-config.XXXXXX") || exit 99
-pid=
-fails=0
-
-cleanup() {
-	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	fails=$((fails + 1))
-}
+name=config
+. "$(dirname "$0")/../lib.sh"
 
 # bad_config LINE WHAT TEXT: zappendd refuses TEXT as its config, exit 2,
 # with one log line naming the file and LINE and containing WHAT.

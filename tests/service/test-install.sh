@@ -6,21 +6,9 @@
 # file, then runs.
 set -u
 : "${ZAPPEND_BUILDDIR:?run me from make check}"
-dir=$(mktemp -d "${TMPDIR:-/tmp}/zappend-install.XXXXXX") || exit 99
+name=install
+. "$(dirname "$0")/../lib.sh"
 dest=$dir/dest
-pid=
-fails=0
-
-cleanup() {
-	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	fails=$((fails + 1))
-}
 
 env -u MAKEFLAGS -u MFLAGS ${MAKE:-make} -s -C "$ZAPPEND_BUILDDIR" install DESTDIR="$dest" \
 	>"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; echo "FAIL: make install"; exit 1; }

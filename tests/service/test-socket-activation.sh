@@ -11,20 +11,8 @@ activate=$(command -v systemd-socket-activate) || {
 	echo "SKIP: systemd-socket-activate not found (Debian package systemd)"
 	exit 77
 }
-dir=$(mktemp -d "${TMPDIR:-/tmp}/zappend-act.XXXXXX") || exit 99
-pid=
-fails=0
-
-cleanup() {
-	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	fails=$((fails + 1))
-}
+name=act
+. "$(dirname "$0")/../lib.sh"
 
 # wait_path PATH: PATH appears within 10 s.
 wait_path() {

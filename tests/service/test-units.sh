@@ -14,21 +14,9 @@ analyze=$(command -v systemd-analyze) || {
 	echo "SKIP: systemd-analyze not found (Debian package systemd)"
 	exit 77
 }
-dir=$(mktemp -d "${TMPDIR:-/tmp}/zappend-units.XXXXXX") || exit 99
+name=units
+. "$(dirname "$0")/../lib.sh"
 dest=$dir/dest
-pid=
-fails=0
-
-cleanup() {
-	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	fails=$((fails + 1))
-}
 
 # Data only (units, man pages, snippets): no libtool relinking in the build tree.
 env -u MAKEFLAGS -u MFLAGS ${MAKE:-make} -s -C "$ZAPPEND_BUILDDIR" install-data DESTDIR="$dest" \
