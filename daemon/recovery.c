@@ -438,12 +438,10 @@ static int feed_parts(struct scan *sc, const struct zone *z, const struct parts 
 {
 	for (unsigned i = ps->n; i-- > 0;) {
 		const struct zrec *p = &ps->r[i];
-		size_t pos = 0;
+		size_t pos = 0, ahead = 0;
 		struct zrec r;
 		uint64_t off;
 		int ret = 0;
-
-		size_t ahead = 0;
 
 		for (unsigned k = 0; k < PREFETCH_AHEAD; k++)
 			prefetch_next(sc, p, &ahead);
