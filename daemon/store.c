@@ -509,10 +509,13 @@ static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t 
 	if (res < 0 && c->buf && ++c->tries < APPEND_TRIES) {
 		/*
 		 * The zone is failing, not the record: it goes, the record tries
-		 * another. Too many active zones (-EBUSY) is no fault of the zone.
+		 * another. Too many active zones (-EBUSY) is no fault of the zone,
+		 * nor is a command the kernel refused (-EINVAL: Linux 6.1's NVMe
+		 * passthrough does so now and then for plain buffers, seen in the
+		 * VM tier's nvme61 plan).
 		 */
 		s->st.zone_errors++;
-		if (res != -EBUSY)
+		if (res != -EBUSY && res != -EINVAL)
 			zones_retire(&s->zones, c->zone);
 		chunk_place(s, c);
 		put_settle(p); /* in case no zone was left for it */
