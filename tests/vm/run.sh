@@ -118,7 +118,7 @@ $need61 && mkinitrd "$cache/k61" "$work/initrd-61.gz"
 # The image is namespace 1 (zoned); with FSIMG set, that file is namespace 2.
 # With KILL_AFTER=N set, QEMU is killed with SIGKILL once the console shows N puts
 # acknowledged (the power loss).
-boot() {
+boot_once() {
 	name=$1 kdir=$2 initrd=$3 img=$4 extra=$5
 	log=$logs/$name.log
 	: >"$log"
@@ -153,6 +153,17 @@ boot() {
 	tr -d '\r' <"$log" >"$log.tmp" && mv "$log.tmp" "$log"
 	grep -q "^ZVM DONE\|^ACK " "$log" || echo "ZVM FAIL $name/boot: the VM did not finish" >>"$log"
 	say "$name: $(($(date +%s) - t0)) s"
+}
+
+# QEMU's TCG now and then crashes the guest kernel before /init runs (an int3
+# oops in sched_clock_cpu while the kernel patches its own code): nothing of
+# ours ran, so that boot goes again, once. Its log stays as NAME.crashed.txt.
+boot() {
+	boot_once "$@"
+	grep -q "^ZVM BOOT" "$logs/$1.log" && return 0
+	mv "$logs/$1.log" "$logs/$1.crashed.txt"
+	say "$1: the kernel did not reach /init (see $1.crashed.txt); booting again"
+	boot_once "$@"
 }
 
 newimg() {
