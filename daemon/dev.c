@@ -14,8 +14,7 @@
 
 #include "pool.h"
 
-/* The kernel's name of the device node at path, from /sys/dev/{block,char}/MAJ:MIN. */
-static int dev_name(const char *path, bool *blk, char *name, size_t len)
+int zdev_node_name(const char *path, bool *blk, char *name, size_t len)
 {
 	char link[64], target[PATH_MAX];
 	struct stat st;
@@ -44,7 +43,7 @@ static int dev_name(const char *path, bool *blk, char *name, size_t len)
 int zdev_block_name(const char *path, char *name, size_t len)
 {
 	bool blk;
-	int ret = dev_name(path, &blk, name, len);
+	int ret = zdev_node_name(path, &blk, name, len);
 
 	return ret ? ret : blk ? 0 : -ENOTBLK;
 }
@@ -124,7 +123,7 @@ static int open_auto(const struct zdev_opts *o, struct zdev **out, struct zerr *
 		return zerr_set(err, -ENODEV,
 				"%s is neither an image file nor a zoned block or NVMe device",
 				o->path);
-	ret = dev_name(o->path, &blk, name, sizeof(name));
+	ret = zdev_node_name(o->path, &blk, name, sizeof(name));
 	if (ret)
 		return zerr_set(err, ret, "%s: cannot find the device in /sys: %s", o->path,
 				strerror(-ret));

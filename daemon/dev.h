@@ -157,11 +157,14 @@ int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 /*
  * Helpers of the real-device backends.
  * zdev_sysfs_read: /sys/block/<blk>/<attr> into buf (newline dropped); 0 or -errno.
- * zdev_block_name: the kernel name of a block device node ("nvme0n1"); 0 or -errno.
+ * zdev_node_name: the kernel name of a block or char device node, from
+ *   /sys/dev/{block,char}/MAJ:MIN ("nvme0n1", "ng0n1"), and which it is.
+ * zdev_block_name: the same for a block device node only; 0 or -errno.
  * zdev_check_geometry: refuses --size/--zone-size that differ from the device's.
  */
 int zdev_sysfs_read(const char *blk, const char *attr, char *buf, size_t len);
 int zdev_sysfs_u64(const char *blk, const char *attr, uint64_t *v);
+int zdev_node_name(const char *path, bool *blk, char *name, size_t len);
 int zdev_block_name(const char *path, char *name, size_t len);
 int zdev_check_geometry(const struct zdev_opts *o, const struct zdev_info *info, struct zerr *err);
 

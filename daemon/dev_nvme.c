@@ -394,36 +394,22 @@ out:
 static int names(const char *path, char *blk, char *chr, size_t len)
 {
 	char name[NAME_MAX + 1];
-	struct stat st;
-	int ret;
+	bool isblk;
+	int ret = zdev_node_name(path, &isblk, name, sizeof(name));
 
-	if (stat(path, &st) < 0)
-		return -errno;
-	ret = zdev_block_name(path, name, sizeof(name));
-	if (ret == 0 && !strncmp(name, "nvme", 4) && strlen(name) < len) {
+	if (ret)
+		return ret;
+	if (isblk && !strncmp(name, "nvme", 4) && strlen(name) < len) {
 		strcpy(blk, name);
 		strcpy(chr, "ng");
 		strcat(chr, name + 4);
 		return 0;
 	}
-	if (S_ISCHR(st.st_mode)) {
-		char link[64], target[PATH_MAX], *base;
-		ssize_t n;
-
-		snprintf(link, sizeof(link), "/sys/dev/char/%u:%u", major(st.st_rdev),
-			 minor(st.st_rdev));
-		n = readlink(link, target, sizeof(target) - 1);
-		if (n < 0)
-			return -errno;
-		target[n] = 0;
-		base = strrchr(target, '/');
-		base = base ? base + 1 : target;
-		if (!strncmp(base, "ng", 2) && strlen(base) + 3 < len) {
-			strcpy(chr, base);
-			strcpy(blk, "nvme");
-			strcat(blk, base + 2);
-			return 0;
-		}
+	if (!isblk && !strncmp(name, "ng", 2) && strlen(name) + 3 < len) {
+		strcpy(chr, name);
+		strcpy(blk, "nvme");
+		strcat(blk, name + 2);
+		return 0;
 	}
 	return -ENODEV;
 }
