@@ -8,9 +8,13 @@
  * data landed in the big CQE (big_cqe[0]). Many appends to one zone are in
  * flight at once; nothing here orders or serialises them. Data comes straight
  * from the registered buffer pool (IORING_URING_CMD_FIXED + buf_index) when the
- * kernel allows it; Linux 6.1 refuses registered buffers for passthrough with
- * -EINVAL, so the first refusal switches to plain buffers for good and the
- * refused command is sent again (zdev.fixed_refused tells the daemon).
+ * kernel allows it. Linux 6.1 refuses registered buffers for passthrough with
+ * -EINVAL; Debian's later 6.1 kernels (6.1.192) take them but refuse any that
+ * start more than max_segments pages before the end of the registered region
+ * (blk_rq_map_user_bvec counts the region's bvecs to its end, not the
+ * command's). So a refusal switches to plain buffers for good, and every
+ * command refused, whether sent before or after the switch, goes again
+ * with a plain buffer (zdev.fixed_refused tells the daemon).
  *
  * Reads are NVMe Reads (0x02), split at the largest transfer one command may
  * carry and at zone boundaries (the store reads up to 4 MiB while scanning).
@@ -71,7 +75,6 @@ struct nvme_dev {
 	uint32_t nsid;
 	unsigned lba_shift;
 	uint32_t max_xfer; /* bytes one command may move */
-	bool fixed_ok;	   /* a command from a registered buffer succeeded */
 	uint64_t *cap;	   /* per zone: writable bytes */
 	struct zbd_zone *rep;
 };
@@ -176,21 +179,19 @@ static void nvme_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
 	struct nvme_dev *n = ndev(io->dev);
 	int kind = io->kind & IO_KIND, res = cqe->res;
 
-	if (io->kind & IO_FIXED) {
-		if (res == -EINVAL && !n->fixed_ok) {
-			/*
-			 * Linux before 6.2 takes no registered buffers for passthrough
-			 * (it refuses uring_cmd_flags): plain buffers from now on, and
-			 * this command again. zdev_fixed() answers false once the ring
-			 * says it has no fixed buffers, which the stat shows too.
-			 */
-			n->dev.fixed_refused = true;
-			n->dev.ring->fixed_buffers = false;
-			zring_queue(n->dev.ring, &io->op);
-			return;
-		}
-		if (res == 0)
-			n->fixed_ok = true;
+	if ((io->kind & IO_FIXED) && res == -EINVAL) {
+		/*
+		 * The kernel refused the registered buffer before the command
+		 * reached the device (the device's errors are positive statuses),
+		 * so sending it again cannot write twice. zdev_fixed() answers
+		 * false once the ring says it has no fixed buffers, which the stat
+		 * shows too. Commands already in flight from registered buffers
+		 * may still succeed or be refused: each refused one comes here.
+		 */
+		n->dev.fixed_refused = true;
+		n->dev.ring->fixed_buffers = false;
+		zring_queue(n->dev.ring, &io->op);
+		return;
 	}
 	if (res > 0)
 		res = status_errno(res);

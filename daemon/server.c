@@ -601,8 +601,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 
 	if (srv->store->dev->fixed_refused && !srv->fixed_refusal_logged) {
 		srv->fixed_refusal_logged = true;
-		log_warn(srv->log, "the kernel refuses registered buffers for NVMe passthrough "
-				   "(before Linux 6.2): using plain buffers");
+		log_warn(srv->log, "the kernel refused a registered buffer for NVMe passthrough "
+				   "(Linux 6.1): using plain buffers");
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	for (c = LIST_FIRST(&srv->conns); c; c = next) {

@@ -510,9 +510,8 @@ static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t 
 		/*
 		 * The zone is failing, not the record: it goes, the record tries
 		 * another. Too many active zones (-EBUSY) is no fault of the zone,
-		 * nor is a command the kernel refused (-EINVAL: Linux 6.1's NVMe
-		 * passthrough does so now and then for plain buffers, seen in the
-		 * VM tier's nvme61 plan).
+		 * nor is a command found malformed (-EINVAL): retiring zones for
+		 * it would take every zone out, one put at a time.
 		 */
 		s->st.zone_errors++;
 		if (res != -EBUSY && res != -EINVAL)
