@@ -565,6 +565,25 @@ static void chunk_done(struct zdev_io *io)
 	zone_append_ended(s, zone);
 }
 
+/*
+ * A record of a failed batch gets its bytes back from the batch, so that it
+ * can go again, to another zone, as one that failed alone would. The put's
+ * budget is charged but not asked: the bytes were its own a moment ago. With
+ * the pool dry, the record stays without and fails.
+ */
+static void chunk_rebuf(struct store *s, struct zchunk *c, const uint8_t *rec)
+{
+	struct zput *p = c->p;
+
+	c->buf = zpool_alloc(s->pool, c->alloc);
+	if (!c->buf)
+		return;
+	memcpy(c->buf, rec, c->len);
+	p->held += c->alloc;
+	if (p->budget)
+		p->budget->held += c->alloc;
+}
+
 static void batch_done(struct zdev_io *io)
 {
 	struct zbatch *b = container_of(io, struct zbatch, io);
@@ -572,10 +591,11 @@ static void batch_done(struct zdev_io *io)
 	struct zchunk *c, *next;
 
 	s->st.batches++;
-	/* A failed batch fails its records: their own buffers are gone. */
 	for (c = b->chunks; c; c = next) {
 		next = c->next;
 		s->st.batched_records++;
+		if (io->res < 0)
+			chunk_rebuf(s, c, b->buf + c->boff);
 		chunk_complete(s, c, io->res < 0 ? io->res : 0, io->addr + c->boff);
 	}
 	buf_put(s, b->buf, BATCH_MAX, NULL);

@@ -237,7 +237,7 @@ void zones_finished(struct zones *zs, uint32_t zone, bool ok)
 {
 	struct zone *z = &zs->z[zone];
 
-	z->state = ok ? ZS_FULL : ZS_READONLY;
+	z->state = ok && !z->retired ? ZS_FULL : ZS_READONLY;
 	if (ok)
 		z->used = z->cap;
 	compact_keys(z);
@@ -245,11 +245,16 @@ void zones_finished(struct zones *zs, uint32_t zone, bool ok)
 	z->sum_lost = false;
 }
 
+/*
+ * The zone takes no more appends, but is finished on the device all the same:
+ * an open zone the device cannot write still counts against its active
+ * limit. No summary goes into it; a restart scans it.
+ */
 void zones_retire(struct zones *zs, uint32_t zone)
 {
 	struct zone *z = &zs->z[zone];
 
-	if (z->state == ZS_READONLY)
+	if (z->state == ZS_READONLY || z->retired)
 		return;
 	for (unsigned i = 0; i < zs->nset; i++) {
 		if (zs->set[i] == zone)
@@ -257,8 +262,12 @@ void zones_retire(struct zones *zs, uint32_t zone)
 	}
 	if (zs->gc_zone == zone)
 		zs->gc_zone = NONE;
-	z->state = ZS_READONLY;
+	z->retired = true;
+	z->sum_lost = true;
 	zs->retired++;
+	/* A filling zone is finished, or will be, once its appends end. */
+	if (z->state != ZS_FILLING)
+		retire(zs, zone);
 }
 
 void zones_reset_done(struct zones *zs, uint32_t zone)
@@ -268,7 +277,7 @@ void zones_reset_done(struct zones *zs, uint32_t zone)
 	zbloom_done(&z->keys);
 	zsum_done(&z->sum);
 	z->used = z->meta = z->live = z->max_seq = 0;
-	z->sum_lost = false;
+	z->sum_lost = z->retired = false;
 	z->state = ZS_EMPTY;
 	zs->resets++;
 }

@@ -48,6 +48,7 @@ struct zone {
 	uint32_t readers; /* gets reading from the zone: it is not reset under them */
 	uint8_t state;
 	bool sum_lost;	    /* an entry could not be kept: no summary, a restart scans */
+	bool retired;	    /* an append failed: read-only once finished, until reset */
 	struct zsum sum;    /* the records in the zone, until it is summarised */
 	struct zbloom keys; /* every key with a record in the zone */
 };

@@ -13,6 +13,8 @@
 #      nvme61  6.1, /dev/ng0n1: passthrough refuses registered buffers
 #      power   6.12, nvme: puts until QEMU is killed, then a new boot on the
 #              same image checks every acknowledged put
+#      zfault  6.12, nvme: QEMU fails every write into chosen blocks of eleven
+#              zones (blkdebug), amid many appends in flight to each
 #      fpower  the same power loss on the file backend: a file on ext4, on a
 #              second (conventional) namespace, so the guest's page cache and
 #              the journal go down with it (what QEMU itself had written
@@ -21,7 +23,7 @@
 # Logs: BUILDDIR/vm-logs/PLAN.log. Exit 0 when every test passed, 1 when one
 # failed, 77 when QEMU or a kernel cannot be had.
 # Environment: ZAPPEND_VM_CACHE, ZAPPEND_VM_PLANS (default "nvme zbd nullb nvme61
-# power fpower"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
+# zfault power fpower"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
 # TORTURE_ROUNDS (in the VM, default 3), ZAPPEND_VM_SMP (default 2),
 # ZAPPEND_VM_TESTS (the test programs each plan runs, default "test-basic
 # test-restart test-concurrent test-torture").
@@ -29,7 +31,7 @@ set -u
 src=$(cd "${1:-.}" && pwd)
 build=$(cd "${2:-.}" && pwd)
 cache=${ZAPPEND_VM_CACHE:-${HOME:-/root}/.cache/zappend-vm}
-plans=${ZAPPEND_VM_PLANS:-nvme zbd nullb nvme61 power fpower}
+plans=${ZAPPEND_VM_PLANS:-nvme zbd nullb nvme61 zfault power fpower}
 timeout=${ZAPPEND_VM_TIMEOUT:-900}
 smp=${ZAPPEND_VM_SMP:-2}
 rounds=${TORTURE_ROUNDS:-3}
@@ -62,7 +64,8 @@ rm -f "$logs"/*.log
 # --- 1. static binaries ---
 static=$build/vm-static
 progs="zappendd zappend-cli tests/integration/test-basic tests/integration/test-restart
-	tests/integration/test-concurrent tests/integration/test-torture tests/vm/powerloss"
+	tests/integration/test-concurrent tests/integration/test-torture tests/vm/powerloss
+	tests/vm/zonefault"
 say "static build in $static"
 mkdir -p "$static"
 (
@@ -127,7 +130,7 @@ boot_once() {
 		-display none -serial "file:$log" -monitor none \
 		-kernel "$kdir/vmlinuz" -initrd "$initrd" \
 		-append "console=ttyS0 quiet loglevel=4 panic=-1 zvm.rounds=$rounds $vmtests $extra" \
-		-drive "file=$img,id=zns,format=raw,if=none" \
+		-drive "file=${BLKDEBUG:+blkdebug:$BLKDEBUG:}$img,id=zns,format=raw,if=none" \
 		-device nvme,id=nvme0,serial=zap1 \
 		-device "nvme-ns,drive=zns,bus=nvme0,nsid=1,zoned=on,zoned.zone_size=8M,zoned.max_open=14,zoned.max_active=14" \
 		${FSIMG:+-drive "file=$FSIMG,id=fs,format=raw,if=none" -device "nvme-ns,drive=fs,bus=nvme0,nsid=2"} \
@@ -177,6 +180,17 @@ for plan in $plans; do
 	case $plan in
 	nvme | zbd | nullb) boot "$plan" "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=$plan" ;;
 	nvme61) boot nvme61 "$cache/k61" "$work/initrd-61.gz" "$img" "zvm.plan=nvme61" ;;
+	zfault)
+		# Every write that touches the block 2 MiB into zones 2-12 fails with
+		# EIO; reads do not. Zone 0 is the superblock's. Sectors of 512 bytes.
+		cfg=$work/blkdebug.cfg
+		for z in $(seq 2 12); do
+			printf '[inject-error]\nevent = "write_aio"\nerrno = "5"\nsector = "%d"\n' \
+				$((z * 16384 + 4096))
+			printf 'once = "off"\niotype = "write"\n\n'
+		done >"$cfg"
+		BLKDEBUG=$cfg boot zfault "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=zfault"
+		;;
 	power)
 		KILL_AFTER=$((150 + $(rnd) % 100))
 		KILL_AFTER=$KILL_AFTER boot power-put "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=plwrite"
@@ -203,7 +217,7 @@ done
 pass=0 fail=0 skipped=0
 for f in "$logs"/*.log; do
 	case $f in *static-build.log | *.qemu.log) continue ;; esac
-	grep -E "^ZVM (BOOT|DEVICE|STAT|LOG|INFO)|cross-check:|max_inflight_per_zone|powerloss:|^torture:" "$f"
+	grep -E "^ZVM (BOOT|DEVICE|STAT|LOG|INFO)|cross-check:|max_inflight_per_zone|powerloss:|zonefault:|^torture:" "$f"
 	grep -E "^ZVM (PASS|FAIL|SKIP) " "$f"
 	p=$(grep -c "^ZVM PASS " "$f")
 	x=$(grep -c "^ZVM FAIL " "$f")
