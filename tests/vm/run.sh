@@ -13,8 +13,8 @@
 #      nvme61  6.1, /dev/ng0n1: passthrough refuses registered buffers
 #      power   6.12, nvme: puts until QEMU is killed, then a new boot on the
 #              same image checks every acknowledged put
-#      zfault  6.12, nvme: QEMU fails every write into chosen blocks of eleven
-#              zones (blkdebug), amid many appends in flight to each
+#      zfault  6.12, nvme then zbd: QEMU fails every write into chosen blocks
+#              of eleven zones (blkdebug), amid many appends in flight to each
 #      fpower  the same power loss on the file backend: a file on ext4, on a
 #              second (conventional) namespace, so the guest's page cache and
 #              the journal go down with it (what QEMU itself had written
