@@ -195,6 +195,41 @@ static struct zdev_io *pop(struct zstate *s)
 	return io;
 }
 
+/* Why the zone cannot take len more bytes at its write pointer, or 0. */
+static int refuses(const struct zstate *s, uint32_t len)
+{
+	if (s->cond == ZDEV_READONLY || s->cond == ZDEV_OFFLINE)
+		return -EROFS;
+	if (s->cond == ZDEV_FULL || s->wp + len > s->cap)
+		return -ENOSPC;
+	return 0;
+}
+
+/*
+ * The zone's next zone operations, and the appends that can no longer go:
+ * after a failed write the device may say the zone is read-only or full
+ * (resync), and a write at its write pointer would then land in the next zone.
+ */
+static void drain_refused(struct zbd_dev *z, struct zstate *s)
+{
+	int err;
+
+	while (!s->busy && s->queue) {
+		struct zdev_io *io = s->queue;
+
+		if (io->kind != IO_APPEND) {
+			zone_op(z, pop(s));
+			continue;
+		}
+		err = refuses(s, io->len);
+		if (!err)
+			return;
+		pop(s);
+		s->reserved -= io->len;
+		zdev_fail(&z->dev, io, err);
+	}
+}
+
 /* Starts the zone's next write (or zone operation) if none is in flight. */
 static void run_queue(struct zbd_dev *z, uint32_t zone)
 {
@@ -202,8 +237,7 @@ static void run_queue(struct zbd_dev *z, uint32_t zone)
 	struct zdev_io **last;
 	struct batch *b;
 
-	while (!s->busy && s->queue && s->queue->kind != IO_APPEND)
-		zone_op(z, pop(s));
+	drain_refused(z, s);
 	if (s->busy || !s->queue)
 		return;
 	b = calloc(1, sizeof(*b));
@@ -220,7 +254,8 @@ static void run_queue(struct zbd_dev *z, uint32_t zone)
 	b->off = (uint64_t)zone * z->dev.info.zone_size + s->wp;
 	last = &b->ios;
 	while (s->queue && s->queue->kind == IO_APPEND && b->n < BATCH_MAX &&
-	       (b->n == 0 || b->bytes + s->queue->len <= z->max_io)) {
+	       (b->n == 0 || b->bytes + s->queue->len <= z->max_io) &&
+	       !refuses(s, b->bytes + s->queue->len)) {
 		struct zdev_io *io = pop(s);
 
 		/* Where it lands: the write pointer now, plus what goes before it in the write. */
@@ -267,18 +302,16 @@ static void zbd_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, s
 {
 	struct zbd_dev *z = zdev_to(d);
 	struct zstate *s;
+	int ret;
 
 	if (zone >= d->info.nr_zones || len == 0 || len % BLOCK) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
 	s = &z->zs[zone];
-	if (s->cond == ZDEV_READONLY || s->cond == ZDEV_OFFLINE) {
-		zdev_fail(d, io, -EROFS);
-		return;
-	}
-	if (s->cond == ZDEV_FULL || s->wp + s->reserved + len > s->cap) {
-		zdev_fail(d, io, -ENOSPC);
+	ret = refuses(s, s->reserved + len);
+	if (ret) {
+		zdev_fail(d, io, ret);
 		return;
 	}
 	if (s->cond == ZDEV_EMPTY && over_limit(z)) {
