@@ -274,6 +274,9 @@ static int setup_store(struct zapd *d, struct zerr *err)
 		   (unsigned long long)d->store.st.zones_summarised,
 		   (unsigned long long)d->store.st.zones_scanned,
 		   (unsigned long long)d->store.st.torn_records);
+	if (d->store.zones.offline)
+		log_warn(&d->log, "%s: %u zones are offline: whatever they held cannot be read",
+			 d->opt.device, d->store.zones.offline);
 	return 0;
 }
 

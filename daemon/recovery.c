@@ -226,7 +226,12 @@ static int format(struct store *s, struct zdev_zone *dz, struct zerr *err)
 	int ret;
 
 	for (uint32_t i = 0; i < info->nr_zones; i++) {
-		if (dz[i].cond == ZDEV_EMPTY)
+		/*
+		 * A read-only or offline zone cannot be reset: it stays out of use.
+		 * Whatever records it holds carry the old superblock's tag.
+		 */
+		if (dz[i].cond == ZDEV_EMPTY || dz[i].cond == ZDEV_READONLY ||
+		    dz[i].cond == ZDEV_OFFLINE)
 			continue;
 		ret = zdev_reset_sync(s->dev, i);
 		if (ret < 0)
@@ -507,7 +512,7 @@ static int recover_zone(struct scan *sc, struct zone *z)
 	return ret;
 }
 
-static int scan_all(struct store *s)
+static int scan_all(struct store *s, struct zerr *err)
 {
 	struct scan sc = { .s = s };
 	int ret = 0;
@@ -519,6 +524,8 @@ static int scan_all(struct store *s)
 	for (uint32_t i = 0; i < s->zones.n && !ret; i++) {
 		if (s->zones.z[i].state != ZS_META && s->zones.z[i].used)
 			ret = recover_zone(&sc, &s->zones.z[i]);
+		if (ret == -EIO)
+			zerr_set(err, ret, "zone %u: cannot read it back: %s", i, strerror(-ret));
 	}
 	if (!ret)
 		ret = assemble(&sc);
@@ -554,7 +561,7 @@ int store_mount(struct store *s, bool force_format, struct zerr *err)
 	s->tag = zsuper_tag(&s->sb);
 	ret = store_zones_init(s, dz);
 	if (!ret)
-		ret = scan_all(s);
+		ret = scan_all(s, err);
 	if (!ret) {
 		/* More zones written to than the device lets be active: finish the fullest. */
 		zones_fit_limits(&s->zones);

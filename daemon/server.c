@@ -342,6 +342,7 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_s(a, "gc_policy", st->gc.policy == GC_GREEDY ? "greedy" : "cost-benefit");
 	stat_u(a, "zones_reset", st->zones.resets);
 	stat_u(a, "zones_retired", st->zones.retired);
+	stat_u(a, "zones_offline", st->zones.offline);
 	stat_u(a, "zone_errors", st->st.zone_errors);
 	stat_u(a, "batched_appends", st->st.batches);
 	stat_u(a, "batched_records", st->st.batched_records);

@@ -7,8 +7,12 @@
 #include "frame.h"
 #include "record.h"
 
-/* Zones a record tries before its put fails: each failure retires a zone. */
-#define APPEND_TRIES 3
+/*
+ * Zones a record tries before its put fails, each failure retiring one: at
+ * least the whole write set and one more, since faults come together (a die,
+ * a channel) and may take every zone being written at once.
+ */
+#define APPEND_TRIES(s) MAX(3u, (s)->zones.want + 1)
 /* Buffer bytes one put may hold: a large value streams through, it does not fill the pool. */
 #define PUT_MAX_HELD (8u << 20)
 /*
@@ -506,7 +510,7 @@ static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t 
 	struct zput *p = c->p;
 
 	zones_append_done(&s->zones, c->zone);
-	if (res < 0 && c->buf && ++c->tries < APPEND_TRIES) {
+	if (res < 0 && c->buf && ++c->tries < APPEND_TRIES(s)) {
 		/*
 		 * The zone is failing, not the record: it goes, the record tries
 		 * another. Too many active zones (-EBUSY) is no fault of the zone,

@@ -53,8 +53,10 @@ int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev
 	for (uint32_t i = 0; i < zs->n; i++) {
 		zs->z[i].start = dz[i].start;
 		zs->z[i].cap = dz[i].cap;
-		zs->z[i].used = dz[i].wp;
 		zs->z[i].state = i == 0 ? ZS_META : from_cond(dz[i].cond);
+		/* An offline zone cannot be read: nothing in it is scanned or indexed. */
+		zs->z[i].used = zs->z[i].state == ZS_OFFLINE ? 0 : dz[i].wp;
+		zs->offline += zs->z[i].state == ZS_OFFLINE;
 	}
 	return 0;
 }

@@ -66,6 +66,7 @@ struct zones {
 	uint32_t max_inflight; /* most appends ever seen in flight to one zone */
 	uint64_t resets;
 	uint64_t retired;
+	uint32_t offline; /* zones the device reported offline at start */
 	void (*finish_fn)(void *arg, uint32_t zone);
 	void *arg;
 };

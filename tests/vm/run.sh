@@ -15,6 +15,8 @@
 #              same image checks every acknowledged put
 #      zfault  6.12, nvme then zbd: QEMU fails every write into chosen blocks
 #              of eleven zones (blkdebug), amid many appends in flight to each
+#      zstate  6.12, a zoned null_blk: zones the daemon writes to turn read-only
+#              under it, an empty one goes offline, then a restart
 #      fpower  the same power loss on the file backend: a file on ext4, on a
 #              second (conventional) namespace, so the guest's page cache and
 #              the journal go down with it (what QEMU itself had written
@@ -23,7 +25,7 @@
 # Logs: BUILDDIR/vm-logs/PLAN.log. Exit 0 when every test passed, 1 when one
 # failed, 77 when QEMU or a kernel cannot be had.
 # Environment: ZAPPEND_VM_CACHE, ZAPPEND_VM_PLANS (default "nvme zbd nullb nvme61
-# zfault power fpower"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
+# zfault zstate power fpower"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
 # TORTURE_ROUNDS (in the VM, default 3), ZAPPEND_VM_SMP (default 2),
 # ZAPPEND_VM_TESTS (the test programs each plan runs, default "test-basic
 # test-restart test-concurrent test-torture").
@@ -31,7 +33,7 @@ set -u
 src=$(cd "${1:-.}" && pwd)
 build=$(cd "${2:-.}" && pwd)
 cache=${ZAPPEND_VM_CACHE:-${HOME:-/root}/.cache/zappend-vm}
-plans=${ZAPPEND_VM_PLANS:-nvme zbd nullb nvme61 zfault power fpower}
+plans=${ZAPPEND_VM_PLANS:-nvme zbd nullb nvme61 zfault zstate power fpower}
 timeout=${ZAPPEND_VM_TIMEOUT:-900}
 smp=${ZAPPEND_VM_SMP:-2}
 rounds=${TORTURE_ROUNDS:-3}
@@ -178,7 +180,7 @@ for plan in $plans; do
 	img=$work/zns-$plan.img
 	newimg "$img"
 	case $plan in
-	nvme | zbd | nullb) boot "$plan" "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=$plan" ;;
+	nvme | zbd | nullb | zstate) boot "$plan" "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=$plan" ;;
 	nvme61) boot nvme61 "$cache/k61" "$work/initrd-61.gz" "$img" "zvm.plan=nvme61" ;;
 	zfault)
 		# Every write that touches the block 2 MiB into zones 2-12 fails with

@@ -3,9 +3,9 @@
  * touches chosen sectors of the namespace (its blkdebug driver), so Zone
  * Appends come back with an NVMe error while others to the same zone are in
  * flight, some of which land after the failed one:
- *   zonefault put SOCKET N       puts zf/000000 .. N-1 (4-64 KiB), 64 in
- *                                flight, and prints "ACK i" or "NACK i ERROR"
- *                                for each as it completes
+ *   zonefault put SOCKET N [FIRST]  puts zf/FIRST .. FIRST+N-1 (4-64 KiB),
+ *                                up to 256 queued, and prints "ACK i" or
+ *                                "NACK i ERROR" for each as it completes
  *   zonefault check SOCKET FILE  every ACK in FILE (put's output) reads back
  *                                intact; every NACK is absent or intact
  * put passes only if every put was acknowledged: an append that fails takes
@@ -59,12 +59,12 @@ static void put_done(zap_client *c, const struct zap_result *r, void *arg)
 	free(f);
 }
 
-static int put_all(zap_client *c, unsigned n)
+static int put_all(zap_client *c, unsigned first, unsigned n)
 {
 	struct tally t = { 0 };
 	char key[32];
 
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = first; i < first + n; i++) {
 		struct inflight *f = malloc(sizeof(*f));
 		size_t len = value_len(i);
 
@@ -143,8 +143,10 @@ int main(int argc, char **argv)
 	zap_client *c;
 	int ret;
 
-	if (argc != 4 || (strcmp(argv[1], "put") && strcmp(argv[1], "check"))) {
-		fprintf(stderr, "usage: zonefault put SOCKET N | zonefault check SOCKET FILE\n");
+	if (argc < 4 || (strcmp(argv[1], "put") && strcmp(argv[1], "check")) ||
+	    argc > (strcmp(argv[1], "put") ? 4 : 5)) {
+		fprintf(stderr,
+			"usage: zonefault put SOCKET N [FIRST] | zonefault check SOCKET FILE\n");
 		return 2;
 	}
 	ret = zap_connect(argv[2], &c);
@@ -152,8 +154,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "connect %s: %s\n", argv[2], zap_strerror(ret));
 		return 1;
 	}
-	ret = !strcmp(argv[1], "put") ? put_all(c, strtoul(argv[3], NULL, 10))
-				      : check_all(c, argv[3]);
+	if (!strcmp(argv[1], "put"))
+		ret = put_all(c, argc > 4 ? strtoul(argv[4], NULL, 10) : 0,
+			      strtoul(argv[3], NULL, 10));
+	else
+		ret = check_all(c, argv[3]);
 	zap_close(c);
 	return ret;
 }
