@@ -275,7 +275,7 @@ static int setup_store(struct zapd *d, struct zerr *err)
 		   (unsigned long long)d->store.st.zones_scanned,
 		   (unsigned long long)d->store.st.torn_records);
 	if (d->store.zones.offline)
-		log_warn(&d->log, "%s: %u zones are offline: whatever they held cannot be read",
+		log_warn(&d->log, "%s: offline zones: %u (whatever they held cannot be read)",
 			 d->opt.device, d->store.zones.offline);
 	return 0;
 }

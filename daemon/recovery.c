@@ -257,10 +257,11 @@ static int format(struct store *s, struct zdev_zone *dz, struct zerr *err)
 	return zdev_report(s->dev, dz);
 }
 
+/* A new device: nothing written anywhere it can be read (an offline zone cannot). */
 static bool all_empty(const struct zdev_zone *dz, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++) {
-		if (dz[i].cond != ZDEV_EMPTY)
+		if (dz[i].cond != ZDEV_EMPTY && dz[i].cond != ZDEV_OFFLINE)
 			return false;
 	}
 	return true;
