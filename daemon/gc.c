@@ -99,8 +99,14 @@ static double score(const struct gc *g, const struct zone *z)
 /* What GC can copy into without taking room from anyone: its zone's rest, and empty zones. */
 static uint64_t gc_room(const struct zones *zs)
 {
-	uint64_t room = (uint64_t)zones_empty(zs) * (zs->z[zs->n - 1].cap - ZSUM_BASE_RESERVE);
+	uint64_t room = 0;
 	const struct zone *z = zs->gc_zone != NONE ? &zs->z[zs->gc_zone] : NULL;
+
+	/* Zone by zone: capacities may differ, and an offline zone's says nothing. */
+	for (uint32_t i = 0; i < zs->n; i++) {
+		if (zs->z[i].state == ZS_EMPTY && zs->z[i].cap > ZSUM_BASE_RESERVE)
+			room += zs->z[i].cap - ZSUM_BASE_RESERVE;
+	}
 
 	if (z && z->used + z->meta + ZSUM_BASE_RESERVE < z->cap)
 		room += z->cap - z->used - z->meta - ZSUM_BASE_RESERVE;
@@ -288,6 +294,7 @@ static void copy_done(struct zdev_io *io)
 
 	zones_append_done(&s->zones, cp->zone);
 	if (io->res < 0 || zones_of(&s->zones, io->addr) != cp->zone) {
+		zones_note_failed(&s->zones, cp->zone, cp->r.key, cp->r.klen);
 		zones_retire(&s->zones, cp->zone);
 		g->failed = true;
 	} else {

@@ -117,7 +117,7 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 	}
 }
 
-static int scan_zone(struct scan *sc, const struct zone *z)
+static int scan_zone(struct scan *sc, struct zone *z)
 {
 	uint64_t pos = z->start, end = z->start + MIN(z->used, z->cap);
 	struct zrec r;
@@ -151,6 +151,9 @@ static int scan_zone(struct scan *sc, const struct zone *z)
 		}
 		pos += r.len;
 	}
+	/* Nothing of ours in it (a read-only zone from before a format): no key at all. */
+	if (!z->keys.bits)
+		zbloom_init(&z->keys, 1);
 	return 0;
 }
 

@@ -36,6 +36,7 @@ struct zchunk {
 	uint32_t filled;
 	uint32_t zone;
 	unsigned tries;	     /* appends that failed */
+	bool heap;	     /* buf is from the heap, not the pool (a failed batch's record) */
 	uint32_t boff;	     /* where in its batch, if batched */
 	struct zchunk *next; /* waiting for room, or the next in its batch */
 };
@@ -487,6 +488,12 @@ static void chunk_release_buf(struct store *s, struct zchunk *c)
 
 	if (!c->buf)
 		return;
+	if (c->heap) {
+		free(c->buf);
+		c->buf = NULL;
+		c->heap = false;
+		return;
+	}
 	buf_put(s, c->buf, c->alloc, p->budget);
 	c->buf = NULL;
 	p->held -= c->alloc;
@@ -510,6 +517,8 @@ static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t 
 	struct zput *p = c->p;
 
 	zones_append_done(&s->zones, c->zone);
+	if (res < 0)
+		zones_note_failed(&s->zones, c->zone, p->key, p->klen);
 	if (res < 0 && c->buf && ++c->tries < APPEND_TRIES(s)) {
 		/*
 		 * The zone is failing, not the record: it goes, the record tries
@@ -572,20 +581,26 @@ static void chunk_done(struct zdev_io *io)
 /*
  * A record of a failed batch gets its bytes back from the batch, so that it
  * can go again, to another zone, as one that failed alone would. The put's
- * budget is charged but not asked: the bytes were its own a moment ago. With
- * the pool dry, the record stays without and fails.
+ * budget is charged but not asked: the bytes were its own a moment ago.
+ * Batches form under load, when the pool may be dry: then the heap, as the
+ * zone summaries do. Without either, the record stays without and fails.
  */
 static void chunk_rebuf(struct store *s, struct zchunk *c, const uint8_t *rec)
 {
 	struct zput *p = c->p;
 
 	c->buf = zpool_alloc(s->pool, c->alloc);
-	if (!c->buf)
+	if (c->buf) {
+		p->held += c->alloc;
+		if (p->budget)
+			p->budget->held += c->alloc;
+	} else if (!posix_memalign(&c->buf, ZREC_BLOCK, c->alloc)) {
+		c->heap = true;
+	} else {
+		c->buf = NULL;
 		return;
+	}
 	memcpy(c->buf, rec, c->len);
-	p->held += c->alloc;
-	if (p->budget)
-		p->budget->held += c->alloc;
 }
 
 static void batch_done(struct zdev_io *io)

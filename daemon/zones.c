@@ -239,7 +239,7 @@ void zones_finished(struct zones *zs, uint32_t zone, bool ok)
 {
 	struct zone *z = &zs->z[zone];
 
-	z->state = ok && !z->retired ? ZS_FULL : ZS_READONLY;
+	z->state = ok ? ZS_FULL : ZS_READONLY;
 	if (ok)
 		z->used = z->cap;
 	compact_keys(z);
@@ -256,7 +256,7 @@ void zones_retire(struct zones *zs, uint32_t zone)
 {
 	struct zone *z = &zs->z[zone];
 
-	if (z->state == ZS_READONLY || z->retired)
+	if ((z->state != ZS_OPEN && z->state != ZS_CLOSED && z->state != ZS_FILLING) || z->retired)
 		return;
 	for (unsigned i = 0; i < zs->nset; i++) {
 		if (zs->set[i] == zone)
@@ -305,13 +305,28 @@ void zones_fit_limits(struct zones *zs)
 	}
 }
 
+/* Without a filter (no memory) GC takes the zone to hold every key: it keeps tombstones. */
+static void note_key(struct zone *z, const void *key, size_t klen)
+{
+	if (z->keys.bits || !zbloom_init(&z->keys, z->cap / ZREC_BLOCK))
+		zbloom_add(&z->keys, key, klen);
+}
+
+/*
+ * An append to the zone failed, yet its record may be on the media all the
+ * same (a short write, a device that wrote and then erred), and a restart
+ * scans the zone: GC must keep the key's tombstones while the zone is there.
+ */
+void zones_note_failed(struct zones *zs, uint32_t zone, const void *key, size_t klen)
+{
+	note_key(&zs->z[zone], key, klen);
+}
+
 void zones_note(struct zones *zs, const struct zrec *r, uint64_t addr)
 {
 	struct zone *z = &zs->z[zones_of(zs, addr)];
 
-	/* Without a filter (no memory) GC takes the zone to hold every key: it keeps tombstones. */
-	if (z->keys.bits || !zbloom_init(&z->keys, z->cap / ZREC_BLOCK))
-		zbloom_add(&z->keys, r->key, r->klen);
+	note_key(z, r->key, r->klen);
 	z->max_seq = MAX(z->max_seq, r->seq);
 	if (z->state == ZS_FULL)
 		return; /* a restart reading its summary: no new summary to write */
@@ -327,7 +342,8 @@ bool zones_may_hold(const struct zones *zs, uint32_t except, const void *key, si
 	for (uint32_t i = 0; i < zs->n; i++) {
 		const struct zone *z = &zs->z[i];
 
-		if (i == except || z->state == ZS_EMPTY || z->state == ZS_META)
+		if (i == except || z->state == ZS_EMPTY || z->state == ZS_META ||
+		    z->state == ZS_OFFLINE)
 			continue;
 		/* A written zone without a filter may hold anything. */
 		if (!z->keys.bits || zbloom_may(&z->keys, key, klen))

@@ -48,7 +48,7 @@ struct zone {
 	uint32_t readers; /* gets reading from the zone: it is not reset under them */
 	uint8_t state;
 	bool sum_lost;	    /* an entry could not be kept: no summary, a restart scans */
-	bool retired;	    /* an append failed: read-only once finished, until reset */
+	bool retired;	    /* an append failed: no more appends, no summary, until reset */
 	struct zsum sum;    /* the records in the zone, until it is summarised */
 	struct zbloom keys; /* every key with a record in the zone */
 };
@@ -92,6 +92,7 @@ void zones_finished(struct zones *zs, uint32_t zone, bool ok);
  * is not worth another try.
  */
 void zones_retire(struct zones *zs, uint32_t zone);
+void zones_note_failed(struct zones *zs, uint32_t zone, const void *key, size_t klen);
 /* GC took every live record out of zone and the device reset it. */
 void zones_reset_done(struct zones *zs, uint32_t zone);
 

@@ -9,8 +9,8 @@
  *   zonefault check SOCKET FILE  every ACK in FILE (put's output) reads back
  *                                intact; every NACK is absent or intact
  * put passes only if every put was acknowledged: an append that fails takes
- * its zone out of use and goes again to another zone, and each faulty block
- * fails one append only, so no record meets three in a row.
+ * its zone out of use and goes again to another zone, as many times as the
+ * daemon's write set holds zones and once more.
  */
 #include <errno.h>
 #include <stdio.h>
