@@ -263,6 +263,15 @@ int zdev_reset_sync(struct zdev *d, uint32_t zone)
 	return sync_wait(d, &s);
 }
 
+uint32_t zdev_meta_zone(const struct zdev_zone *dz, uint32_t nr)
+{
+	uint32_t i = 0;
+
+	while (i < nr && dz[i].cond == ZDEV_CONV)
+		i++;
+	return i;
+}
+
 int zdev_finish_sync(struct zdev *d, uint32_t zone)
 {
 	struct sync_io s = { .io.done = sync_done };

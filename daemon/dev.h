@@ -23,6 +23,7 @@ enum zdev_cond {
 	ZDEV_FULL,
 	ZDEV_READONLY,
 	ZDEV_OFFLINE,
+	ZDEV_CONV, /* conventional: no write pointer; zappend leaves it be */
 };
 
 struct zdev_zone {
@@ -133,6 +134,12 @@ static inline int zdev_report(struct zdev *d, struct zdev_zone *zones)
 {
 	return d->ops->report(d, zones);
 }
+
+/*
+ * The zone that holds the superblock: the first with a write pointer (SMR
+ * disks often start with conventional zones). nr when there is none.
+ */
+uint32_t zdev_meta_zone(const struct zdev_zone *dz, uint32_t nr);
 
 /* Whether buf lies in the registered pool, so fixed-buffer opcodes can carry it. */
 bool zdev_fixed(const struct zdev *d, const void *buf);

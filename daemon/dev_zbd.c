@@ -20,7 +20,8 @@
  * so the next write goes where the device expects it. A write that fails
  * fails every append of its batch with the write's error (-EIO when short).
  * Read-only and offline zones are reported as such and refuse appends with
- * -EROFS; conventional zones (no write pointer) are reported offline, unused.
+ * -EROFS, as do conventional zones (no write pointer), which the store leaves
+ * be: the superblock goes in the first zone with a write pointer.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,7 +75,7 @@ static struct zbd_dev *zdev_to(struct zdev *d)
 static enum zdev_cond zbd_cond(const struct zbd_zone *z)
 {
 	if (z->type == ZBD_ZONE_TYPE_CNV)
-		return ZDEV_OFFLINE;
+		return ZDEV_CONV;
 	switch (z->cond) {
 	case ZBD_ZONE_COND_EMPTY:
 		return ZDEV_EMPTY;
@@ -97,7 +98,7 @@ static void zone_from_report(struct zdev_zone *z, const struct zbd_zone *r)
 	z->cap = r->capacity;
 	z->cond = zbd_cond(r);
 	z->wp = z->cond == ZDEV_EMPTY ? 0 : MIN(r->wp - r->start, r->capacity);
-	if (z->cond == ZDEV_FULL || z->cond == ZDEV_OFFLINE)
+	if (z->cond == ZDEV_FULL || z->cond == ZDEV_OFFLINE || z->cond == ZDEV_CONV)
 		z->wp = z->cap;
 }
 
@@ -198,7 +199,7 @@ static struct zdev_io *pop(struct zstate *s)
 /* Why the zone cannot take len more bytes at its write pointer, or 0. */
 static int refuses(const struct zstate *s, uint32_t len)
 {
-	if (s->cond == ZDEV_READONLY || s->cond == ZDEV_OFFLINE)
+	if (s->cond == ZDEV_READONLY || s->cond == ZDEV_OFFLINE || s->cond == ZDEV_CONV)
 		return -EROFS;
 	if (s->cond == ZDEV_FULL || s->wp + len > s->cap)
 		return -ENOSPC;
@@ -464,6 +465,7 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 	struct zdev_info *info;
 	struct zbd_info zi;
 	uint64_t kb = 0, segs = 0;
+	uint32_t meta;
 	int ret;
 
 	if (!z)
@@ -525,12 +527,17 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 		ret = zerr_set(err, ret, "%s: cannot report zones: %s", o->path, strerror(-ret));
 		goto fail;
 	}
-	if (z->rep[0].type == ZBD_ZONE_TYPE_CNV || zones[0].cond == ZDEV_OFFLINE ||
-	    zones[0].cond == ZDEV_READONLY) {
-		ret = zerr_set(err, -EROFS,
-			       "%s: zone 0, where the superblock goes, is conventional, offline or "
-			       "read-only; zappend needs sequential zones from the first",
+	meta = zdev_meta_zone(zones, info->nr_zones);
+	if (meta == info->nr_zones) {
+		ret = zerr_set(err, -EROFS, "%s: no zone with a write pointer (all conventional)",
 			       o->path);
+		goto fail;
+	}
+	if (zones[meta].cond == ZDEV_OFFLINE || zones[meta].cond == ZDEV_READONLY) {
+		ret = zerr_set(err, -EROFS,
+			       "%s: zone %u, the first with a write pointer, where the superblock "
+			       "goes, is offline or read-only",
+			       o->path, meta);
 		goto fail;
 	}
 	free(zones);

@@ -224,6 +224,7 @@ static int count_live(const void *key, size_t klen, const struct zent *e, void *
 static int format(struct store *s, struct zdev_zone *dz, struct zerr *err)
 {
 	const struct zdev_info *info = &s->dev->info;
+	uint32_t meta = zdev_meta_zone(dz, info->nr_zones);
 	uint8_t *buf = NULL;
 	uint64_t addr;
 	int ret;
@@ -234,7 +235,7 @@ static int format(struct store *s, struct zdev_zone *dz, struct zerr *err)
 		 * Whatever records it holds carry the old superblock's tag.
 		 */
 		if (dz[i].cond == ZDEV_EMPTY || dz[i].cond == ZDEV_READONLY ||
-		    dz[i].cond == ZDEV_OFFLINE)
+		    dz[i].cond == ZDEV_OFFLINE || dz[i].cond == ZDEV_CONV)
 			continue;
 		ret = zdev_reset_sync(s->dev, i);
 		if (ret < 0)
@@ -245,26 +246,27 @@ static int format(struct store *s, struct zdev_zone *dz, struct zerr *err)
 	if (posix_memalign((void **)&buf, ZREC_BLOCK, ZREC_BLOCK))
 		return -ENOMEM;
 	zsuper_encode(&s->sb, buf);
-	ret = zdev_append_sync(s->dev, 0, buf, ZREC_BLOCK, &addr);
+	ret = zdev_append_sync(s->dev, meta, buf, ZREC_BLOCK, &addr);
 	free(buf);
-	if (ret >= 0 && addr != 0)
+	if (ret >= 0 && addr != dz[meta].start)
 		ret = -EIO;
 	if (ret >= 0)
 		ret = zdev_flush_sync(s->dev);
-	/* Full, zone 0 counts against no limit on open or active zones. */
+	/* Full, the superblock's zone counts against no limit on open or active zones. */
 	if (ret >= 0)
-		ret = zdev_finish_sync(s->dev, 0);
+		ret = zdev_finish_sync(s->dev, meta);
 	if (ret < 0)
 		return zerr_set(err, ret, "format: cannot write the superblock: %s",
 				strerror(-ret));
 	return zdev_report(s->dev, dz);
 }
 
-/* A new device: nothing written anywhere it can be read (an offline zone cannot). */
+/* A new device: nothing written anywhere it can be read and is ours (offline, conventional). */
 static bool all_empty(const struct zdev_zone *dz, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++) {
-		if (dz[i].cond != ZDEV_EMPTY && dz[i].cond != ZDEV_OFFLINE)
+		if (dz[i].cond != ZDEV_EMPTY && dz[i].cond != ZDEV_OFFLINE &&
+		    dz[i].cond != ZDEV_CONV)
 			return false;
 	}
 	return true;
@@ -280,7 +282,7 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
 		return format(s, dz, err);
 	if (posix_memalign((void **)&buf, ZREC_BLOCK, ZREC_BLOCK))
 		return -ENOMEM;
-	ret = zdev_read_sync(s->dev, 0, buf, ZREC_BLOCK);
+	ret = zdev_read_sync(s->dev, dz[zdev_meta_zone(dz, info->nr_zones)].start, buf, ZREC_BLOCK);
 	if (ret >= 0)
 		ret = zsuper_decode(buf, ZREC_BLOCK, &s->sb);
 	free(buf);

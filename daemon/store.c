@@ -1129,7 +1129,7 @@ void store_space(const struct store *s, struct store_space *sp)
 	for (uint32_t i = 0; i < s->zones.n; i++) {
 		const struct zone *z = &s->zones.z[i];
 
-		if (z->state == ZS_META)
+		if (z->state == ZS_META || z->state == ZS_CONV)
 			continue;
 		sp->zones++;
 		/* The zones held back for deletes and GC hold no values. */

@@ -10,6 +10,7 @@ static const char *const state_names[] = {
 	[ZS_EMPTY] = "empty",		[ZS_OPEN] = "open",	    [ZS_CLOSED] = "closed",
 	[ZS_FILLING] = "filling",	[ZS_FULL] = "full",	    [ZS_META] = "meta",
 	[ZS_RECLAIMING] = "reclaiming", [ZS_READONLY] = "readonly", [ZS_OFFLINE] = "offline",
+	[ZS_CONV] = "conventional",
 };
 
 const char *zone_state_name(enum zone_state s)
@@ -28,6 +29,8 @@ static uint8_t from_cond(enum zdev_cond c)
 		return ZS_FULL;
 	case ZDEV_READONLY:
 		return ZS_READONLY;
+	case ZDEV_CONV:
+		return ZS_CONV;
 	default:
 		return ZS_OFFLINE;
 	}
@@ -36,6 +39,8 @@ static uint8_t from_cond(enum zdev_cond c)
 int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev_zone *dz,
 	       unsigned want)
 {
+	uint32_t meta;
+
 	memset(zs, 0, sizeof(*zs));
 	zs->n = info->nr_zones;
 	zs->zone_size = info->zone_size;
@@ -50,13 +55,17 @@ int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev
 		zones_done(zs);
 		return -ENOMEM;
 	}
+	meta = zdev_meta_zone(dz, zs->n);
 	for (uint32_t i = 0; i < zs->n; i++) {
-		zs->z[i].start = dz[i].start;
-		zs->z[i].cap = dz[i].cap;
-		zs->z[i].state = i == 0 ? ZS_META : from_cond(dz[i].cond);
-		/* An offline zone cannot be read: nothing in it is scanned or indexed. */
-		zs->z[i].used = zs->z[i].state == ZS_OFFLINE ? 0 : dz[i].wp;
-		zs->offline += zs->z[i].state == ZS_OFFLINE;
+		struct zone *z = &zs->z[i];
+
+		z->start = dz[i].start;
+		z->cap = dz[i].cap;
+		z->state = i == meta ? ZS_META : from_cond(dz[i].cond);
+		/* Offline zones cannot be read, conventional ones are not ours: neither is scanned.
+		 */
+		z->used = z->state == ZS_OFFLINE || z->state == ZS_CONV ? 0 : dz[i].wp;
+		zs->offline += z->state == ZS_OFFLINE;
 	}
 	return 0;
 }
@@ -343,7 +352,7 @@ bool zones_may_hold(const struct zones *zs, uint32_t except, const void *key, si
 		const struct zone *z = &zs->z[i];
 
 		if (i == except || z->state == ZS_EMPTY || z->state == ZS_META ||
-		    z->state == ZS_OFFLINE)
+		    z->state == ZS_OFFLINE || z->state == ZS_CONV)
 			continue;
 		/* A written zone without a filter may hold anything. */
 		if (!z->keys.bits || zbloom_may(&z->keys, key, klen))

@@ -30,6 +30,7 @@ enum zone_state {
 	ZS_RECLAIMING,
 	ZS_READONLY,
 	ZS_OFFLINE,
+	ZS_CONV, /* conventional: not used */
 };
 
 /* Who asks for room: puts stop short of the reserve, deletes of its last zone, GC of nothing. */
