@@ -120,6 +120,7 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 static int scan_zone(struct scan *sc, struct zone *z)
 {
 	uint64_t pos = z->start, end = z->start + MIN(z->used, z->cap);
+	bool any = false;
 	struct zrec r;
 	int ret;
 
@@ -148,11 +149,15 @@ static int scan_zone(struct scan *sc, struct zone *z)
 			ret = found(sc, &r, pos);
 			if (ret)
 				return ret;
+			any = true;
 		}
 		pos += r.len;
 	}
-	/* Nothing of ours in it (a read-only zone from before a format): no key at all. */
-	if (!z->keys.bits)
+	/*
+	 * Nothing of ours in it (a read-only zone from before a format): an empty
+	 * filter, where none would make GC take the zone to hold every key.
+	 */
+	if (!any && !z->keys.bits)
 		zbloom_init(&z->keys, 1);
 	return 0;
 }
@@ -221,10 +226,9 @@ static int count_live(const void *key, size_t klen, const struct zent *e, void *
 	return 0;
 }
 
-static int format(struct store *s, struct zdev_zone *dz, struct zerr *err)
+static int format(struct store *s, struct zdev_zone *dz, uint32_t meta, struct zerr *err)
 {
 	const struct zdev_info *info = &s->dev->info;
-	uint32_t meta = zdev_meta_zone(dz, info->nr_zones);
 	uint8_t *buf = NULL;
 	uint64_t addr;
 	int ret;
@@ -275,14 +279,17 @@ static bool all_empty(const struct zdev_zone *dz, uint32_t n)
 static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct zerr *err)
 {
 	const struct zdev_info *info = &s->dev->info;
+	uint32_t meta = zdev_meta_zone(dz, info->nr_zones);
 	uint8_t *buf = NULL;
 	int ret;
 
+	if (meta == info->nr_zones)
+		return zerr_set(err, -EROFS, "no zone with a write pointer for the superblock");
 	if (force || all_empty(dz, info->nr_zones))
-		return format(s, dz, err);
+		return format(s, dz, meta, err);
 	if (posix_memalign((void **)&buf, ZREC_BLOCK, ZREC_BLOCK))
 		return -ENOMEM;
-	ret = zdev_read_sync(s->dev, dz[zdev_meta_zone(dz, info->nr_zones)].start, buf, ZREC_BLOCK);
+	ret = zdev_read_sync(s->dev, dz[meta].start, buf, ZREC_BLOCK);
 	if (ret >= 0)
 		ret = zsuper_decode(buf, ZREC_BLOCK, &s->sb);
 	free(buf);
