@@ -103,6 +103,12 @@ void zdev_close(struct zdev *d); /* accepts NULL */
 /* Connects the device to the ring (created with info.ring_flags) and the buffer pool. */
 void zdev_attach(struct zdev *d, struct zring *ring, const struct zpool *pool);
 
+/*
+ * An append's errors: -ENOSPC the zone is full, -EROFS it is read-only or
+ * offline, -EBUSY too many zones are active, -EDQUOT the file system under an
+ * emulated device is full (no zone's fault: none would do better), anything
+ * else a fault of the zone.
+ */
 static inline void zdev_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len,
 			       struct zdev_io *io)
 {

@@ -229,6 +229,10 @@ static void file_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
 	if ((io->kind == IO_APPEND || io->kind == IO_READ || io->kind == IO_FINISH) &&
 	    cqe->res >= 0 && (uint32_t)cqe->res != io->len)
 		io->res = -EIO;
+	/* A sparse image's file system filling up: an O_DIRECT write fails or falls short. */
+	if (io->kind == IO_APPEND &&
+	    (cqe->res == -ENOSPC || cqe->res == -EDQUOT || (cqe->res >= 0 && io->res == -EIO)))
+		io->res = -EDQUOT;
 	if (io->res >= 0 && io->kind == IO_FINISH)
 		io->res = 0;
 	io->done(io);

@@ -295,7 +295,8 @@ static void copy_done(struct zdev_io *io)
 	zones_append_done(&s->zones, cp->zone);
 	if (io->res < 0 || zones_of(&s->zones, io->addr) != cp->zone) {
 		zones_note_failed(&s->zones, cp->zone, cp->r.key, cp->r.klen);
-		zones_retire(&s->zones, cp->zone);
+		if (io->res != -EDQUOT)
+			zones_retire(&s->zones, cp->zone);
 		g->failed = true;
 	} else {
 		/* On the media now, moved or not: its zone's summary and filter must list it. */

@@ -519,7 +519,7 @@ static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t 
 	zones_append_done(&s->zones, c->zone);
 	if (res < 0)
 		zones_note_failed(&s->zones, c->zone, p->key, p->klen);
-	if (res < 0 && c->buf && ++c->tries < APPEND_TRIES(s)) {
+	if (res < 0 && res != -EDQUOT && c->buf && ++c->tries < APPEND_TRIES(s)) {
 		/*
 		 * The zone is failing, not the record: it goes, the record tries
 		 * another. Too many active zones (-EBUSY) is no fault of the zone,
@@ -534,7 +534,8 @@ static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t 
 		return;
 	}
 	if (res < 0) {
-		p->err = p->err ? p->err : -EIO;
+		/* The file system under the device is full: the client hears so. */
+		p->err = p->err ? p->err : res == -EDQUOT ? -ENOSPC : -EIO;
 	} else if (!inside_zone(s, c->zone, addr, c->len)) {
 		/* The device put the data somewhere it could not be: trust nothing it says. */
 		p->err = -EIO;

@@ -17,6 +17,7 @@
 #              of eleven zones (blkdebug), amid many appends in flight to each
 #      zstate  6.12, a zoned null_blk: zones the daemon writes to turn read-only
 #              under it, an empty one goes offline, then a restart
+#      ffull   6.12, the file backend on an ext4 that fills up, then has room
 #      fpower  the same power loss on the file backend: a file on ext4, on a
 #              second (conventional) namespace, so the guest's page cache and
 #              the journal go down with it (what QEMU itself had written
@@ -25,7 +26,7 @@
 # Logs: BUILDDIR/vm-logs/PLAN.log. Exit 0 when every test passed, 1 when one
 # failed, 77 when QEMU or a kernel cannot be had.
 # Environment: ZAPPEND_VM_CACHE, ZAPPEND_VM_PLANS (default "nvme zbd nullb nvme61
-# zfault zstate power fpower"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
+# zfault zstate ffull power fpower"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
 # TORTURE_ROUNDS (in the VM, default 3), ZAPPEND_VM_SMP (default 2),
 # ZAPPEND_VM_TESTS (the test programs each plan runs, default "test-basic
 # test-restart test-concurrent test-torture").
@@ -33,7 +34,7 @@ set -u
 src=$(cd "${1:-.}" && pwd)
 build=$(cd "${2:-.}" && pwd)
 cache=${ZAPPEND_VM_CACHE:-${HOME:-/root}/.cache/zappend-vm}
-plans=${ZAPPEND_VM_PLANS:-nvme zbd nullb nvme61 zfault zstate power fpower}
+plans=${ZAPPEND_VM_PLANS:-nvme zbd nullb nvme61 zfault zstate ffull power fpower}
 timeout=${ZAPPEND_VM_TIMEOUT:-900}
 smp=${ZAPPEND_VM_SMP:-2}
 rounds=${TORTURE_ROUNDS:-3}
@@ -57,7 +58,7 @@ bb=/bin/busybox
 [ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 || skip "no static busybox (apt-get install busybox-static)"
 command -v cpio >/dev/null || skip "no cpio"
 command -v blkzone >/dev/null || skip "no blkzone (util-linux)"
-case " $plans " in *" fpower "*)
+case " $plans " in *" fpower "* | *" ffull "*)
 	mkfs=$(PATH=$PATH:/sbin:/usr/sbin command -v mkfs.ext4) || skip "no mkfs.ext4 (e2fsprogs)" ;;
 esac
 mkdir -p "$cache" "$work" "$logs"
@@ -198,6 +199,14 @@ for plan in $plans; do
 		KILL_AFTER=$KILL_AFTER boot power-put "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=plwrite"
 		acked=$(grep -c '^ACK ' "$logs/power-put.log")
 		boot power-check "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=plcheck zvm.acked=$acked"
+		;;
+	ffull)
+		fs=$work/ext4.img
+		rm -f "$fs"
+		"$mkfs" -q -F "$fs" 1G >/dev/null || { say "FAIL: mkfs.ext4 $fs"; exit 1; }
+		FSIMG=$fs boot ffull "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=ffull"
+		rm -f "$fs"
+		unset FSIMG
 		;;
 	fpower)
 		fs=$work/ext4.img
