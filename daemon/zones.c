@@ -62,8 +62,7 @@ int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev
 		z->start = dz[i].start;
 		z->cap = dz[i].cap;
 		z->state = i == meta ? ZS_META : from_cond(dz[i].cond);
-		/* Offline zones cannot be read, conventional ones are not ours: neither is scanned.
-		 */
+		/* Offline zones cannot be read, conventional ones are not ours: no scan. */
 		z->used = z->state == ZS_OFFLINE || z->state == ZS_CONV ? 0 : dz[i].wp;
 		zs->offline += z->state == ZS_OFFLINE;
 	}
