@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 
+#include "siphash.h"
 #include "util.h"
 
 #define F_TOMB	0x1u
@@ -58,49 +59,9 @@ struct zidx {
 	uint64_t k0, k1;
 };
 
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                   \
-	do {                                                                                       \
-		v0 += v1;                                                                          \
-		v1 = ROTL(v1, 13);                                                                 \
-		v1 ^= v0;                                                                          \
-		v0 = ROTL(v0, 32);                                                                 \
-		v2 += v3;                                                                          \
-		v3 = ROTL(v3, 16);                                                                 \
-		v3 ^= v2;                                                                          \
-		v0 += v3;                                                                          \
-		v3 = ROTL(v3, 21);                                                                 \
-		v3 ^= v0;                                                                          \
-		v2 += v1;                                                                          \
-		v1 = ROTL(v1, 17);                                                                 \
-		v1 ^= v2;                                                                          \
-		v2 = ROTL(v2, 32);                                                                 \
-	} while (0)
-
-static uint64_t siphash13(const struct zidx *idx, const uint8_t *p, size_t len)
+static uint64_t key_hash(const struct zidx *idx, const void *key, size_t klen)
 {
-	uint64_t v0 = idx->k0 ^ 0x736f6d6570736575ull, v1 = idx->k1 ^ 0x646f72616e646f6dull;
-	uint64_t v2 = idx->k0 ^ 0x6c7967656e657261ull, v3 = idx->k1 ^ 0x7465646279746573ull;
-	uint64_t b = (uint64_t)len << 56, m;
-	size_t left = len & 7;
-	const uint8_t *end = p + len - left;
-
-	for (; p != end; p += 8) {
-		m = get_le64(p);
-		v3 ^= m;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (size_t i = 0; i < left; i++)
-		b |= (uint64_t)p[i] << (8 * i);
-	v3 ^= b;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
+	return siphash13(idx->k0, idx->k1, key, klen);
 }
 
 /* --- slots --- */
@@ -356,7 +317,7 @@ void zidx_free(struct zidx *idx)
 
 bool zidx_get(const struct zidx *idx, const void *key, size_t klen, struct zent *e)
 {
-	struct slot *s = probe(idx, siphash13(idx, key, klen), key, klen);
+	struct slot *s = probe(idx, key_hash(idx, key, klen), key, klen);
 
 	if (!s->key)
 		return false;
@@ -366,7 +327,7 @@ bool zidx_get(const struct zidx *idx, const void *key, size_t klen, struct zent 
 
 void zidx_prefetch(const struct zidx *idx, const void *key, size_t klen)
 {
-	__builtin_prefetch(&idx->slots[home(idx, siphash13(idx, key, klen))]);
+	__builtin_prefetch(&idx->slots[home(idx, key_hash(idx, key, klen))]);
 }
 
 /* Moves every entry into a table of cap slots; the tags say where, no key is read. */
@@ -450,7 +411,7 @@ static void remove_slot(struct zidx *idx, size_t hole)
 int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zent *e,
 		struct zent *old)
 {
-	uint64_t h = siphash13(idx, key, klen);
+	uint64_t h = key_hash(idx, key, klen);
 	struct slot *s = probe(idx, h, key, klen);
 	struct slot prev = *s;
 	struct zent was = { 0 };
@@ -496,7 +457,7 @@ int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zen
 int zidx_relocate(struct zidx *idx, const void *key, size_t klen, uint64_t seq, uint32_t chunk,
 		  uint64_t old_addr, struct zloc to)
 {
-	struct slot *s = probe(idx, siphash13(idx, key, klen), key, klen);
+	struct slot *s = probe(idx, key_hash(idx, key, klen), key, klen);
 	struct zent e;
 
 	if (!s->key)
@@ -513,7 +474,7 @@ int zidx_relocate(struct zidx *idx, const void *key, size_t klen, uint64_t seq, 
 
 int zidx_forget(struct zidx *idx, const void *key, size_t klen, uint64_t seq)
 {
-	struct slot *s = probe(idx, siphash13(idx, key, klen), key, klen);
+	struct slot *s = probe(idx, key_hash(idx, key, klen), key, klen);
 
 	if (!s->key || s->seq >> 8 != seq || !(s->seq & F_TOMB))
 		return 0;
