@@ -429,6 +429,23 @@ static void on_eof(struct conn *c)
 	conn_update(c);
 }
 
+/*
+ * An empty buffer grown for one large header goes back to its usual size:
+ * a thousand idle connections must not each keep a megabyte.
+ */
+static void shrink(struct conn *c)
+{
+	uint8_t *in;
+
+	if (c->in_cap <= IN_BUF)
+		return;
+	in = realloc(c->in, IN_BUF);
+	if (!in)
+		return;
+	c->in = in;
+	c->in_cap = IN_BUF;
+}
+
 static ssize_t read_more(struct conn *c, uint8_t *dst, size_t room)
 {
 	ssize_t n;
@@ -442,10 +459,12 @@ static ssize_t read_more(struct conn *c, uint8_t *dst, size_t room)
 		}
 		return n;
 	}
-	if (c->in_start == c->in_end)
+	if (c->in_start == c->in_end) {
 		c->in_start = c->in_end = 0;
-	else if (c->in_start > c->in_cap / 2)
+		shrink(c);
+	} else if (c->in_start > c->in_cap / 2) {
 		compact(c);
+	}
 	n = read(c->fd, c->in + c->in_end, c->in_cap - c->in_end);
 	if (n > 0)
 		c->in_end += n;

@@ -82,6 +82,19 @@ int zdev_sysfs_u64(const char *blk, const char *attr, uint64_t *v)
 	return 0;
 }
 
+int zdev_claim(const char *blk, int *fd, struct zerr *err)
+{
+	*fd = open(blk, O_RDONLY | O_EXCL | O_CLOEXEC);
+	if (*fd >= 0)
+		return 0;
+	if (errno == EBUSY)
+		return zerr_set(err, -EBUSY,
+				"%s is in use by another zappendd, or mounted (it is claimed "
+				"exclusively)",
+				blk);
+	return zerr_set(err, -errno, "cannot open %s: %s", blk, strerror(errno));
+}
+
 int zdev_check_geometry(const struct zdev_opts *o, const struct zdev_info *info, struct zerr *err)
 {
 	uint64_t size = info->zone_size * info->nr_zones;
@@ -181,6 +194,8 @@ void zdev_attach(struct zdev *d, struct zring *ring, const struct zpool *pool)
 {
 	d->ring = ring;
 	d->pool = pool;
+	if (d->ops->attach)
+		d->ops->attach(d);
 }
 
 bool zdev_fixed(const struct zdev *d, const void *buf)

@@ -68,6 +68,8 @@ struct zdev_ops {
 	void (*finish)(struct zdev *d, uint32_t zone, struct zdev_io *io);
 	int (*report)(struct zdev *d, struct zdev_zone *zones);
 	void (*close)(struct zdev *d);
+	/* Optional: ring and pool were just set (a device wrapping another passes them on). */
+	void (*attach)(struct zdev *d);
 };
 
 struct zdev {
@@ -174,11 +176,15 @@ int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
  *   /sys/dev/{block,char}/MAJ:MIN ("nvme0n1", "ng0n1"), and which it is.
  * zdev_block_name: the same for a block device node only; 0 or -errno.
  * zdev_check_geometry: refuses --size/--zone-size that differ from the device's.
+ * zdev_claim: opens the block device blk exclusively (O_EXCL), so that no
+ *   other daemon uses the namespace, whichever of its nodes it names; *fd
+ *   keeps the claim until closed. 0, or -EBUSY with a reason.
  */
 int zdev_sysfs_read(const char *blk, const char *attr, char *buf, size_t len);
 int zdev_sysfs_u64(const char *blk, const char *attr, uint64_t *v);
 int zdev_node_name(const char *path, bool *blk, char *name, size_t len);
 int zdev_block_name(const char *path, char *name, size_t len);
 int zdev_check_geometry(const struct zdev_opts *o, const struct zdev_info *info, struct zerr *err);
+int zdev_claim(const char *blk, int *fd, struct zerr *err);
 
 #endif

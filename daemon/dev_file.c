@@ -6,6 +6,10 @@
  * offset from an in-memory write pointer at submission and returns it on
  * completion, so many appends to one zone are in flight together.
  *
+ * One daemon owns an image: an exclusive flock(2) on it, taken before it is
+ * created or formatted, so that a second daemon can neither write beside the
+ * first nor wipe its store.
+ *
  * Nothing about zone state is kept in the file besides the data itself, so a
  * crash cannot leave it stale. At open the write pointer of each zone is the
  * end of the last allocated block in it (SEEK_DATA/SEEK_HOLE); reset punches
@@ -17,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/falloc.h>
@@ -34,6 +39,8 @@ enum { IO_APPEND, IO_READ, IO_FLUSH, IO_RESET, IO_FINISH };
 struct file_dev {
 	struct zdev dev;
 	int fd;
+	int lock_fd;  /* holds the flock: the image is ours */
+	bool created; /* the image did not exist: a start that fails leaves none */
 	struct zdev_zone *zones;
 	void *marker;
 };
@@ -99,22 +106,51 @@ static int create_image(const struct zdev_opts *o, struct zerr *err)
 				"size %s with zone size %s gives %llu zones; need 4 or more",
 				format_size(size, a, sizeof(a)), format_size(zs, b, sizeof(b)),
 				(unsigned long long)nr);
-	ret = make_parent(o->path);
-	if (ret)
-		return zerr_set(err, ret, "cannot create the directory of %s: %s", o->path,
-				strerror(-ret));
-	fd = open(o->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	fd = open(o->path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return zerr_set(err, -errno, "cannot create %s: %s", o->path, strerror(errno));
+	if (ftruncate(fd, 0) < 0) {
+		ret = -errno;
+		close(fd);
+		return zerr_set(err, ret, "cannot create %s: %s", o->path, strerror(-ret));
+	}
 	encode_header(h, zs, nr);
 	if (ftruncate(fd, HDR_SIZE + nr * zs) < 0 || pwrite(fd, h, HDR_SIZE, 0) != HDR_SIZE ||
 	    fsync(fd) < 0) {
 		ret = -errno;
+		/* Empty, it is created again at the next start. */
+		if (ftruncate(fd, 0) < 0)
+			ret = -errno;
 		close(fd);
-		unlink(o->path);
 		return zerr_set(err, ret, "cannot create %s: %s", o->path, strerror(-ret));
 	}
 	close(fd);
+	return 0;
+}
+
+/*
+ * The image, created empty if absent, locked for this daemon alone. Taken
+ * first: creating and formatting come after it.
+ */
+static int claim(struct file_dev *f, const struct zdev_opts *o, struct zerr *err)
+{
+	int ret = make_parent(o->path);
+
+	if (ret)
+		return zerr_set(err, ret, "cannot create the directory of %s: %s", o->path,
+				strerror(-ret));
+	f->created = access(o->path, F_OK) < 0;
+	f->lock_fd = open(o->path, O_RDONLY | O_CREAT | O_CLOEXEC, 0640);
+	if (f->lock_fd < 0)
+		return zerr_set(err, -errno, "cannot open %s: %s", o->path, strerror(errno));
+	if (flock(f->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		ret = -errno;
+		if (ret == -EWOULDBLOCK)
+			return zerr_set(
+			    err, -EBUSY,
+			    "%s is in use by another zappendd (it holds the lock on it)", o->path);
+		return zerr_set(err, ret, "cannot lock %s: %s", o->path, strerror(-ret));
+	}
 	return 0;
 }
 
@@ -402,6 +438,8 @@ static void file_close(struct zdev *d)
 
 	if (f->fd >= 0)
 		close(f->fd);
+	if (f->lock_fd >= 0)
+		close(f->lock_fd);
 	free(f->zones);
 	free(f->marker);
 	free(f);
@@ -424,7 +462,7 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 
 	if (!f)
 		return -ENOMEM;
-	f->fd = -1;
+	f->fd = f->lock_fd = -1;
 	f->dev.ops = &file_ops;
 	f->dev.info.backend = "file";
 	f->dev.info.block = BLOCK;
@@ -435,6 +473,9 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 		ret = -ENOMEM;
 		goto fail;
 	}
+	ret = claim(f, o, err);
+	if (ret)
+		goto fail;
 	if (o->format || needs_create(o)) {
 		ret = create_image(o, err);
 		if (ret)
@@ -454,6 +495,12 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 	*out = &f->dev;
 	return 0;
 fail:
+	if (f->created && f->lock_fd >= 0) {
+		struct stat st;
+
+		if (!fstat(f->lock_fd, &st) && !st.st_size)
+			unlink(o->path);
+	}
 	file_close(&f->dev);
 	return ret;
 }

@@ -70,8 +70,9 @@ enum { IO_APPEND, IO_READ, IO_FLUSH, IO_RESET, IO_FINISH };
 
 struct nvme_dev {
 	struct zdev dev;
-	int fd;	 /* /dev/ngXnY: every command */
-	int zfd; /* /dev/nvmeXnY through libzbd: zone reports */
+	int fd;	      /* /dev/ngXnY: every command */
+	int zfd;      /* /dev/nvmeXnY through libzbd: zone reports */
+	int claim_fd; /* /dev/nvmeXnY open exclusively: the namespace is ours */
 	uint32_t nsid;
 	unsigned lba_shift;
 	uint32_t max_xfer; /* bytes one command may move */
@@ -338,6 +339,8 @@ static void nvme_close(struct zdev *d)
 		close(n->fd);
 	if (n->zfd >= 0)
 		zbd_close(n->zfd);
+	if (n->claim_fd >= 0)
+		close(n->claim_fd);
 	free(n->cap);
 	free(n->rep);
 	free(n);
@@ -465,7 +468,7 @@ int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 
 	if (!n)
 		return -ENOMEM;
-	n->fd = n->zfd = -1;
+	n->fd = n->zfd = n->claim_fd = -1;
 	n->dev.ops = &nvme_ops;
 	n->dev.info.backend = "nvme";
 	n->dev.info.ring_flags = IORING_SETUP_SQE128 | IORING_SETUP_CQE32;
@@ -496,6 +499,10 @@ int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "/dev/%s", blk);
+	/* The block device is the namespace's one claim, whichever node names it. */
+	ret = zdev_claim(path, &n->claim_fd, err);
+	if (ret)
+		goto fail;
 	errno = 0;
 	n->zfd = zbd_open(path, O_RDONLY | O_CLOEXEC, &zi);
 	if (n->zfd < 0) {

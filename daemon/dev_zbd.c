@@ -62,6 +62,7 @@ struct zstate {
 struct zbd_dev {
 	struct zdev dev;
 	int fd;
+	int claim_fd;	 /* the exclusive open that makes the device ours */
 	uint32_t max_io; /* bytes of one write */
 	struct zstate *zs;
 	struct zbd_zone *rep;
@@ -437,6 +438,8 @@ static void zbd_close_dev(struct zdev *d)
 
 	if (z->fd >= 0)
 		zbd_close(z->fd);
+	if (z->claim_fd >= 0)
+		close(z->claim_fd);
 	free(z->zs);
 	free(z->rep);
 	free(z);
@@ -470,9 +473,13 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 
 	if (!z)
 		return -ENOMEM;
+	z->fd = z->claim_fd = -1;
 	info = &z->dev.info;
 	z->dev.ops = &zbd_ops;
 	info->backend = "zbd";
+	ret = zdev_claim(o->path, &z->claim_fd, err);
+	if (ret)
+		goto fail;
 	errno = 0;
 	z->fd = zbd_open(o->path, O_RDWR | O_DIRECT | O_CLOEXEC, &zi);
 	if (z->fd < 0) {

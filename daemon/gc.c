@@ -7,10 +7,10 @@
 #include "record.h"
 #include "store.h"
 
-#define WINDOW	 (1u << 20)
-#define PACE_NS	 2000000 /* between windows when space is not short */
-#define RETRY_NS 1000000 /* waiting for gets still reading the victim */
-#define NONE	 UINT32_MAX
+#define WINDOW	  (1u << 20)
+#define PACE_NS	  2000000 /* between windows when space is not short */
+#define NONE	  UINT32_MAX
+#define COPY_KLEN 64 /* a key's length, as far as a copy's summary entry costs */
 
 enum { GC_IDLE, GC_SCAN, GC_CKPT, GC_FLUSH, GC_RESET };
 
@@ -41,10 +41,10 @@ int gc_init(struct gc *g, struct store *s, enum gc_policy policy)
 	g->rng = (uintptr_t)g ^ 0x9e3779b97f4a7c15ull;
 	/*
 	 * GC's buffers are its own: puts waiting for the room GC makes may hold the
-	 * whole pool, and GC must not wait for them.
+	 * whole pool, and GC must not wait for them. The window is sized at the
+	 * first victim, once the format's largest record is known.
 	 */
-	if (posix_memalign((void **)&g->win, ZREC_BLOCK, WINDOW) ||
-	    posix_memalign(&g->ckpt, ZREC_BLOCK, ZREC_BLOCK))
+	if (posix_memalign(&g->ckpt, ZREC_BLOCK, ZREC_BLOCK))
 		return -ENOMEM;
 	return 0;
 }
@@ -86,31 +86,81 @@ static unsigned low_water(const struct zones *zs)
 	return ZONES_RESERVE + 2;
 }
 
+/* What reclaiming z is expected to win: its dead records, and tombstones worth a try. */
+static uint64_t gain_of(const struct zone *z)
+{
+	return zone_garbage(z) + z->tombs;
+}
+
+/* What reclaiming z wins for what it costs (copying the rest). */
 static double score(const struct gc *g, const struct zone *z)
 {
-	double u = (double)z->live / z->cap;
+	double u = (double)zone_keep(z) / z->cap;
+	double gain = (double)gain_of(z) / z->cap;
 	double age = (double)(g->s->next_seq - z->max_seq) + 1;
 
 	if (g->policy == GC_GREEDY)
-		return 1 - u;
-	return (1 - u) * age / (1 + u);
+		return gain;
+	return gain * age / (1 + u);
+}
+
+/*
+ * Whether reclaiming z gains room net of what GC writes. The zone's unused
+ * end and its summary are no gain: the copies leave the same in GC's zone.
+ * What they cost besides their bytes: their entries in that zone's summary,
+ * and their share of its unused end (half a record, on average, each time it
+ * fills). Without this a full store of live data is copied round and round
+ * for nothing.
+ */
+static bool worth(const struct zone *z)
+{
+	uint64_t keep = zone_keep(z), avg = z->nrecs ? z->recs / z->nrecs : ZREC_BLOCK;
+	double copies = (double)keep / MAX(avg, ZREC_BLOCK);
+	uint64_t cost = (uint64_t)(copies * zones_entry_meta(COPY_KLEN) +
+				   (double)keep / z->cap * z->max_rec / 2);
+
+	return gain_of(z) >= z->cap / 64 + cost && gain_of(z) > z->stuck;
 }
 
 /* What GC can copy into without taking room from anyone: its zone's rest, and empty zones. */
-static uint64_t gc_room(const struct zones *zs)
+/* Room left in a zone for records of up to rec bytes: one may not fit at its end. */
+static uint64_t zone_room(const struct zone *z, uint64_t rec)
+{
+	uint64_t taken = z->used + z->meta + ZSUM_BASE_RESERVE + rec;
+
+	return taken < z->cap ? z->cap - taken : 0;
+}
+
+/*
+ * What GC can copy records of up to rec bytes into without taking room from
+ * anyone: its zone's rest, and the empty zones. Zone by zone: capacities may
+ * differ, and an offline zone's says nothing.
+ */
+static uint64_t gc_room(const struct zones *zs, uint64_t rec)
 {
 	uint64_t room = 0;
-	const struct zone *z = zs->gc_zone != NONE ? &zs->z[zs->gc_zone] : NULL;
 
-	/* Zone by zone: capacities may differ, and an offline zone's says nothing. */
 	for (uint32_t i = 0; i < zs->n; i++) {
-		if (zs->z[i].state == ZS_EMPTY && zs->z[i].cap > ZSUM_BASE_RESERVE)
-			room += zs->z[i].cap - ZSUM_BASE_RESERVE;
+		if (zs->z[i].state == ZS_EMPTY)
+			room += zone_room(&zs->z[i], rec);
 	}
-
-	if (z && z->used + z->meta + ZSUM_BASE_RESERVE < z->cap)
-		room += z->cap - z->used - z->meta - ZSUM_BASE_RESERVE;
+	if (zs->gc_zone != NONE)
+		room += zone_room(&zs->z[zs->gc_zone], rec);
 	return room;
+}
+
+/*
+ * Whether z holds the newest record on the device: a reset would then take
+ * the sequence counter's high mark with it, and a checkpoint must keep it.
+ */
+static bool holds_newest(const struct zones *zs, uint32_t zone)
+{
+	for (uint32_t i = 0; i < zs->n; i++) {
+		if (i != zone && zs->z[i].state != ZS_EMPTY &&
+		    zs->z[i].max_seq >= zs->z[zone].max_seq)
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -121,16 +171,20 @@ static uint64_t gc_room(const struct zones *zs)
 static uint32_t pick_victim(const struct gc *g)
 {
 	const struct zones *zs = &g->s->zones;
-	uint64_t room = gc_room(zs);
 	uint32_t best = NONE;
 	double best_score = 0;
 
 	for (uint32_t i = 0; i < zs->n; i++) {
 		const struct zone *z = &zs->z[i];
+		uint64_t keep = z->live + z->pending + z->held;
 		double sc;
 
-		if (z->state != ZS_FULL || z->live + z->cap / 64 >= z->cap ||
-		    z->live + z->live / 32 > room)
+		if (z->state != ZS_FULL || !worth(z))
+			continue;
+		/* Room for all of it (a tombstone expected to go may have to stay), and the
+		 * checkpoint. */
+		keep += keep / 32 + (holds_newest(zs, i) ? ZREC_BLOCK : 0);
+		if (keep > gc_room(zs, keep ? z->max_rec : 0))
 			continue;
 		sc = score(g, z);
 		if (best == NONE || sc > best_score) {
@@ -144,6 +198,23 @@ static uint32_t pick_victim(const struct gc *g)
 bool gc_can_free(const struct gc *g)
 {
 	return g->state != GC_IDLE || (!g->stopping && pick_victim(g) != NONE);
+}
+
+/* No window: no victim (GC tries again at the next kick). */
+static bool window(struct gc *g)
+{
+	uint32_t len = MAX(WINDOW, g->s->rec_limit);
+
+	if (g->win && g->win_cap >= len)
+		return true;
+	free(g->win);
+	g->win_cap = 0;
+	if (posix_memalign((void **)&g->win, ZREC_BLOCK, len)) {
+		g->win = NULL;
+		return false;
+	}
+	g->win_cap = len;
+	return true;
 }
 
 static bool urgent(const struct gc *g)
@@ -168,7 +239,7 @@ void gc_kick(struct gc *g)
 {
 	struct zones *zs = &g->s->zones;
 
-	if (g->state != GC_IDLE || g->stopping || !wanted(g))
+	if (g->state != GC_IDLE || g->stopping || g->s->dev_broken || !wanted(g) || !window(g))
 		return;
 	g->victim = pick_victim(g);
 	if (g->victim == NONE)
@@ -176,6 +247,8 @@ void gc_kick(struct gc *g)
 	zs->z[g->victim].state = ZS_RECLAIMING;
 	g->pos = 0;
 	g->failed = false;
+	/* Dead records, not just moved ones, go with it: tombstones kept for them may go too. */
+	g->dead = zone_garbage(&zs->z[g->victim]) > 0;
 	g->state = GC_SCAN;
 	step(g);
 }
@@ -217,17 +290,20 @@ static void step_later(struct gc *g, long ns)
 
 static void finish_victim(struct gc *g, bool reclaimed)
 {
+
 	struct store *s = g->s;
 	struct zone *z = &s->zones.z[g->victim];
 
 	if (reclaimed) {
-		zones_reset_done(&s->zones, g->victim);
+		zones_reset_done(&s->zones, g->victim, g->dead);
 		for (struct gc_drop *d = g->drops; d; d = d->next)
 			g->tombstones_dropped += zidx_forget(s->idx, d->key, d->klen, d->seq);
 		g->zones_reclaimed++;
 	} else {
 		z->state = ZS_FULL;
 		g->victims_given_up++;
+		/* Not again for nothing: only once more of it has died. */
+		z->stuck = gain_of(z);
 	}
 	free_drops(g);
 	g->victim = NONE;
@@ -260,7 +336,7 @@ static void ckpt_done(struct zdev_io *io)
 	struct gc *g = container_of(io, struct gc, io);
 
 	zones_append_done(&g->s->zones, g->ckpt_zone);
-	if (io->res < 0) {
+	if (io->res < 0 || store_landed(g->s, g->ckpt_zone, io->addr, ZREC_BLOCK)) {
 		finish_victim(g, false);
 		return;
 	}
@@ -274,6 +350,11 @@ static void checkpoint(struct gc *g)
 	struct store *s = g->s;
 	struct zrec r = { .type = ZREC_SEQ, .seq = s->next_seq - 1 };
 
+	if (!holds_newest(&s->zones, g->victim)) {
+		g->state = GC_FLUSH;
+		step(g);
+		return;
+	}
 	if (zones_reserve(&s->zones, ZC_GC, ZREC_BLOCK, 0, &g->ckpt_zone)) {
 		finish_victim(g, false);
 		return;
@@ -285,6 +366,19 @@ static void checkpoint(struct gc *g)
 
 /* --- copying --- */
 
+/*
+ * A copy failed: the victim is given up. A record longer than the device now
+ * takes in one append (written under a larger limit; -EINVAL) cannot move at
+ * all, a full host file system or the active zone limit is no zone's fault;
+ * any other error is GC's zone's.
+ */
+static void copy_failed(struct gc *g, uint32_t zone, int err)
+{
+	g->failed = true;
+	if (err != -EINVAL && err != -E2BIG && err != -EDQUOT && err != -EBUSY)
+		zones_retire(&g->s->zones, zone);
+}
+
 static void copy_done(struct zdev_io *io)
 {
 	struct gc_copy *cp = container_of(io, struct gc_copy, io);
@@ -293,19 +387,15 @@ static void copy_done(struct zdev_io *io)
 	struct zloc to = { io->addr, cp->r.len };
 
 	zones_append_done(&s->zones, cp->zone);
-	if (io->res < 0 || zones_of(&s->zones, io->addr) != cp->zone) {
-		zones_note_failed(&s->zones, cp->zone, cp->r.key, cp->r.klen);
-		if (io->res != -EDQUOT)
-			zones_retire(&s->zones, cp->zone);
+	if (io->res < 0) {
+		zones_note_failed(&s->zones, cp->zone, cp->r.key, cp->r.klen, cp->r.seq);
+		copy_failed(g, cp->zone, io->res);
+	} else if (store_landed(s, cp->zone, io->addr, cp->r.len)) {
 		g->failed = true;
 	} else {
 		/* On the media now, moved or not: its zone's summary and filter must list it. */
 		zones_note(&s->zones, &cp->r, io->addr);
-		if (zidx_relocate(s->idx, cp->r.key, cp->r.klen, cp->r.seq, cp->r.chunk, cp->from,
-				  to)) {
-			zones_sub_live(&s->zones, cp->from, cp->r.len);
-			zones_add_live(&s->zones, io->addr, cp->r.len);
-		}
+		store_moved(s, &cp->r, cp->from, to);
 		g->bytes_moved += cp->r.len;
 		g->records_moved++;
 	}
@@ -351,8 +441,12 @@ static bool is_live(const struct gc *g, const struct zrec *r, uint64_t addr)
 /* A tombstone may go when nothing it hides can be left anywhere, now or later. */
 static bool tombstone_droppable(const struct gc *g, const struct zrec *r)
 {
-	return store_oldest_put(g->s) > r->seq &&
-	       !zones_may_hold(&g->s->zones, g->victim, r->key, r->klen);
+	/*
+	 * An operation in flight on the key may hold an older record in the
+	 * victim itself, which GC then copies out: it would outlive its tombstone.
+	 */
+	return store_oldest_put(g->s) > r->seq && !store_key_held(g->s, r->key, r->klen) &&
+	       !zones_may_hold(&g->s->zones, g->victim, r->key, r->klen, r->seq);
 }
 
 static int drop_later(struct gc *g, const struct zrec *r)
@@ -369,11 +463,20 @@ static int drop_later(struct gc *g, const struct zrec *r)
 	return 0;
 }
 
+/*
+ * A record stays if the index points at it, or a put, delete or get in
+ * flight holds it: a record is live from the moment it lands.
+ */
 static int handle(struct gc *g, const struct zrec *r, uint64_t addr, const uint8_t *rec)
 {
-	if ((r->type != ZREC_PUT && r->type != ZREC_DEL) || !is_live(g, r, addr))
+	bool held;
+
+	if (r->type != ZREC_PUT && r->type != ZREC_DEL)
 		return 0;
-	if (r->type == ZREC_DEL && tombstone_droppable(g, r))
+	held = store_holds(g->s, r, addr);
+	if (!held && !is_live(g, r, addr))
+		return 0;
+	if (!held && r->type == ZREC_DEL && tombstone_droppable(g, r))
 		return drop_later(g, r);
 	return copy(g, r, addr, rec);
 }
@@ -398,6 +501,11 @@ static uint32_t sweep(struct gc *g)
 			off += ZREC_BLOCK;
 			continue;
 		}
+		/* Torn: records that landed after its short write may lie inside its length. */
+		if (zrec_verify_data(&r)) {
+			off += ZREC_BLOCK;
+			continue;
+		}
 		if (handle(g, &r, zstart + g->pos + off, g->win + off))
 			g->failed = true;
 		off += r.len;
@@ -409,6 +517,7 @@ static void read_done(struct zdev_io *io)
 {
 	struct gc *g = container_of(io, struct gc, io);
 
+	/* What cannot be read cannot be copied: the victim stays. */
 	if (io->res < 0)
 		g->failed = true;
 	else
@@ -426,12 +535,13 @@ static void scan_next(struct gc *g)
 		finish_victim(g, false);
 		return;
 	}
-	if (g->pos >= z->cap) {
+	/* Its records end where its summary begins: never read what was not written. */
+	if (g->pos >= z->data_end) {
 		g->state = GC_CKPT;
 		step(g);
 		return;
 	}
-	g->win_len = MIN(WINDOW, z->cap - g->pos);
+	g->win_len = MIN(g->win_cap, z->data_end - g->pos);
 	g->io.done = read_done;
 	zdev_read(s->dev, z->start + g->pos, g->win, g->win_len, &g->io);
 }
@@ -461,12 +571,17 @@ static void step(struct gc *g)
 		zdev_flush(s->dev, &g->io);
 		break;
 	case GC_RESET:
-		if (s->zones.z[g->victim].readers) {
-			step_later(g, RETRY_NS);
+		/* A get's read in flight there: gc_unpinned comes back once it ends. */
+		if (s->zones.z[g->victim].readers)
 			return;
-		}
 		g->io.done = reset_done;
 		zdev_reset(s->dev, g->victim, &g->io);
 		break;
 	}
+}
+
+void gc_unpinned(struct gc *g, uint32_t zone)
+{
+	if (g->state == GC_RESET && g->victim == zone)
+		step(g);
 }

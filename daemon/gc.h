@@ -37,10 +37,12 @@ struct gc {
 	uint32_t victim;
 	uint64_t pos; /* next byte of the victim to read, zone relative */
 	uint8_t *win;
+	uint32_t win_cap; /* at least the format's largest record */
 	uint32_t win_len;
 	unsigned copies; /* copies from the window in flight */
 	bool paced;
-	bool failed; /* a copy failed: the victim is given up */
+	bool failed; /* a copy failed: the victim is given up until more of it dies */
+	bool dead;   /* the victim held dead records when it was picked */
 	struct zdev_io io;
 	void *ckpt; /* the sequence checkpoint being written */
 	uint32_t ckpt_zone;
@@ -63,6 +65,8 @@ void gc_done(struct gc *g);
 void gc_kick(struct gc *g);
 /* Whether reclaiming is under way or could free a zone now. */
 bool gc_can_free(const struct gc *g);
+/* The last read in flight from zone ended: a victim waiting for it may be reset. */
+void gc_unpinned(struct gc *g, uint32_t zone);
 /* No new victims; the current one is given up after its copies in flight. */
 void gc_stop(struct gc *g);
 bool gc_idle(const struct gc *g);

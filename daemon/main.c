@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "dev.h"
+#ifdef ZAPD_FAULT
+#include "dev_fault.h"
+#endif
 #include "log.h"
 #include "options.h"
 #include "pool.h"
@@ -40,6 +43,7 @@ struct zapd {
 	struct zpool pool;
 	struct store store;
 	struct server srv;
+	bool failed; /* stopping for a fault, not asked to: exit status 1 */
 };
 
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
@@ -50,6 +54,21 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		   sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	svc_notify(&d->svc, "STOPPING=1\nSTATUS=stopping: answering in-flight requests");
 	server_stop(&d->srv);
+}
+
+/*
+ * The kernel refuses the ring's submissions: requests in flight can never
+ * end. Acknowledged data is on the media; a restart (systemd's, on exit
+ * status 1) serves it again.
+ */
+static void on_ring_error(void *arg, int err)
+{
+	struct zapd *d = arg;
+
+	log_err(&d->log, "io_uring: cannot submit I/O (%s): stopping", strerror(-err));
+	svc_notify(&d->svc, "STATUS=failed: io_uring submission: %s", strerror(-err));
+	d->failed = true;
+	event_base_loopexit(d->base, NULL);
 }
 
 /* Keep-alives come from the event loop itself: a loop that hangs stops them. */
@@ -233,9 +252,20 @@ static int setup_io(struct zapd *d, struct zerr *err)
 	ret = zdev_open(&dopt, &d->dev, err);
 	if (ret)
 		return ret;
+#ifdef ZAPD_FAULT
+	/* The test build: ZAPPEND_FAULT puts the device behind one that injects faults. */
+	if (getenv("ZAPPEND_FAULT")) {
+		ret = zdev_fault_wrap(getenv("ZAPPEND_FAULT"), &dopt, &d->dev, err);
+		if (ret)
+			return ret;
+		log_warn(&d->log, "fault injection on: ZAPPEND_FAULT=%s", getenv("ZAPPEND_FAULT"));
+	}
+#endif
 	ret = zring_init(&d->ring, d->base, RING_ENTRIES, d->dev->info.ring_flags);
 	if (ret)
 		return zerr_set(err, ret, "io_uring: %s", strerror(-ret));
+	d->ring.on_error = on_ring_error;
+	d->ring.error_arg = d;
 	ret = zpool_init(&d->pool, d->opt.buffer_pool, MIN(d->opt.buffer_pool, 1 * MiB));
 	if (ret)
 		return zerr_set(err, ret, "cannot allocate the buffer pool: %s", strerror(-ret));
@@ -257,6 +287,7 @@ static int setup_store(struct zapd *d, struct zerr *err)
 		.open_zones = d->opt.open_zones,
 		.gc_policy = d->opt.gc_policy,
 		.rescan = d->opt.rescan,
+		.log = &d->log,
 	};
 	int ret = store_init(&d->store, d->dev, &d->ring, &d->pool, &cfg);
 
@@ -433,5 +464,5 @@ int main(int argc, char **argv)
 	event_base_dispatch(d->base);
 	log_notice(&d->log, "stopped");
 	teardown(d);
-	return 0;
+	return d->failed ? 1 : 0;
 }

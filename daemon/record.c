@@ -49,6 +49,8 @@ static int sane(const struct zrec *r)
 	case ZREC_SUMMARY:
 	case ZREC_SEQ:
 		return 1;
+	case ZREC_PAD:
+		return r->klen == 0;
 	default:
 		return 0;
 	}

@@ -28,6 +28,7 @@ enum zrec_type {
 	ZREC_SUPER = 3,
 	ZREC_SUMMARY = 4,
 	ZREC_SEQ = 5, /* a checkpoint of the sequence counter, so it never goes back */
+	ZREC_PAD = 6, /* zeros before a zone's summary, so that it ends at the zone's end */
 };
 
 struct zrec {

@@ -17,7 +17,11 @@
 #include "recovery.h"
 #include "summary.h"
 
-#define SCAN_BUF (4 * MiB)
+/* How far sequence numbers jump past the highest seen when records could not be read. */
+#define SEQ_AFTER_LOSS (1ull << 32)
+
+/* Every record fits: no format allows a longer one. */
+#define SCAN_BUF ZSUPER_REC_LIMIT
 
 /* A chunk of a multi-record value, held until all its siblings are found. */
 struct part {
@@ -37,12 +41,47 @@ struct scan {
 	size_t nparts, cparts;
 	uint32_t written; /* zones with records */
 	bool reserved;	  /* the index made room for all of them */
+	uint64_t bad;	  /* bytes of the zone being scanned that could not be read */
+	uint64_t bad_at;  /* the first of them, zone relative */
 };
+
+/* Reads that fail are tried again before anything is given up: the fault may pass. */
+#define READ_TRIES 3
+
+/*
+ * Reads len bytes at addr into buf. What the device fails to read is read
+ * again in halves, down to single blocks; a block that still fails reads as
+ * zeros, where no record starts, and counts in sc->bad: one bad block costs
+ * the records in it, not the start.
+ */
+static int read_salvage(struct scan *sc, uint64_t addr, uint8_t *buf, uint32_t len)
+{
+	uint32_t half;
+	int ret;
+
+	for (int i = 0; i < READ_TRIES; i++) {
+		ret = zdev_read_sync(sc->s->dev, addr, buf, len);
+		if (ret >= 0 || ret == -ENOMEM)
+			return ret < 0 ? ret : 0;
+		if (len > ZREC_BLOCK)
+			break; /* the halves get their own tries */
+	}
+	if (len <= ZREC_BLOCK) {
+		memset(buf, 0, len);
+		if (!sc->bad)
+			sc->bad_at = addr % sc->s->zones.zone_size;
+		sc->bad += len;
+		return 0;
+	}
+	half = len / 2 / ZREC_BLOCK * ZREC_BLOCK;
+	ret = read_salvage(sc, addr, buf, half);
+	return ret ? ret : read_salvage(sc, addr + half, buf + half, len - half);
+}
 
 static int load(struct scan *sc, uint64_t addr, uint64_t end)
 {
 	uint32_t len = MIN(SCAN_BUF, end - addr);
-	int ret = zdev_read_sync(sc->s->dev, addr, sc->buf, len);
+	int ret = read_salvage(sc, addr, sc->buf, len);
 
 	if (ret < 0)
 		return ret;
@@ -95,7 +134,7 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 	 * Nothing this daemon writes looks like this (a record no buffer can
 	 * hold, a sequence number past the index's): damage, or not ours.
 	 */
-	if (r->seq > ZIDX_MAX_SEQ || r->len > sc->s->rec_max) {
+	if (r->seq > ZIDX_MAX_SEQ || r->len > sc->s->rec_limit) {
 		sc->s->st.torn_records++;
 		return 0;
 	}
@@ -117,14 +156,30 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 	}
 }
 
+static int last_written(struct scan *sc, const struct zone *z, uint64_t *end);
+
+/*
+ * Reads the zone's records up to its write pointer; a full zone's (whose
+ * write pointer says nothing) up to its last written block. What cannot be
+ * read is skipped, said once, and makes the zone's keys unknown, so that GC
+ * keeps every tombstone that records there might need.
+ */
 static int scan_zone(struct scan *sc, struct zone *z)
 {
-	uint64_t pos = z->start, end = z->start + MIN(z->used, z->cap);
-	bool any = false;
+	uint64_t pos = z->start, end = z->start + MIN(z->used, z->cap), last = 0;
+	uint32_t zone = zones_of(&sc->s->zones, z->start);
 	struct zrec r;
 	int ret;
 
+	if (z->state == ZS_FULL) {
+		z->data_end = 0;
+		ret = last_written(sc, z, &last);
+		if (ret)
+			return ret;
+		end = z->start + last;
+	}
 	sc->len = 0;
+	sc->bad = 0;
 	while (pos < end) {
 		if (pos < sc->at || pos + ZREC_BLOCK > sc->at + sc->len) {
 			ret = load(sc, pos, end);
@@ -143,22 +198,30 @@ static int scan_zone(struct scan *sc, struct zone *z)
 			zrec_parse(sc->buf, sc->len, sc->s->tag, &r);
 		}
 		if (zrec_verify_data(&r)) {
-			/* The header is intact, so its length is right: skip the whole record. */
+			/*
+			 * Torn: a write cut short moves the zone's write pointer only
+			 * past what it wrote, so appends in flight beside it may have
+			 * landed inside the length its header claims. Look there too.
+			 */
 			sc->s->st.torn_records++;
-		} else {
-			ret = found(sc, &r, pos);
-			if (ret)
-				return ret;
-			any = true;
+			pos += ZREC_BLOCK;
+			continue;
 		}
+		ret = found(sc, &r, pos);
+		if (ret)
+			return ret;
 		pos += r.len;
+		z->data_end = MAX(z->data_end, pos - z->start);
 	}
-	/*
-	 * Nothing of ours in it (a read-only zone from before a format): an empty
-	 * filter, where none would make GC take the zone to hold every key.
-	 */
-	if (!any && !z->keys.bits)
-		zbloom_init(&z->keys, 1);
+	if (sc->bad) {
+		store_log(sc->s, LOG_WARNING,
+			  "zone %u: %llu bytes could not be read (the first at offset %llu): the "
+			  "records there are lost, and a key whose newest version was there reads "
+			  "as the version before",
+			  zone, (unsigned long long)sc->bad, (unsigned long long)sc->bad_at);
+		sc->s->st.unreadable_bytes += sc->bad;
+		zones_forget_keys(&sc->s->zones, zone);
+	}
 	return 0;
 }
 
@@ -219,18 +282,51 @@ static int assemble(struct scan *sc)
 
 static int count_live(const void *key, size_t klen, const struct zent *e, void *arg)
 {
-	struct zones *zs = arg;
-
-	for (uint32_t i = 0; i < MAX(e->nchunks, 1u); i++)
-		zones_add_live(zs, zent_chunk(e, i)->addr, zent_chunk(e, i)->len);
+	/* Whether GC tried to drop a tombstone before is not known: worth a try. */
+	zones_add_entry(arg, e, false);
 	return 0;
+}
+
+/*
+ * The superblock's copies, ZSUPER_GAP apart (so that one bad block or page
+ * takes one copy at most), with zeros between them, each append within what
+ * the device takes in one.
+ */
+static int write_super(struct store *s, const struct zdev_zone *mz, uint32_t meta)
+{
+	uint32_t step = MIN(ZSUPER_GAP, s->dev->info.max_append) / ZREC_BLOCK * ZREC_BLOCK;
+	uint64_t pos = 0, end = (ZSUPER_COPIES - 1) * ZSUPER_GAP + ZREC_BLOCK;
+	uint8_t *buf, *zeros;
+	int ret = 0;
+
+	if (posix_memalign((void **)&buf, ZREC_BLOCK, step))
+		return -ENOMEM;
+	if (posix_memalign((void **)&zeros, ZREC_BLOCK, step)) {
+		free(buf);
+		return -ENOMEM;
+	}
+	memset(zeros, 0, step);
+	memset(buf, 0, step);
+	zsuper_encode(&s->sb, buf);
+	while (ret >= 0 && pos < end) {
+		bool copy = pos % ZSUPER_GAP == 0;
+		uint32_t len = MIN(copy ? step : ZSUPER_GAP - pos % ZSUPER_GAP, end - pos);
+		uint64_t addr;
+
+		len = MIN(len, step);
+		ret = zdev_append_sync(s->dev, meta, copy ? buf : zeros, len, &addr);
+		if (ret >= 0 && addr != mz->start + pos)
+			ret = -EIO;
+		pos += len;
+	}
+	free(buf);
+	free(zeros);
+	return ret < 0 ? ret : 0;
 }
 
 static int format(struct store *s, struct zdev_zone *dz, uint32_t meta, struct zerr *err)
 {
 	const struct zdev_info *info = &s->dev->info;
-	uint8_t *buf = NULL;
-	uint64_t addr;
 	int ret;
 
 	for (uint32_t i = 0; i < info->nr_zones; i++) {
@@ -246,14 +342,11 @@ static int format(struct store *s, struct zdev_zone *dz, uint32_t meta, struct z
 			return zerr_set(err, ret, "format: cannot reset zone %u: %s", i,
 					strerror(-ret));
 	}
-	zsuper_new(&s->sb, info);
-	if (posix_memalign((void **)&buf, ZREC_BLOCK, ZREC_BLOCK))
-		return -ENOMEM;
-	zsuper_encode(&s->sb, buf);
-	ret = zdev_append_sync(s->dev, meta, buf, ZREC_BLOCK, &addr);
-	free(buf);
-	if (ret >= 0 && addr != dz[meta].start)
-		ret = -EIO;
+	if (dz[meta].cap < (ZSUPER_COPIES - 1) * ZSUPER_GAP + ZREC_BLOCK)
+		return zerr_set(err, -EINVAL, "format: zone %u is too small for the superblock",
+				meta);
+	zsuper_new(&s->sb, info, s->rec_max);
+	ret = write_super(s, &dz[meta], meta);
 	if (ret >= 0)
 		ret = zdev_flush_sync(s->dev);
 	/* Full, the superblock's zone counts against no limit on open or active zones. */
@@ -276,6 +369,30 @@ static bool all_empty(const struct zdev_zone *dz, uint32_t n)
 	return true;
 }
 
+/*
+ * The first copy of the superblock that reads and checks out; a read error
+ * wins over a copy that is not ours in what is reported, as it says more.
+ */
+static int read_copies(struct store *s, const struct zdev_zone *mz, uint8_t *buf)
+{
+	int ret = -EBADMSG, first = 0;
+
+	for (uint32_t i = 0; i < ZSUPER_COPIES && i * ZSUPER_GAP + ZREC_BLOCK <= mz->cap; i++) {
+		ret = zdev_read_sync(s->dev, mz->start + i * ZSUPER_GAP, buf, ZREC_BLOCK);
+		if (ret >= 0)
+			ret = zsuper_decode(buf, ZREC_BLOCK, &s->sb);
+		if (!ret || ret == -EPROTONOSUPPORT) {
+			if (!ret && i)
+				store_log(s, LOG_WARNING, "superblock copy 0 %s: using copy %u",
+					  first == -EBADMSG ? "is damaged" : "cannot be read", i);
+			return ret;
+		}
+		if (!first || ret != -EBADMSG)
+			first = ret;
+	}
+	return first;
+}
+
 static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct zerr *err)
 {
 	const struct zdev_info *info = &s->dev->info;
@@ -289,9 +406,7 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
 		return format(s, dz, meta, err);
 	if (posix_memalign((void **)&buf, ZREC_BLOCK, ZREC_BLOCK))
 		return -ENOMEM;
-	ret = zdev_read_sync(s->dev, dz[meta].start, buf, ZREC_BLOCK);
-	if (ret >= 0)
-		ret = zsuper_decode(buf, ZREC_BLOCK, &s->sb);
+	ret = read_copies(s, &dz[meta], buf);
 	free(buf);
 	if (ret == -EPROTONOSUPPORT)
 		return zerr_set(err, ret, "formatted by a newer zappend (format version %u)",
@@ -358,8 +473,9 @@ static int read_part(struct scan *sc, const struct zone *z, uint64_t off, uint64
 	} else {
 		if (posix_memalign((void **)own, ZREC_BLOCK, len))
 			return -ENOMEM;
-		ret = zdev_read_sync(sc->s->dev, z->start + off, *own, len);
-		if (ret < 0)
+		/* A part that cannot be read is a summary that cannot be used. */
+		ret = -EBADMSG;
+		if (zdev_read_sync(sc->s->dev, z->start + off, *own, len) < 0)
 			goto fail;
 		at = *own;
 	}
@@ -381,10 +497,32 @@ struct parts {
 	unsigned n;
 };
 
-static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps)
+/*
+ * Where the zone's summary ends: at the zone's capacity, where this version
+ * pads it to, so that one read finds it and nothing unwritten is read; else
+ * (a store of format version 1, a zone finished in a hurry) just past its
+ * last written block. The window read stays in sc->buf.
+ */
+static int summary_end(struct scan *sc, const struct zone *z, uint64_t *end)
+{
+	uint64_t lo = z->cap > SCAN_BUF ? z->cap - SCAN_BUF : 0;
+	int ret = load(sc, z->start + lo, z->start + z->cap);
+
+	if (ret)
+		return ret;
+	if (z->cap >= ZREC_BLOCK &&
+	    zsum_footer_get(sc->buf + (z->cap - ZREC_BLOCK - lo), sc->s->tag)) {
+		*end = z->cap;
+		return 0;
+	}
+	return last_written(sc, z, end);
+}
+
+/* Reads the summary's parts into ps; *first: where the first part, and so the summary, begins. */
+static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps, uint64_t *first)
 {
 	uint64_t end, off, len;
-	int ret = last_written(sc, z, &end);
+	int ret = summary_end(sc, z, &end);
 
 	if (ret || end < ZREC_BLOCK)
 		return ret ? ret : -EBADMSG;
@@ -403,8 +541,10 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps)
 		ps->n++;
 		if (r->seq <= ZIDX_MAX_SEQ)
 			sc->max_seq = MAX(sc->max_seq, r->seq);
-		if (r->voff == ZSUM_NONE)
+		if (r->voff == ZSUM_NONE) {
+			*first = off;
 			return 0;
+		}
 		/* The part before: its header says how long it is. */
 		off = r->voff;
 		if (off + ZREC_BLOCK > z->cap)
@@ -478,11 +618,12 @@ static int use_summary(struct scan *sc, struct zone *z)
 {
 	struct parts *ps = calloc(1, sizeof(*ps));
 	size_t entries = 0;
+	uint64_t first = 0;
 	int ret;
 
 	if (!ps)
 		return -ENOMEM;
-	ret = read_parts(sc, z, ps);
+	ret = read_parts(sc, z, ps, &first);
 	if (!ret)
 		ret = check_parts(z, ps, &entries);
 	if (!ret) {
@@ -497,6 +638,7 @@ static int use_summary(struct scan *sc, struct zone *z)
 		}
 		/* The key filter at its final size (failing that, notes make a large one). */
 		zbloom_init(&z->keys, entries);
+		z->data_end = first;
 		ret = feed_parts(sc, z, ps);
 	}
 	for (unsigned i = 0; i < ps->n; i++)
@@ -537,8 +679,6 @@ static int scan_all(struct store *s, struct zerr *err)
 	for (uint32_t i = 0; i < s->zones.n && !ret; i++) {
 		if (s->zones.z[i].state != ZS_META && s->zones.z[i].used)
 			ret = recover_zone(&sc, &s->zones.z[i]);
-		if (ret == -EIO)
-			zerr_set(err, ret, "zone %u: cannot read it back: %s", i, strerror(-ret));
 	}
 	if (!ret)
 		ret = assemble(&sc);
@@ -546,12 +686,45 @@ static int scan_all(struct store *s, struct zerr *err)
 		zidx_fit(s->idx);
 		zidx_foreach(s->idx, count_live, &s->zones);
 	}
-	s->next_seq = sc.max_seq + 1;
+	/*
+	 * Records that could not be read may carry sequence numbers above all
+	 * those seen: new ones must stay above them, should they read again.
+	 */
+	s->next_seq = sc.max_seq + 1 + (s->st.unreadable_bytes ? SEQ_AFTER_LOSS : 0);
 	for (size_t i = 0; i < sc.nparts; i++)
 		free(sc.parts[i].key);
 	free(sc.parts);
 	free(sc.buf);
 	return ret;
+}
+
+/* A key of this length or shorter leaves a tiled zone no record short. */
+#define TILE_KLEN 64
+
+/*
+ * Records of a large value tile a zone: n of the largest length that fits n
+ * times, where records of the largest length the device takes would leave
+ * up to one of them unused at the end of every zone (a quarter of a 4 MiB
+ * zone). Zones are alike; the first data zone speaks for them.
+ */
+static void tile_records(struct store *s)
+{
+	const struct zones *zs = &s->zones;
+	uint64_t avail, n, len;
+	uint32_t i;
+
+	for (i = 0; i < zs->n && (zs->z[i].state == ZS_META || zs->z[i].state == ZS_CONV ||
+				  zs->z[i].state == ZS_OFFLINE);
+	     i++)
+		;
+	if (i == zs->n || zs->z[i].cap <= ZSUM_BASE_RESERVE)
+		return;
+	avail = zs->z[i].cap - ZSUM_BASE_RESERVE;
+	n = DIV_UP(avail, s->rec_max);
+	len = (avail - n * zones_entry_meta(TILE_KLEN)) / n / ZREC_BLOCK * ZREC_BLOCK;
+	/* Never so short that a value takes many more records than it must. */
+	if (len >= s->rec_max / 2 && len < s->rec_max)
+		s->rec_max = len;
 }
 
 int store_mount(struct store *s, bool force_format, struct zerr *err)
@@ -572,9 +745,14 @@ int store_mount(struct store *s, bool force_format, struct zerr *err)
 	if (ret < 0)
 		goto out;
 	s->tag = zsuper_tag(&s->sb);
+	/* Records are read up to the format's limit, and written within it and the device's. */
+	s->rec_limit = s->sb.rec_max;
+	s->rec_max = MIN(s->rec_max, s->sb.rec_max);
 	ret = store_zones_init(s, dz);
-	if (!ret)
+	if (!ret) {
+		tile_records(s);
 		ret = scan_all(s, err);
+	}
 	if (!ret) {
 		/* More zones written to than the device lets be active: finish the fullest. */
 		zones_fit_limits(&s->zones);

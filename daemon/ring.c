@@ -63,11 +63,26 @@ int zring_submit(struct zring *r)
 	return 0;
 }
 
+/*
+ * Operations the kernel will not take never complete: whatever waits on them
+ * would wait forever. Said once; the daemon stops.
+ */
+static void submit_failed(struct zring *r, int err)
+{
+	if (r->error)
+		return;
+	r->error = err;
+	if (r->on_error)
+		r->on_error(r->error_arg, err);
+}
+
 static void on_submit(evutil_socket_t fd, short what, void *arg)
 {
 	struct zring *r = arg;
+	int ret = zring_submit(r);
 
-	zring_submit(r);
+	if (ret < 0)
+		submit_failed(r, ret);
 }
 
 static void on_cq(evutil_socket_t fd, short what, void *arg)
@@ -144,14 +159,19 @@ int zring_register_buffer(struct zring *r, void *base, size_t len)
 void zring_drain(struct zring *r)
 {
 	struct io_uring_cqe *cqe;
+	int ret = zring_submit(r);
 
-	zring_submit(r);
-	while (r->inflight || r->backlog) {
+	if (ret < 0)
+		submit_failed(r, ret);
+	/* What was never submitted cannot be waited for. */
+	while (r->inflight || (r->backlog && !r->error)) {
 		if (io_uring_wait_cqe(&r->ring, &cqe) < 0)
 			break;
 		reap(r);
 		fill_backlog(r);
-		zring_submit(r);
+		ret = zring_submit(r);
+		if (ret < 0)
+			submit_failed(r, ret);
 	}
 }
 

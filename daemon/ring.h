@@ -33,6 +33,10 @@ struct zring {
 	unsigned inflight; /* submitted, not completed */
 	bool fixed_buffers;
 	bool up;
+	int error; /* submission failed for good: nothing queued will complete */
+	/* Called once, when submission fails for good (set by the daemon, may be NULL). */
+	void (*on_error)(void *arg, int err);
+	void *error_arg;
 };
 
 /* setup_flags: IORING_SETUP_* the device needs (SQE128 and CQE32 for NVMe passthrough). */
@@ -45,7 +49,10 @@ int zring_register_buffer(struct zring *r, void *base, size_t len);
 /* Queues op; it is submitted at the end of this turn of the event loop. */
 void zring_queue(struct zring *r, struct zring_op *op);
 
-/* Submits what is queued now (the loop does it anyway; shutdown needs it sooner). */
+/*
+ * Submits what is queued now (the loop does it anyway; shutdown needs it
+ * sooner). 0, or -errno when the kernel refuses for good.
+ */
 int zring_submit(struct zring *r);
 
 /* Waits for and handles completions until nothing is in flight (shutdown). */

@@ -359,6 +359,7 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "errors", st->st.errors);
 	stat_u(a, "corrupt_records", st->st.corrupt);
 	stat_u(a, "torn_records", st->st.torn_records);
+	stat_u(a, "unreadable_bytes", st->st.unreadable_bytes);
 	stat_u(a, "recovered_records", st->st.recovered_records);
 	stat_d(a, "recovery_seconds", st->st.recovery_seconds);
 	stat_u(a, "recovery_zones_scanned", st->st.zones_scanned);
@@ -415,7 +416,11 @@ static void do_zones(struct conn *c, const Zappend__Request *rq)
 		zi[i].state = (char *)zone_state_name(z->state);
 		zi[i].start = z->start;
 		zi[i].capacity = z->cap;
-		zi[i].write_pointer = MIN(z->used, z->cap);
+		/* What is written, as the device counts it: not the room handed out. */
+		zi[i].write_pointer = z->state == ZS_OPEN || z->state == ZS_CLOSED ||
+					      z->state == ZS_FILLING || z->state == ZS_EMPTY
+					  ? z->wp
+					  : MIN(z->used, z->cap);
 		zi[i].live_bytes = z->live;
 		zi[i].inflight = z->inflight;
 		zp[i] = &zi[i];

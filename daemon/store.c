@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "log.h"
 #include "record.h"
 
 /*
@@ -81,6 +82,9 @@ struct zput {
 	struct store_waiter *held_waiter; /* the feeder, waiting for held to go down */
 	struct zput *next;
 	struct zput *older, *newer; /* all puts in flight, by seq */
+	struct zhold h;		    /* by key: for the ordering rule and GC */
+	struct zget *waiters;	    /* gets received after it, waiting for it to end */
+	struct zput *dnext;	    /* next in the deferred list of a get received before it */
 	uint16_t klen;
 	uint8_t key[];
 };
@@ -89,16 +93,26 @@ struct zget {
 	struct store *s;
 	zget_fn fn;
 	void *arg;
+	uint64_t barrier; /* puts and deletes with a lower seq were received before it */
 	uint64_t seq;
 	uint64_t vlen;
 	uint32_t nchunks;
 	uint32_t next;
-	struct zloc *locs; /* &one for a value in one record */
+	struct zloc *locs; /* &one for a value in one record; GC keeps them current */
 	struct zloc one;
 	void *buf;
 	uint32_t alloc;
+	uint32_t rd_zone; /* of the read in flight */
+	bool heap;	  /* buf is from the heap: a record longer than any pool buffer */
 	bool reading;
 	bool aborted;
+	bool held;    /* h is in the table */
+	bool finding; /* no version yet: waiting for what was received before it */
+	struct zhold h;
+	bool dead;	       /* its version died: counted in its zones' held bytes */
+	struct zput *wait_on;  /* a put or delete received before it, still in flight */
+	struct zget *wnext;    /* the next get waiting on it */
+	struct zput *deferred; /* puts received after it, committed once it has its version */
 	struct zdev_io io;
 	struct store_waiter w;
 	struct store_budget *budget;
@@ -188,24 +202,45 @@ static void buf_put(struct store *s, void *buf, uint32_t len, struct store_budge
 
 /* --- zones --- */
 
-static bool inside_zone(const struct store *s, uint32_t zone, uint64_t addr, uint32_t len)
+/*
+ * The device said an append landed where it cannot have: nothing it says
+ * can be trusted any more, so nothing more is written to it (reads go on:
+ * every record read is verified). Every put from now on fails.
+ */
+static void device_broken(struct store *s, uint32_t zone, uint64_t addr, uint32_t len)
 {
-	const struct zone *z = &s->zones.z[zone];
+	if (s->dev_broken)
+		return;
+	s->dev_broken = true;
+	store_log(s, LOG_ERR,
+		  "the device returned an impossible address for an append (zone %u, address "
+		  "%llu, %u bytes): no more writes to it; puts and deletes fail with IO_ERROR",
+		  zone, (unsigned long long)addr, len);
+}
 
-	return addr >= z->start && addr + len <= z->start + z->cap && addr % ZREC_BLOCK == 0;
+int store_landed(struct store *s, uint32_t zone, uint64_t addr, uint32_t len)
+{
+	if (zones_of(&s->zones, addr) == zone && !zones_landed(&s->zones, zone, addr, len))
+		return 0;
+	device_broken(s, zone, addr, len);
+	return -EIO;
 }
 
 /*
  * A zone that takes no more appends gets its summary, then is finished:
  * flush (so every record the summary lists is on stable media before the
- * summary is), append the summary parts one after another (each names the one
- * before), finish. Any failure skips to the finish: a restart then scans the
- * zone instead.
+ * summary is), pad the zone so that the summary ends exactly at its
+ * capacity, append the summary parts one after another (each names the one
+ * before), finish. The summary's last block is the zone's last: a restart
+ * finds it with one read, and never reads what was not written. Any failure
+ * skips to the finish: a restart then scans the zone instead. The op is the
+ * zone's own, so that finishing a zone never waits for memory.
  */
 struct zone_op {
 	struct zdev_io io;
 	struct store *s;
 	uint32_t zone;
+	uint64_t pad;  /* bytes of padding still to write */
 	size_t pos;    /* summary bytes written */
 	uint64_t prev; /* offset of the part before, in the zone */
 	void *buf;
@@ -217,7 +252,6 @@ static void zone_op_end(struct zone_op *op, bool ok)
 
 	zones_finished(&s->zones, op->zone, ok);
 	s->busy--;
-	free(op);
 	if (s->waiters.head)
 		wake(&s->waiters);
 	/* An active zone less: appends waiting for the device's limits may go. */
@@ -238,31 +272,54 @@ static void zone_finish(struct zone_op *op)
 	zdev_finish(op->s->dev, op->zone, &op->io);
 }
 
+/* Not from the pool: a zone's end comes once a zone, not worth a wait for pool memory. */
+static void *meta_buf(uint32_t len)
+{
+	void *buf;
+
+	if (posix_memalign(&buf, ZREC_BLOCK, len))
+		return NULL;
+	memset(buf, 0, len);
+	return buf;
+}
+
 static void summary_next(struct zone_op *op);
+static void pad_next(struct zone_op *op);
+
+static bool meta_landed(struct zone_op *op, struct zdev_io *io)
+{
+	free(op->buf);
+	op->buf = NULL;
+	return io->res >= 0 && !store_landed(op->s, op->zone, io->addr, io->len);
+}
 
 static void part_done(struct zdev_io *io)
 {
 	struct zone_op *op = container_of(io, struct zone_op, io);
 	struct store *s = op->s;
-	struct zone *z = &s->zones.z[op->zone];
 
-	free(op->buf);
-	if (io->res < 0 || !inside_zone(s, op->zone, io->addr, io->len)) {
+	if (!meta_landed(op, io)) {
 		zone_finish(op);
 		return;
 	}
-	op->prev = io->addr - z->start;
+	op->prev = io->addr - s->zones.z[op->zone].start;
 	s->st.summary_bytes += io->len;
 	summary_next(op);
 }
 
-/* The next part of the summary, as large as one record allows. */
+/* One part's record: its entries, and room for the footer. */
+static uint32_t part_len(size_t n)
+{
+	return zrec_len(0, n + ZSUM_FOOTER);
+}
+
+/* The next part of the summary, as large as one record allows; the first one even if empty. */
 static void summary_next(struct zone_op *op)
 {
 	struct store *s = op->s;
 	struct zone *z = &s->zones.z[op->zone];
 	size_t n = zsum_part_len(&z->sum, op->pos, s->rec_max);
-	uint32_t len = zrec_len(0, n + ZSUM_FOOTER);
+	uint32_t len = part_len(n);
 	struct zrec r = {
 		.type = ZREC_SUMMARY,
 		.seq = s->next_seq - 1, /* the counter's high mark, for restarts */
@@ -271,19 +328,11 @@ static void summary_next(struct zone_op *op)
 		.dlen = len - ZREC_HDR,
 	};
 
-	if (op->pos == z->sum.len || z->sum_lost || !n) {
+	if (z->sum_lost || (op->pos == z->sum.len && op->prev != ZSUM_NONE) ||
+	    (!n && op->pos < z->sum.len) || !(op->buf = meta_buf(len))) {
 		zone_finish(op);
 		return;
 	}
-	/*
-	 * Not from the pool: under load its small buffers leave no large block
-	 * free for long, and a summary is written once a zone, not worth a wait.
-	 */
-	if (posix_memalign(&op->buf, ZREC_BLOCK, len)) {
-		zone_finish(op);
-		return;
-	}
-	memset(op->buf, 0, len);
 	memcpy(zrec_data(op->buf, 0), z->sum.buf + op->pos, n);
 	op->pos += n;
 	/*
@@ -299,28 +348,81 @@ static void summary_next(struct zone_op *op)
 	zdev_append(s->dev, op->zone, op->buf, len, &op->io);
 }
 
-static void summary_flushed(struct zdev_io *io)
+static void pad_done(struct zdev_io *io)
 {
 	struct zone_op *op = container_of(io, struct zone_op, io);
 
-	if (io->res < 0)
+	if (!meta_landed(op, io)) {
 		zone_finish(op);
-	else
+		return;
+	}
+	op->pad -= io->len;
+	pad_next(op);
+}
+
+static void pad_next(struct zone_op *op)
+{
+	struct store *s = op->s;
+	uint32_t len = MIN(op->pad, s->rec_max);
+	struct zrec r = { .type = ZREC_PAD, .dlen = len - ZREC_HDR };
+
+	if (!op->pad) {
 		summary_next(op);
+		return;
+	}
+	op->buf = meta_buf(len);
+	if (!op->buf) {
+		zone_finish(op);
+		return;
+	}
+	zrec_seal(op->buf, &r, s->tag);
+	s->zones.z[op->zone].used += len;
+	op->io.done = pad_done;
+	zdev_append(s->dev, op->zone, op->buf, len, &op->io);
+}
+
+/* Bytes the summary's parts take, or UINT64_MAX if an entry fits no part. */
+static uint64_t summary_bytes(const struct zone *z, uint32_t rec_max)
+{
+	uint64_t total = 0;
+	size_t pos = 0;
+
+	do {
+		size_t n = zsum_part_len(&z->sum, pos, rec_max);
+
+		if (!n && pos < z->sum.len)
+			return UINT64_MAX;
+		total += part_len(n);
+		pos += n;
+	} while (pos < z->sum.len);
+	return total;
+}
+
+static void summary_flushed(struct zdev_io *io)
+{
+	struct zone_op *op = container_of(io, struct zone_op, io);
+	struct store *s = op->s;
+	struct zone *z = &s->zones.z[op->zone];
+	uint64_t total;
+
+	/* Every append to the zone has ended by now, and been noted. */
+	z->data_end = z->wp;
+	if (io->res < 0 || z->sum_lost || s->dev_broken) {
+		zone_finish(op);
+		return;
+	}
+	total = summary_bytes(z, s->rec_max);
+	/* A summary that does not fit (it always does) goes unpadded: a restart looks for it. */
+	op->pad = total <= z->cap - z->wp ? z->cap - z->wp - total : 0;
+	pad_next(op);
 }
 
 static void finish_zone(void *arg, uint32_t zone)
 {
 	struct store *s = arg;
-	struct zone_op *op = calloc(1, sizeof(*op));
+	struct zone_op *op = &s->zops[zone];
 
-	if (!op) {
-		/* The zone stays FILLING: it takes no appends, and a restart scans it. */
-		return;
-	}
-	op->s = s;
-	op->zone = zone;
-	op->prev = ZSUM_NONE;
+	*op = (struct zone_op){ .s = s, .zone = zone, .prev = ZSUM_NONE };
 	s->busy++;
 	op->io.done = summary_flushed;
 	zdev_flush(s->dev, &op->io);
@@ -328,27 +430,34 @@ static void finish_zone(void *arg, uint32_t zone)
 
 /* --- puts --- */
 
-static void live_add(struct store *s, const struct zent *e)
-{
-	for (uint32_t i = 0; i < MAX(e->nchunks, 1u); i++)
-		zones_add_live(&s->zones, zent_chunk(e, i)->addr, zent_chunk(e, i)->len);
-}
+static void get_begin(struct zget *g);
 
-static void live_sub(struct store *s, const struct zent *e)
-{
-	for (uint32_t i = 0; i < MAX(e->nchunks, 1u); i++)
-		zones_sub_live(&s->zones, zent_chunk(e, i)->addr, zent_chunk(e, i)->len);
-}
-
+/*
+ * The put's records that landed are no longer held by it: those the index
+ * took are live, the others garbage. The gets that waited for it go on.
+ */
 static void put_free(struct zput *p)
 {
 	struct store *s = p->s;
+	struct zget *waiters = p->waiters;
 
+	for (uint32_t i = 0; i < p->nchunks; i++) {
+		if (p->locs[i].len)
+			zones_sub_pending(&s->zones, p->locs[i].addr, p->locs[i].len);
+	}
+	zholds_remove(&s->holds, &p->h);
 	*(p->older ? &p->older->newer : &s->oldest) = p->newer;
 	*(p->newer ? &p->newer->older : &s->newest) = p->older;
 	if (p->locs != &p->one)
 		free(p->locs);
 	free(p);
+	while (waiters) {
+		struct zget *g = waiters;
+
+		waiters = g->wnext;
+		g->wait_on = NULL;
+		get_begin(g);
+	}
 }
 
 uint64_t store_oldest_put(const struct store *s)
@@ -372,13 +481,57 @@ static void put_end(struct zput *p, int err)
 	put_free(p);
 }
 
+/*
+ * The version seq of key died, yet gets in flight still read it: its bytes
+ * stay in its zones' keep, so that GC moves them once for those gets
+ * rather than taking them for garbage and moving them round and round.
+ */
+static void gets_keep_dead(struct store *s, const void *key, size_t klen, uint64_t seq)
+{
+	for (struct zhold *h = zholds_next(&s->holds, key, klen, NULL); h;
+	     h = zholds_next(&s->holds, key, klen, h)) {
+		struct zget *g = container_of(h, struct zget, h);
+
+		if (h->kind != ZH_GET || g->finding || h->seq != seq || g->dead)
+			continue;
+		g->dead = true;
+		for (uint32_t i = 0; i < g->nchunks; i++)
+			s->zones.z[zones_of(&s->zones, g->locs[i].addr)].held += g->locs[i].len;
+	}
+}
+
+/* A get of p's key received before p, still waiting for its version; NULL if none. */
+static struct zget *get_before(const struct zput *p)
+{
+	const struct zholds *hs = &p->s->holds;
+
+	for (struct zhold *h = zholds_next(hs, p->key, p->klen, NULL); h;
+	     h = zholds_next(hs, p->key, p->klen, h)) {
+		struct zget *g = container_of(h, struct zget, h);
+
+		if (h->kind == ZH_GET && g->finding && g->barrier <= p->seq)
+			return g;
+	}
+	return NULL;
+}
+
+/*
+ * The index takes the put or delete. Not before a get received earlier has
+ * its version: that get must not see what came after it.
+ */
 static void commit(struct zput *p)
 {
 	struct store *s = p->s;
 	struct zent e = { .seq = p->seq, .nchunks = p->nchunks };
+	struct zget *g = get_before(p);
 	struct zent old;
 	int ret;
 
+	if (g) {
+		p->dnext = g->deferred;
+		g->deferred = p;
+		return;
+	}
 	if (p->type == ZREC_DEL)
 		e.nchunks = 0;
 	if (p->nchunks > 1)
@@ -391,9 +544,11 @@ static void commit(struct zput *p)
 		return;
 	}
 	if (ret == 1) {
-		live_add(s, &e);
-		if (old.seq)
-			live_sub(s, &old);
+		zones_add_entry(&s->zones, &e, true);
+		if (old.seq) {
+			zones_sub_entry(&s->zones, &old);
+			gets_keep_dead(s, p->key, p->klen, old.seq);
+		}
 		zent_done(&old);
 	}
 	if (p->type == ZREC_DEL) {
@@ -518,7 +673,7 @@ static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t 
 
 	zones_append_done(&s->zones, c->zone);
 	if (res < 0)
-		zones_note_failed(&s->zones, c->zone, p->key, p->klen);
+		zones_note_failed(&s->zones, c->zone, p->key, p->klen, p->seq);
 	if (res < 0 && res != -EDQUOT && c->buf && ++c->tries < APPEND_TRIES(s)) {
 		/*
 		 * The zone is failing, not the record: it goes, the record tries
@@ -536,12 +691,13 @@ static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t 
 	if (res < 0) {
 		/* The file system under the device is full: the client hears so. */
 		p->err = p->err ? p->err : res == -EDQUOT ? -ENOSPC : -EIO;
-	} else if (!inside_zone(s, c->zone, addr, c->len)) {
-		/* The device put the data somewhere it could not be: trust nothing it says. */
+	} else if (store_landed(s, c->zone, addr, c->len)) {
 		p->err = -EIO;
 		s->st.errors++;
 	} else {
+		/* Live from now on, though no index points at it yet: GC must not drop it. */
 		p->locs[c->idx] = (struct zloc){ .addr = addr, .len = c->len };
+		zones_add_pending(&s->zones, addr, c->len);
 		s->st.appended_bytes += c->len;
 		zones_note(&s->zones,
 			   &(struct zrec){ .type = p->type,
@@ -724,9 +880,11 @@ static void chunk_submit(struct zput *p, struct zchunk *c)
 static void chunk_place(struct store *s, struct zchunk *c)
 {
 	/* Behind records already waiting, so that puts keep their order. */
-	int ret = s->space ? -EAGAIN : chunk_reserve(s, c);
+	int ret = s->dev_broken ? -EIO : s->space ? -EAGAIN : chunk_reserve(s, c);
 
-	if (!ret) {
+	if (ret == -EIO) {
+		chunk_fail(s, c, -EIO);
+	} else if (!ret) {
 		chunk_append(s, c);
 	} else if (room_coming(s, ret)) {
 		c->next = NULL;
@@ -792,6 +950,11 @@ static struct zput *put_new(struct store *s, uint8_t type, const void *key, size
 	p->older = s->newest;
 	*(s->newest ? &s->newest->newer : &s->oldest) = p;
 	s->newest = p;
+	p->h = (struct zhold){ .seq = p->seq,
+			       .key = p->key,
+			       .klen = p->klen,
+			       .kind = type == ZREC_DEL ? ZH_DEL : ZH_PUT };
+	zholds_add(&s->holds, &p->h);
 	s->busy++;
 	return p;
 }
@@ -900,6 +1063,17 @@ static void del_write(struct store_waiter *w)
 		store_put_fill(p, 0);
 }
 
+/* Whether a put of key is in flight: received, so a delete received now must come after it. */
+static bool put_in_flight(const struct store *s, const void *key, size_t klen)
+{
+	for (struct zhold *h = zholds_next(&s->holds, key, klen, NULL); h;
+	     h = zholds_next(&s->holds, key, klen, h)) {
+		if (h->kind == ZH_PUT)
+			return true;
+	}
+	return false;
+}
+
 int store_del(struct store *s, const void *key, size_t klen, struct store_budget *b, zput_fn done,
 	      void *arg)
 {
@@ -909,7 +1083,7 @@ int store_del(struct store *s, const void *key, size_t klen, struct store_budget
 
 	if (ret)
 		return ret;
-	if (!zidx_get(s->idx, key, klen, &e) || !e.nchunks)
+	if ((!zidx_get(s->idx, key, klen, &e) || !e.nchunks) && !put_in_flight(s, key, klen))
 		return -ENOENT;
 	p = put_new(s, ZREC_DEL, key, klen, 0, b, done, arg);
 	if (!p)
@@ -921,23 +1095,46 @@ int store_del(struct store *s, const void *key, size_t klen, struct store_budget
 
 /* --- gets --- */
 
-static void pin(struct zget *g, int by)
-{
-	struct zones *zs = &g->s->zones;
-
-	for (uint32_t i = 0; i < g->nchunks; i++)
-		zs->z[zones_of(zs, g->locs[i].addr)].readers += by;
-}
-
 static void get_free(struct zget *g)
 {
-	pin(g, -1);
-	if (g->buf)
-		buf_put(g->s, g->buf, g->alloc, g->budget);
+	struct store *s = g->s;
+
+	if (g->held)
+		zholds_remove(&s->holds, &g->h);
+	for (uint32_t i = 0; g->dead && i < g->nchunks; i++)
+		s->zones.z[zones_of(&s->zones, g->locs[i].addr)].held -= g->locs[i].len;
+	if (g->buf && g->heap)
+		free(g->buf);
+	else if (g->buf)
+		buf_put(s, g->buf, g->alloc, g->budget);
 	if (g->locs != &g->one)
 		free(g->locs);
-	g->s->busy--;
+	s->busy--;
 	free(g);
+}
+
+/* The get has its version, or never will: what was received after it may take effect. */
+static void get_settled(struct zget *g)
+{
+	struct zput *list = g->deferred;
+
+	g->finding = false;
+	g->deferred = NULL;
+	while (list) {
+		struct zput *p = list;
+
+		list = p->dnext;
+		commit(p);
+	}
+}
+
+/* The get ends before it found a version: told through its callback, as any later end. */
+static void get_fail(struct zget *g, int err)
+{
+	if (err != -ENOENT)
+		g->s->st.errors++;
+	g->fn(g->arg, err, NULL);
+	get_free(g);
 }
 
 static void get_read(struct zget *g);
@@ -969,6 +1166,8 @@ static void get_read_done(struct zdev_io *io)
 	int err = io->res < 0 ? -EIO : 0;
 
 	g->reading = false;
+	if (--s->zones.z[g->rd_zone].readers == 0)
+		gc_unpinned(&s->gc, g->rd_zone);
 	if (g->aborted) {
 		get_free(g);
 		return;
@@ -979,9 +1178,7 @@ static void get_read_done(struct zdev_io *io)
 			s->st.corrupt++;
 	}
 	if (err) {
-		s->st.errors++;
-		g->fn(g->arg, err, NULL);
-		get_free(g);
+		get_fail(g, err);
 		return;
 	}
 	c = (struct zget_chunk){ .vlen = g->vlen,
@@ -996,65 +1193,148 @@ static void get_read_done(struct zdev_io *io)
 	g->fn(g->arg, 0, &c);
 }
 
+/*
+ * A buffer for the next record: from the pool, or, for a record longer than
+ * any pool buffer (written under an earlier, larger limit), from the heap.
+ */
+static void *get_buf(struct zget *g, uint32_t len)
+{
+	struct store *s = g->s;
+
+	g->alloc = len;
+	g->heap = len > zpool_max(s->pool);
+	if (!g->heap)
+		return buf_get(s, len, g->budget, &g->w);
+	if (posix_memalign(&g->buf, ZREC_BLOCK, len))
+		return NULL;
+	return g->buf;
+}
+
+/*
+ * Only the read in flight pins its zone: GC moves a record a get holds and
+ * tells the get, so a client reading slowly holds up no reset.
+ */
 static void get_read(struct zget *g)
 {
 	const struct zloc *l = &g->locs[g->next];
+	struct store *s = g->s;
 
-	g->alloc = l->len;
-	g->buf = buf_get(g->s, l->len, g->budget, &g->w);
-	if (!g->buf)
+	g->buf = get_buf(g, l->len);
+	if (!g->buf && !g->heap)
 		return;
+	g->rd_zone = zones_of(&s->zones, l->addr);
+	s->zones.z[g->rd_zone].readers++;
 	g->reading = true;
 	g->io.done = get_read_done;
-	zdev_read(g->s->dev, l->addr, g->buf, l->len, &g->io);
+	if (g->buf)
+		zdev_read(s->dev, l->addr, g->buf, l->len, &g->io);
+	else
+		zdev_fail(s->dev, &g->io, -ENOMEM);
+}
+
+/* A put or delete of the get's key, received before it and whole, still in flight. */
+static struct zput *get_blocker(const struct zget *g)
+{
+	const struct zholds *hs = &g->s->holds;
+
+	for (struct zhold *h = zholds_next(hs, g->key, g->klen, NULL); h;
+	     h = zholds_next(hs, g->key, g->klen, h)) {
+		struct zput *p = container_of(h, struct zput, h);
+
+		if (h->kind != ZH_GET && h->seq < g->barrier &&
+		    (h->kind == ZH_DEL || p->input_done))
+			return p;
+	}
+	return NULL;
+}
+
+/* The version to read: the index's, once what was received before the get has ended. */
+static int get_find(struct zget *g)
+{
+	struct store *s = g->s;
+	struct zput *p = get_blocker(g);
+	struct zent e;
+
+	if (p) {
+		g->wait_on = p;
+		g->wnext = p->waiters;
+		p->waiters = g;
+		return 0;
+	}
+	if (!zidx_get(s->idx, g->key, g->klen, &e) || !e.nchunks)
+		return -ENOENT;
+	/* A copy: an overwrite during the get must not pull the locations away. */
+	if (e.nchunks > 1) {
+		g->locs = malloc(e.nchunks * sizeof(*g->locs));
+		if (!g->locs)
+			return -ENOMEM;
+		memcpy(g->locs, e.chunks, e.nchunks * sizeof(*g->locs));
+	} else {
+		g->one = e.loc;
+		g->locs = &g->one;
+	}
+	g->seq = e.seq;
+	g->nchunks = e.nchunks;
+	g->h.seq = e.seq;
+	get_settled(g);
+	get_read(g);
+	return 0;
+}
+
+/* A get that waited for a put or delete of its key looks again. */
+static void get_begin(struct zget *g)
+{
+	int err = get_find(g);
+
+	if (err) {
+		get_settled(g);
+		get_fail(g, err);
+	}
 }
 
 int store_get(struct store *s, const void *key, size_t klen, struct store_budget *b, zget_fn fn,
 	      void *arg, struct zget **out)
 {
-	struct zent e;
 	struct zget *g;
 	int ret = check_key(klen);
 
 	if (ret)
 		return ret;
-	if (!zidx_get(s->idx, key, klen, &e) || !e.nchunks)
-		return -ENOENT;
 	g = calloc(1, sizeof(*g) + klen);
 	if (!g)
 		return -ENOMEM;
 	*g = (struct zget){ .s = s,
 			    .fn = fn,
 			    .arg = arg,
-			    .seq = e.seq,
-			    .nchunks = e.nchunks,
+			    .barrier = s->next_seq,
 			    .klen = klen,
 			    .budget = b,
 			    .w.fn = get_wake };
 	memcpy(g->key, key, klen);
-	/* A copy: an overwrite during the get must not pull the locations away. */
-	if (e.nchunks > 1) {
-		g->locs = malloc(e.nchunks * sizeof(*g->locs));
-		if (!g->locs) {
-			free(g);
-			return -ENOMEM;
-		}
-		memcpy(g->locs, e.chunks, e.nchunks * sizeof(*g->locs));
-	} else {
-		g->one = e.loc;
-		g->locs = &g->one;
-	}
-	/* GC does not reset a zone while a get may still read from it. */
-	pin(g, 1);
+	g->locs = &g->one;
+	/*
+	 * In the table from now on: puts and deletes received after it wait for
+	 * it to have its version, and GC keeps whatever it comes to hold.
+	 */
+	g->h = (struct zhold){ .seq = g->barrier, .key = g->key, .klen = klen, .kind = ZH_GET };
+	zholds_add(&s->holds, &g->h);
+	g->held = g->finding = true;
 	s->busy++;
+	ret = get_find(g);
+	if (ret) {
+		get_free(g);
+		return ret;
+	}
 	*out = g;
-	get_read(g);
 	return 0;
 }
 
 void store_get_next(struct zget *g)
 {
-	buf_put(g->s, g->buf, g->alloc, g->budget);
+	if (g->heap)
+		free(g->buf);
+	else
+		buf_put(g->s, g->buf, g->alloc, g->budget);
 	g->buf = NULL;
 	if (++g->next == g->nchunks) {
 		get_free(g);
@@ -1063,13 +1343,80 @@ void store_get_next(struct zget *g)
 	get_read(g);
 }
 
+static void unwait(struct zget *g)
+{
+	struct zget **pp = &g->wait_on->waiters;
+
+	while (*pp != g)
+		pp = &(*pp)->wnext;
+	*pp = g->wnext;
+	g->wait_on = NULL;
+}
+
 void store_get_abort(struct zget *g)
 {
 	store_wait_cancel(&g->w);
+	if (g->wait_on)
+		unwait(g);
+	get_settled(g);
 	if (g->reading)
 		g->aborted = true;
 	else
 		get_free(g);
+}
+
+/* --- records held by operations in flight, for GC --- */
+
+/* The location of chunk `chunk` that a hold holds, or NULL. */
+static struct zloc *held_loc(struct zhold *h, uint32_t chunk)
+{
+	if (h->kind == ZH_GET) {
+		struct zget *g = container_of(h, struct zget, h);
+
+		return !g->finding && chunk < g->nchunks ? &g->locs[chunk] : NULL;
+	} else {
+		struct zput *p = container_of(h, struct zput, h);
+
+		return chunk < p->nchunks && p->locs[chunk].len ? &p->locs[chunk] : NULL;
+	}
+}
+
+bool store_key_held(const struct store *s, const void *key, size_t klen)
+{
+	return zholds_next(&s->holds, key, klen, NULL) != NULL;
+}
+
+bool store_holds(const struct store *s, const struct zrec *r, uint64_t addr)
+{
+	for (struct zhold *h = zholds_next(&s->holds, r->key, r->klen, NULL); h;
+	     h = zholds_next(&s->holds, r->key, r->klen, h)) {
+		struct zloc *l = h->seq == r->seq ? held_loc(h, r->chunk) : NULL;
+
+		if (l && l->addr == addr)
+			return true;
+	}
+	return false;
+}
+
+void store_moved(struct store *s, const struct zrec *r, uint64_t from, struct zloc to)
+{
+	if (zidx_relocate(s->idx, r->key, r->klen, r->seq, r->chunk, from, to))
+		zones_move_live(&s->zones, from, to, r->type == ZREC_DEL ? r->seq : 0);
+	for (struct zhold *h = zholds_next(&s->holds, r->key, r->klen, NULL); h;
+	     h = zholds_next(&s->holds, r->key, r->klen, h)) {
+		struct zloc *l = h->seq == r->seq ? held_loc(h, r->chunk) : NULL;
+
+		if (!l || l->addr != from)
+			continue;
+		*l = to;
+		if (h->kind != ZH_GET) {
+			zones_sub_pending(&s->zones, from, to.len);
+			zones_add_pending(&s->zones, to.addr, to.len);
+		} else if (container_of(h, struct zget, h)->dead) {
+			s->zones.z[zones_of(&s->zones, from)].held -= to.len;
+			s->zones.z[zones_of(&s->zones, to.addr)].held += to.len;
+		}
+	}
 }
 
 /* --- setup --- */
@@ -1078,10 +1425,13 @@ int store_zones_init(struct store *s, const struct zdev_zone *dz)
 {
 	int ret = zones_init(&s->zones, &s->dev->info, dz, s->cfg.open_zones);
 
+	if (ret)
+		return ret;
 	s->zones.finish_fn = finish_zone;
 	s->zones.arg = s;
 	s->zq = calloc(s->zones.n, sizeof(*s->zq));
-	return ret ? ret : s->zq ? 0 : -ENOMEM;
+	s->zops = calloc(s->zones.n, sizeof(*s->zops));
+	return s->zq && s->zops ? 0 : -ENOMEM;
 }
 
 int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpool *pool,
@@ -1097,8 +1447,9 @@ int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpo
 	s->space_tail = &s->space;
 	s->waiters.tail = &s->waiters.head;
 	s->next_seq = 1;
+	s->rec_limit = s->rec_max;
 	s->idx = zidx_new();
-	if (!s->idx || gc_init(&s->gc, s, cfg->gc_policy))
+	if (!s->idx || zholds_init(&s->holds) || gc_init(&s->gc, s, cfg->gc_policy))
 		return -ENOMEM;
 	return 0;
 }
@@ -1119,6 +1470,8 @@ void store_done(struct store *s)
 {
 	gc_done(&s->gc);
 	free(s->zq);
+	free(s->zops);
+	zholds_done(&s->holds);
 	zidx_free(s->idx);
 	zones_done(&s->zones);
 	memset(s, 0, sizeof(*s));

@@ -17,6 +17,8 @@
 #include "dev.h"
 #include "gc.h"
 #include "index.h"
+#include "inflight.h"
+#include "log.h"
 #include "pool.h"
 #include "ring.h"
 #include "super.h"
@@ -27,7 +29,8 @@ struct store_cfg {
 	bool sync;	     /* acknowledge only once flushed */
 	unsigned open_zones; /* zones taking appends at once */
 	enum gc_policy gc_policy;
-	bool rescan; /* at start, scan every zone: summaries are not trusted */
+	bool rescan;		/* at start, scan every zone: summaries are not trusted */
+	const struct zlog *log; /* NULL: no log lines (tests, fuzzing) */
 };
 
 struct store_stats {
@@ -46,6 +49,7 @@ struct store_stats {
 	double recovery_seconds;
 	uint64_t recovered_records;
 	uint64_t torn_records;
+	uint64_t unreadable_bytes; /* at the last start: what could not be read, records lost */
 };
 
 struct wait_list;
@@ -78,6 +82,7 @@ struct zput;
 struct zget;
 struct zchunk;
 struct zqueue;
+struct zone_op;
 
 struct store {
 	struct zdev *dev;
@@ -89,7 +94,9 @@ struct store {
 	struct zsuper sb;
 	uint64_t tag;
 	uint64_t next_seq;
-	uint32_t rec_max; /* largest record: one append, one pool buffer */
+	uint32_t rec_max;   /* largest record written: one append, one pool buffer */
+	uint32_t rec_limit; /* largest record the format allows: every record up to it is read */
+	bool dev_broken;    /* the device said something impossible: nothing more is written */
 	struct zput *unflushed, **unflushed_tail;
 	struct zput *flushing;
 	bool flush_inflight;
@@ -97,12 +104,21 @@ struct store {
 	struct wait_list waiters;	    /* for the pool */
 	struct zchunk *space, **space_tail; /* records waiting for room on the device */
 	struct zqueue *zq;		    /* per zone: appends in flight, records gathering */
+	struct zone_op *zops;		    /* per zone: its summary and finish */
+	struct zholds holds;		    /* operations in flight, by key */
 	unsigned space_waiters;
 	struct zput *oldest, *newest; /* puts and deletes in flight */
 	unsigned busy;		      /* puts, gets and zone operations not yet ended */
 	struct gc gc;
 	struct store_stats st;
 };
+
+/* A line in the daemon's log, if it has one (tests and fuzzing run without). */
+#define store_log(s, prio, ...)                                                                    \
+	do {                                                                                       \
+		if ((s)->cfg.log)                                                                  \
+			zlog((s)->cfg.log, prio, __VA_ARGS__);                                     \
+	} while (0)
 
 int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpool *pool,
 	       const struct store_cfg *cfg);
@@ -172,6 +188,17 @@ bool store_idle(const struct store *s);
 /* For gc.c: the oldest put in flight, and news of freed room. */
 uint64_t store_oldest_put(const struct store *s);
 void store_space_freed(struct store *s);
+/* For gc.c: whether a put, delete or get of key is in flight. */
+bool store_key_held(const struct store *s, const void *key, size_t klen);
+/* For gc.c: whether a put, delete or get in flight holds the record r, which lies at addr. */
+bool store_holds(const struct store *s, const struct zrec *r, uint64_t addr);
+/*
+ * For gc.c: an append to zone ended at addr: 0, or -EIO when it cannot have
+ * landed there, and then the device is not written again.
+ */
+int store_landed(struct store *s, uint32_t zone, uint64_t addr, uint32_t len);
+/* For gc.c: GC copied the record r from `from` to `to`; the index and whoever held it follow. */
+void store_moved(struct store *s, const struct zrec *r, uint64_t from, struct zloc to);
 
 /* Totals over the data zones. */
 struct store_space {

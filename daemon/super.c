@@ -9,7 +9,7 @@
 
 #define SUPER_DLEN 48u
 
-void zsuper_new(struct zsuper *sb, const struct zdev_info *info)
+void zsuper_new(struct zsuper *sb, const struct zdev_info *info, uint32_t rec_max)
 {
 	memset(sb, 0, sizeof(*sb));
 	if (getrandom(sb->uuid, sizeof(sb->uuid), 0) != sizeof(sb->uuid)) {
@@ -23,6 +23,7 @@ void zsuper_new(struct zsuper *sb, const struct zdev_info *info)
 	sb->nr_zones = info->nr_zones;
 	sb->zone_size = info->zone_size;
 	sb->block = info->block;
+	sb->rec_max = rec_max;
 	sb->ctime = time(NULL);
 }
 
@@ -37,6 +38,7 @@ size_t zsuper_encode(const struct zsuper *sb, void *buf)
 	put_le32(d + 20, sb->nr_zones);
 	put_le64(d + 24, sb->zone_size);
 	put_le32(d + 32, sb->block);
+	put_le32(d + 36, sb->rec_max);
 	put_le64(d + 40, sb->ctime);
 	return zrec_seal(buf, &r, ZSUPER_TAG);
 }
@@ -53,9 +55,12 @@ int zsuper_decode(const void *buf, size_t len, struct zsuper *sb)
 	sb->nr_zones = get_le32(r.data + 20);
 	sb->zone_size = get_le64(r.data + 24);
 	sb->block = get_le32(r.data + 32);
+	sb->rec_max = sb->version < 2 ? ZSUPER_V1_REC_MAX : get_le32(r.data + 36);
 	sb->ctime = get_le64(r.data + 40);
 	if (sb->version > ZSUPER_VERSION)
 		return -EPROTONOSUPPORT;
+	if (sb->rec_max < ZREC_BLOCK || sb->rec_max % ZREC_BLOCK || sb->rec_max > ZSUPER_REC_LIMIT)
+		return -EBADMSG;
 	return 0;
 }
 

@@ -1,7 +1,11 @@
 /*
- * The superblock: a record at the start of zone 0 naming the format version,
- * the store's uuid (records carry a tag derived from it) and the geometry the
- * store was formatted with.
+ * The superblock: a record at the start of the first zone with a write
+ * pointer naming the format version, the store's uuid (records carry a tag
+ * derived from it), the geometry the store was formatted with and the
+ * format's own limits, which are never derived again from the device: a
+ * kernel or backend that allows less must not make old records unreadable.
+ * Version 2 keeps ZSUPER_COPIES copies ZSUPER_GAP bytes apart, so that one bad
+ * block does not lose the uuid every record's tag depends on.
  */
 #ifndef ZAPD_SUPER_H
 #define ZAPD_SUPER_H
@@ -11,8 +15,14 @@
 
 #include "dev.h"
 
-#define ZSUPER_VERSION 1u
-#define ZSUPER_TAG     0x5245505553504151ull /* "QAPSUPER": superblocks are not per-uuid */
+#define ZSUPER_VERSION 2u
+#define ZSUPER_COPIES  3u
+#define ZSUPER_GAP     (64u * 1024)
+/* No format allows a record longer than recovery's scan window. */
+#define ZSUPER_REC_LIMIT (4u << 20)
+/* Version 1 wrote records from pool buffers of at most 1 MiB. */
+#define ZSUPER_V1_REC_MAX (1u << 20)
+#define ZSUPER_TAG	  0x5245505553504151ull /* "QAPSUPER": superblocks are not per-uuid */
 
 struct zsuper {
 	uint8_t uuid[16];
@@ -20,11 +30,12 @@ struct zsuper {
 	uint32_t nr_zones;
 	uint64_t zone_size;
 	uint32_t block;
-	uint64_t ctime; /* seconds since the epoch */
+	uint32_t rec_max; /* the largest record the store may hold */
+	uint64_t ctime;	  /* seconds since the epoch */
 };
 
-/* A new superblock for this device, with a random uuid. */
-void zsuper_new(struct zsuper *sb, const struct zdev_info *info);
+/* A new superblock for this device, with a random uuid, for records up to rec_max bytes. */
+void zsuper_new(struct zsuper *sb, const struct zdev_info *info, uint32_t rec_max);
 
 /* Writes the superblock record into buf (ZREC_BLOCK bytes); returns its length. */
 size_t zsuper_encode(const struct zsuper *sb, void *buf);

@@ -64,6 +64,8 @@ int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev
 		z->state = i == meta ? ZS_META : from_cond(dz[i].cond);
 		/* Offline zones cannot be read, conventional ones are not ours: no scan. */
 		z->used = z->state == ZS_OFFLINE || z->state == ZS_CONV ? 0 : dz[i].wp;
+		z->wp = z->base = z->data_end = z->used;
+		z->min_seq = UINT64_MAX;
 		zs->offline += z->state == ZS_OFFLINE;
 	}
 	return 0;
@@ -74,6 +76,7 @@ void zones_done(struct zones *zs)
 	for (uint32_t i = 0; zs->z && i < zs->n; i++) {
 		zsum_done(&zs->z[i].sum);
 		zbloom_done(&zs->z[i].keys);
+		free(zs->z[i].landed);
 	}
 	free(zs->z);
 	free(zs->set);
@@ -143,13 +146,24 @@ static void refill(struct zones *zs, enum zone_class cls)
 
 		if (zi < 0)
 			return;
+		/* An empty zone puts could not have taken is the deletes' alone. */
+		zs->z[zi].del_only =
+		    zs->z[zi].state == ZS_EMPTY && zones_empty(zs) <= kept_back(ZC_PUT);
 		zs->z[zi].state = ZS_OPEN;
 		zs->set[zs->nset++] = zi;
 	}
 }
 
+/* Whether puts may append to zi: not to a zone of the reserve, while it is short. */
+static bool puts_may(struct zones *zs, uint32_t zi)
+{
+	if (zs->z[zi].del_only && zones_empty(zs) > kept_back(ZC_PUT))
+		zs->z[zi].del_only = false;
+	return !zs->z[zi].del_only;
+}
+
 /* Summary room for one entry: the entry, and a share of the parts' headers and padding. */
-static uint64_t meta_of(size_t klen)
+uint64_t zones_entry_meta(size_t klen)
 {
 	uint64_t e = zsum_entry_size(klen);
 
@@ -198,15 +212,21 @@ static bool is_filling(const struct zone *z)
 
 int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, size_t klen, uint32_t *zone)
 {
-	uint64_t meta = meta_of(klen);
+	uint64_t meta = zones_entry_meta(klen);
+
+	unsigned skipped = 0;
 
 	if (cls == ZC_GC)
 		return reserve_gc(zs, len, meta, zone);
 	refill(zs, cls);
-	while (zs->nset) {
+	while (skipped < zs->nset) {
 		unsigned slot = zs->rr++ % zs->nset;
 		uint32_t zi = zs->set[slot];
 
+		if (cls == ZC_PUT && !puts_may(zs, zi)) {
+			skipped++;
+			continue;
+		}
 		if (take(zs, zi, len, meta)) {
 			*zone = zi;
 			return 0;
@@ -215,6 +235,7 @@ int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, size_t kl
 		zs->set[slot] = zs->set[--zs->nset];
 		retire(zs, zi);
 		refill(zs, cls);
+		skipped = 0;
 	}
 	return count(zs, is_filling) ? -EAGAIN : -ENOSPC;
 }
@@ -253,6 +274,8 @@ void zones_finished(struct zones *zs, uint32_t zone, bool ok)
 	compact_keys(z);
 	zsum_done(&z->sum);
 	z->sum_lost = false;
+	free(z->landed);
+	z->landed = NULL;
 }
 
 /*
@@ -280,13 +303,36 @@ void zones_retire(struct zones *zs, uint32_t zone)
 		retire(zs, zone);
 }
 
-void zones_reset_done(struct zones *zs, uint32_t zone)
+/* Tombstones kept for records older than the dead ones that went may go now. */
+static void retry_kept(struct zones *zs, uint32_t zone)
+{
+	uint64_t gone_from = zs->z[zone].min_seq;
+
+	for (uint32_t i = 0; i < zs->n; i++) {
+		struct zone *z = &zs->z[i];
+
+		if (i != zone && z->kept && gone_from < z->kept_max) {
+			z->tombs += z->kept;
+			z->kept = z->kept_max = 0;
+		}
+	}
+}
+
+void zones_reset_done(struct zones *zs, uint32_t zone, bool dropped_dead)
 {
 	struct zone *z = &zs->z[zone];
 
+	if (dropped_dead)
+		retry_kept(zs, zone);
 	zbloom_done(&z->keys);
 	zsum_done(&z->sum);
-	z->used = z->meta = z->live = z->max_seq = 0;
+	free(z->landed);
+	z->landed = NULL;
+	z->used = z->wp = z->base = z->data_end = z->meta = 0;
+	z->recs = z->live = z->pending = z->max_seq = z->stuck = 0;
+	z->tombs = z->kept = z->kept_max = z->held = 0;
+	z->max_rec = z->nrecs = 0;
+	z->min_seq = UINT64_MAX;
 	z->sum_lost = z->retired = false;
 	z->state = ZS_EMPTY;
 	zs->resets++;
@@ -313,11 +359,16 @@ void zones_fit_limits(struct zones *zs)
 	}
 }
 
-/* Without a filter (no memory) GC takes the zone to hold every key: it keeps tombstones. */
-static void note_key(struct zone *z, const void *key, size_t klen)
+/*
+ * The zone holds a record of key with this seq. Without a filter (no
+ * memory) GC takes the zone to hold every key in its range of sequence
+ * numbers; with min_seq 0 nothing is known of it, and that stays so.
+ */
+static void note_key(struct zone *z, const void *key, size_t klen, uint64_t seq)
 {
-	if (z->keys.bits || !zbloom_init(&z->keys, z->cap / ZREC_BLOCK))
+	if (z->min_seq && (z->keys.bits || !zbloom_init(&z->keys, z->cap / ZREC_BLOCK)))
 		zbloom_add(&z->keys, key, klen);
+	z->min_seq = MIN(z->min_seq, seq);
 }
 
 /*
@@ -325,17 +376,30 @@ static void note_key(struct zone *z, const void *key, size_t klen)
  * same (a short write, a device that wrote and then erred), and a restart
  * scans the zone: GC must keep the key's tombstones while the zone is there.
  */
-void zones_note_failed(struct zones *zs, uint32_t zone, const void *key, size_t klen)
+void zones_note_failed(struct zones *zs, uint32_t zone, const void *key, size_t klen, uint64_t seq)
 {
-	note_key(&zs->z[zone], key, klen);
+	note_key(&zs->z[zone], key, klen, seq);
+}
+
+void zones_forget_keys(struct zones *zs, uint32_t zone)
+{
+	struct zone *z = &zs->z[zone];
+
+	zbloom_done(&z->keys);
+	z->min_seq = 0;
+	z->sum_lost = true;
+	zsum_done(&z->sum);
 }
 
 void zones_note(struct zones *zs, const struct zrec *r, uint64_t addr)
 {
 	struct zone *z = &zs->z[zones_of(zs, addr)];
 
-	note_key(z, r->key, r->klen);
+	note_key(z, r->key, r->klen, r->seq);
 	z->max_seq = MAX(z->max_seq, r->seq);
+	z->recs += r->len;
+	z->nrecs++;
+	z->max_rec = MAX(z->max_rec, r->len);
 	if (z->state == ZS_FULL)
 		return; /* a restart reading its summary: no new summary to write */
 	if (!z->sum_lost && zsum_add(&z->sum, r, addr - z->start)) {
@@ -345,13 +409,17 @@ void zones_note(struct zones *zs, const struct zrec *r, uint64_t addr)
 	}
 }
 
-bool zones_may_hold(const struct zones *zs, uint32_t except, const void *key, size_t klen)
+bool zones_may_hold(const struct zones *zs, uint32_t except, const void *key, size_t klen,
+		    uint64_t seq)
 {
 	for (uint32_t i = 0; i < zs->n; i++) {
 		const struct zone *z = &zs->z[i];
 
 		if (i == except || z->state == ZS_EMPTY || z->state == ZS_META ||
 		    z->state == ZS_OFFLINE || z->state == ZS_CONV)
+			continue;
+		/* Exact first: a zone whose records are all newer holds no older version. */
+		if (z->min_seq >= seq)
 			continue;
 		/* A written zone without a filter may hold anything. */
 		if (!z->keys.bits || zbloom_may(&z->keys, key, klen))
@@ -360,12 +428,95 @@ bool zones_may_hold(const struct zones *zs, uint32_t except, const void *key, si
 	return false;
 }
 
-void zones_add_live(struct zones *zs, uint64_t addr, uint32_t len)
+/* Marks [first, first + n) blocks landed; false, marking none, if one of them already was. */
+static bool mark_landed(uint8_t *map, uint64_t first, uint64_t n)
 {
-	zs->z[zones_of(zs, addr)].live += len;
+	for (uint64_t b = first; b < first + n; b++) {
+		if (map[b / 8] & (1u << (b % 8)))
+			return false;
+	}
+	for (uint64_t b = first; b < first + n; b++)
+		map[b / 8] |= 1u << (b % 8);
+	return true;
 }
 
-void zones_sub_live(struct zones *zs, uint64_t addr, uint32_t len)
+int zones_landed(struct zones *zs, uint32_t zone, uint64_t addr, uint32_t len)
 {
-	zs->z[zones_of(zs, addr)].live -= len;
+	struct zone *z = &zs->z[zone];
+	uint64_t off = addr - z->start;
+
+	if (addr < z->start || off < z->base || off + len > MIN(z->used, z->cap) ||
+	    off % ZREC_BLOCK || len % ZREC_BLOCK)
+		return -EIO;
+	/* Without memory for the map, the bounds above are all that is checked. */
+	if (!z->landed)
+		z->landed = calloc(DIV_UP(z->cap / ZREC_BLOCK, 8), 1);
+	if (z->landed && !mark_landed(z->landed, off / ZREC_BLOCK, len / ZREC_BLOCK))
+		return -EIO;
+	z->wp = MAX(z->wp, off + len);
+	return 0;
+}
+
+static void add_tomb(struct zone *z, uint32_t len, uint64_t seq, bool kept)
+{
+	z->live += len;
+	if (kept) {
+		z->kept += len;
+		z->kept_max = MAX(z->kept_max, seq);
+	} else {
+		z->tombs += len;
+	}
+}
+
+/* Which of the two a tombstone was counted in is not known: worth a try first, never too much. */
+static void sub_tomb(struct zone *z, uint32_t len)
+{
+	uint32_t t = MIN(z->tombs, len);
+
+	z->live -= len;
+	z->tombs -= t;
+	z->kept -= MIN(z->kept, len - t);
+}
+
+void zones_add_entry(struct zones *zs, const struct zent *e, bool kept)
+{
+	if (!e->nchunks) {
+		add_tomb(&zs->z[zones_of(zs, e->loc.addr)], e->loc.len, e->seq, kept);
+		return;
+	}
+	for (uint32_t i = 0; i < e->nchunks; i++)
+		zs->z[zones_of(zs, zent_chunk(e, i)->addr)].live += zent_chunk(e, i)->len;
+}
+
+void zones_sub_entry(struct zones *zs, const struct zent *e)
+{
+	if (!e->nchunks) {
+		sub_tomb(&zs->z[zones_of(zs, e->loc.addr)], e->loc.len);
+		return;
+	}
+	for (uint32_t i = 0; i < e->nchunks; i++)
+		zs->z[zones_of(zs, zent_chunk(e, i)->addr)].live -= zent_chunk(e, i)->len;
+}
+
+void zones_move_live(struct zones *zs, uint64_t from, struct zloc to, uint64_t tomb_seq)
+{
+	struct zone *a = &zs->z[zones_of(zs, from)], *b = &zs->z[zones_of(zs, to.addr)];
+
+	if (!tomb_seq) {
+		a->live -= to.len;
+		b->live += to.len;
+		return;
+	}
+	sub_tomb(a, to.len);
+	add_tomb(b, to.len, tomb_seq, true);
+}
+
+void zones_add_pending(struct zones *zs, uint64_t addr, uint32_t len)
+{
+	zs->z[zones_of(zs, addr)].pending += len;
+}
+
+void zones_sub_pending(struct zones *zs, uint64_t addr, uint32_t len)
+{
+	zs->z[zones_of(zs, addr)].pending -= len;
 }

@@ -18,6 +18,7 @@
 
 #include "bloom.h"
 #include "dev.h"
+#include "index.h"
 #include "summary.h"
 
 enum zone_state {
@@ -41,17 +42,32 @@ enum zone_class { ZC_PUT, ZC_DEL, ZC_GC };
 struct zone {
 	uint64_t start;
 	uint64_t cap;
-	uint64_t used;	  /* bytes handed out to appends, completed or in flight */
-	uint64_t meta;	  /* bytes kept back for the zone's summary */
-	uint64_t live;	  /* bytes of records the index points at */
-	uint64_t max_seq; /* newest record: the zone's age for GC */
+	uint64_t used;	   /* bytes handed out to appends, completed or in flight */
+	uint64_t wp;	   /* bytes written: the end of the last append that landed */
+	uint64_t base;	   /* the write pointer at start: nothing of this run lands below it */
+	uint64_t data_end; /* where its records end and its summary begins, once it has one */
+	uint64_t meta;	   /* bytes kept back for the zone's summary */
+	uint64_t recs;	   /* bytes of put and delete records in it, live or dead */
+	uint64_t live;	   /* bytes of records the index points at */
+	uint64_t tombs;	   /* of them, tombstones GC has not yet tried to drop */
+	uint64_t kept;	   /* of them, tombstones GC could not drop, or not yet worth trying */
+	uint64_t kept_max; /* the newest of those */
+	uint64_t pending;  /* bytes of records of puts and deletes still in flight */
+	uint64_t held;	   /* bytes of dead versions gets in flight still read */
+	uint64_t min_seq;  /* oldest record: UINT64_MAX when none; 0 when unknown */
+	uint64_t max_seq;  /* newest record: the zone's age for GC */
+	uint64_t stuck;	   /* GC could not move its records with this much garbage: wait for more */
+	uint32_t max_rec;  /* longest record in it */
+	uint32_t nrecs;	   /* put and delete records in it, live or dead */
 	uint32_t inflight;
-	uint32_t readers; /* gets reading from the zone: it is not reset under them */
+	uint32_t readers; /* reads in flight from the zone: it is not reset under them */
 	uint8_t state;
-	bool sum_lost;	    /* an entry could not be kept: no summary, a restart scans */
-	bool retired;	    /* an append failed: no more appends, no summary, until reset */
-	struct zsum sum;    /* the records in the zone, until it is summarised */
-	struct zbloom keys; /* every key with a record in the zone */
+	bool sum_lost;	 /* an entry could not be kept: no summary, a restart scans */
+	bool retired;	 /* an append failed: no more appends, no summary, until reset */
+	bool del_only;	 /* opened from the reserve for deletes: puts stay out while it is short */
+	struct zsum sum; /* the records in the zone, until it is summarised */
+	struct zbloom keys; /* every key with a record in the zone; none: it may hold any */
+	uint8_t *landed;    /* blocks appends of this run landed in, while it takes appends */
 };
 
 struct zones {
@@ -83,6 +99,8 @@ void zones_done(struct zones *zs);
  * zone this class may use has room.
  */
 int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, size_t klen, uint32_t *zone);
+/* Room a record's entry takes in its zone's summary, besides the record. */
+uint64_t zones_entry_meta(size_t klen);
 /* An append reserved in zone ended (successfully or not). */
 void zones_append_done(struct zones *zs, uint32_t zone);
 /* The device finished zone, or failed to (then it is taken out of use). */
@@ -93,9 +111,13 @@ void zones_finished(struct zones *zs, uint32_t zone, bool ok);
  * is not worth another try.
  */
 void zones_retire(struct zones *zs, uint32_t zone);
-void zones_note_failed(struct zones *zs, uint32_t zone, const void *key, size_t klen);
-/* GC took every live record out of zone and the device reset it. */
-void zones_reset_done(struct zones *zs, uint32_t zone);
+void zones_note_failed(struct zones *zs, uint32_t zone, const void *key, size_t klen, uint64_t seq);
+/*
+ * GC took every live record out of zone and the device reset it. If dead
+ * records went with it, the tombstones kept elsewhere that may have been
+ * kept for them are worth another try.
+ */
+void zones_reset_done(struct zones *zs, uint32_t zone, bool dropped_dead);
 
 /* Zones that may take appends without finishing others first (device limits). */
 unsigned zones_empty(const struct zones *zs);
@@ -107,13 +129,51 @@ static inline uint32_t zones_of(const struct zones *zs, uint64_t addr)
 	return addr / zs->zone_size;
 }
 
+/*
+ * An append of len bytes to zone says it landed at addr: 0, or -EIO when it
+ * cannot have (outside the zone, below what this run may write, past the
+ * room handed out, over another append). A device that says so is not to
+ * be trusted with anything more.
+ */
+int zones_landed(struct zones *zs, uint32_t zone, uint64_t addr, uint32_t len);
+
 /* Lists record r, which landed at addr, in its zone's summary and key filter. */
 void zones_note(struct zones *zs, const struct zrec *r, uint64_t addr);
-/* Whether some zone other than except may hold a record of key. */
-bool zones_may_hold(const struct zones *zs, uint32_t except, const void *key, size_t klen);
+/*
+ * Whether some zone other than except may hold a record of key older than
+ * seq: each zone's range of sequence numbers says so exactly, its key
+ * filter only with false positives.
+ */
+bool zones_may_hold(const struct zones *zs, uint32_t except, const void *key, size_t klen,
+		    uint64_t seq);
+/* Nothing is known of what the zone holds (part of it could not be read). */
+void zones_forget_keys(struct zones *zs, uint32_t zone);
 
-void zones_add_live(struct zones *zs, uint64_t addr, uint32_t len);
-void zones_sub_live(struct zones *zs, uint64_t addr, uint32_t len);
+/*
+ * Live bytes follow the index: it took entry e, or let it go. A new
+ * tombstone is kept (the value it hides is still on the media, so dropping
+ * it is not worth a try yet); one found at start is not.
+ */
+void zones_add_entry(struct zones *zs, const struct zent *e, bool kept);
+void zones_sub_entry(struct zones *zs, const struct zent *e);
+/* GC moved a live record; a tombstone (tomb_seq, else 0) it moved is one it could not drop. */
+void zones_move_live(struct zones *zs, uint64_t from, struct zloc to, uint64_t tomb_seq);
+void zones_add_pending(struct zones *zs, uint64_t addr, uint32_t len);
+void zones_sub_pending(struct zones *zs, uint64_t addr, uint32_t len);
+
+/* Bytes of dead records in the zone: what reclaiming it wins back, besides its unused end. */
+static inline uint64_t zone_garbage(const struct zone *z)
+{
+	uint64_t keep = z->live + z->pending + z->held;
+
+	return z->recs > keep ? z->recs - keep : 0;
+}
+
+/* Bytes reclaiming the zone is expected to copy: tombstones worth a try are expected to go. */
+static inline uint64_t zone_keep(const struct zone *z)
+{
+	return z->live + z->pending + z->held - MIN(z->tombs, z->live);
+}
 
 const char *zone_state_name(enum zone_state s);
 

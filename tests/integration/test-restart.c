@@ -36,6 +36,10 @@ static void put(zap_client *c, const char *key, size_t vlen, uint64_t seed,
 	free(v);
 }
 
+/* The superblock's copies lie 64 KiB apart at the start of its zone (daemon/super.h). */
+#define SUPER_COPIES 3
+#define SUPER_GAP    (64 * 1024)
+
 static void foreign_data(struct zt_daemon *d)
 {
 	char junk[4096];
@@ -44,7 +48,9 @@ static void foreign_data(struct zt_daemon *d)
 	/* Data where a zone starts, but no superblock: not ours, so not to be touched. */
 	memset(junk, 0xA5, sizeof(junk));
 	zt_check(fd >= 0, "open %s", d->dev);
-	zt_check(pwrite(fd, junk, sizeof(junk), 4096) == sizeof(junk), "pwrite");
+	for (int i = 0; i < SUPER_COPIES; i++)
+		zt_check(pwrite(fd, junk, sizeof(junk), 4096 + i * SUPER_GAP) == sizeof(junk),
+			 "pwrite");
 	close(fd);
 	zt_check(zt_start_fails(d, NULL) == 1, "daemon started on a device without superblock");
 	fd = open(d->dev, O_RDONLY);
