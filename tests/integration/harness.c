@@ -3,16 +3,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 /* The one daemon a failing test must not leave behind. */
 static struct zt_daemon *running;
@@ -39,11 +43,74 @@ void zt_fail_at(const char *file, int line, const char *fmt, ...)
 	exit(1);
 }
 
-static const char *daemon_path(void)
+static const char *daemon_path(const struct zt_daemon *d)
 {
-	const char *p = getenv("ZAPPENDD");
+	const char *p = getenv(d->fault ? "ZAPPENDD_FAULT" : "ZAPPENDD");
 
-	return p ? p : "./zappendd";
+	return p ? p : d->fault ? "./zappendd-fault" : "./zappendd";
+}
+
+/*
+ * The environment with ZAPPEND_FAULT=spec in place of any it had, built
+ * before the fork: a child of a threaded test must not allocate.
+ */
+static char **fault_env(const char *spec, char **var)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	env = calloc(n + 2, sizeof(*env));
+	*var = malloc(strlen(spec) + sizeof("ZAPPEND_FAULT="));
+	zt_check(env && *var, "out of memory");
+	sprintf(*var, "ZAPPEND_FAULT=%s", spec);
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(environ[i], "ZAPPEND_FAULT=", 14))
+			env[k++] = environ[i];
+	}
+	env[k++] = *var;
+	env[k] = NULL;
+	return env;
+}
+
+void zt_use_fault(struct zt_daemon *d, const char *spec)
+{
+	const char *bin = getenv("ZAPPENDD_FAULT");
+
+	if (spec && (!bin || !*bin)) {
+		fprintf(stderr, "SKIP: $ZAPPENDD_FAULT does not name zappendd-fault\n");
+		zt_cleanup(d);
+		exit(ZT_SKIP);
+	}
+	d->fault = spec;
+}
+
+long zt_log_size(const struct zt_daemon *d)
+{
+	struct stat st;
+
+	return stat(d->log, &st) < 0 ? 0 : (long)st.st_size;
+}
+
+char *zt_log_since(const struct zt_daemon *d, long at)
+{
+	FILE *f = fopen(d->log, "r");
+	long end;
+	char *buf;
+	size_t n = 0;
+
+	zt_check(f, "%s: %s", d->log, strerror(errno));
+	fseek(f, 0, SEEK_END);
+	end = ftell(f);
+	at = at < end ? at : end;
+	buf = malloc(end - at + 1);
+	zt_check(buf, "out of memory");
+	fseek(f, at, SEEK_SET);
+	n = fread(buf, 1, end - at, f);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
 }
 
 void zt_init(struct zt_daemon *d, const char *const *args)
@@ -74,8 +141,9 @@ void zt_init(struct zt_daemon *d, const char *const *args)
 
 static pid_t spawn(struct zt_daemon *d, const char *const *more)
 {
-	const char *argv[64] = { daemon_path(), "--config", "/dev/null", "--device",
-				 d->dev,	"--socket", d->sock };
+	const char *argv[64] = { daemon_path(d), "--config", "/dev/null", "--device",
+				 d->dev,	 "--socket", d->sock };
+	char **envp = environ, *var = NULL;
 	static char devargs[256];
 	const char *env = getenv("ZT_DEVICE_ARGS");
 	size_t n = 7;
@@ -96,6 +164,8 @@ static pid_t spawn(struct zt_daemon *d, const char *const *more)
 	for (size_t i = 0; more && more[i]; i++)
 		argv[n++] = more[i];
 	argv[n] = NULL;
+	if (d->fault)
+		envp = fault_env(d->fault, &var);
 	pid = fork();
 	if (pid < 0)
 		zt_fail("fork: %s", strerror(errno));
@@ -105,9 +175,13 @@ static pid_t spawn(struct zt_daemon *d, const char *const *more)
 			dup2(fd, 2);
 			dup2(fd, 1);
 		}
-		execv(argv[0], (char *const *)argv);
+		execve(argv[0], (char *const *)argv, envp);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
+	}
+	if (envp != environ) {
+		free(envp);
+		free(var);
 	}
 	return pid;
 }
@@ -296,4 +370,114 @@ long zt_proc_kib(const struct zt_daemon *d, const char *field)
 	}
 	fclose(f);
 	return v;
+}
+
+static char watchdog_what[256];
+
+/* Async-signal-safe: the main thread may be stuck anywhere, even in malloc. */
+static void watchdog_fired(int sig)
+{
+	char buf[4096];
+	const char *msg = "FAIL: watchdog: no progress within the time allowed: ";
+	ssize_t n;
+	int fd;
+
+	(void)sig;
+	if (write(2, msg, strlen(msg)) < 0 || write(2, watchdog_what, strlen(watchdog_what)) < 0 ||
+	    write(2, "\n", 1) < 0)
+		_exit(1);
+	if (running) {
+		kill(running->pid, SIGKILL);
+		fd = open(running->log, O_RDONLY);
+		if (fd >= 0) {
+			if (lseek(fd, -(off_t)sizeof(buf), SEEK_END) < 0)
+				lseek(fd, 0, SEEK_SET);
+			n = read(fd, buf, sizeof(buf));
+			msg = "--- the daemon log, its last 4 KiB ---\n";
+			if (n > 0 && write(2, msg, strlen(msg)) >= 0 && write(2, buf, n) < 0)
+				_exit(1);
+			close(fd);
+		}
+	}
+	_exit(1);
+}
+
+void zt_watchdog(unsigned seconds, const char *what)
+{
+	/* A copy: the caller's may be gone when the alarm comes. */
+	snprintf(watchdog_what, sizeof(watchdog_what), "%s", what);
+	signal(SIGALRM, watchdog_fired);
+	alarm(seconds);
+}
+
+struct timed_op {
+	bool done, abandoned;
+	int err;
+};
+
+static void timed_cb(zap_client *c, const struct zap_result *r, void *arg)
+{
+	struct timed_op *t = arg;
+
+	(void)c;
+	if (t->abandoned) {
+		free(t);
+		return;
+	}
+	t->done = true;
+	t->err = r->err;
+}
+
+/* Drives c until t's request is answered or the time is up. */
+static int wait_timed(zap_client *c, struct timed_op *t, double seconds)
+{
+	double until = zt_now() + seconds;
+	int ret;
+
+	while (!t->done) {
+		struct pollfd pfd = { .fd = zap_fd(c), .events = POLLIN };
+
+		if (zt_now() > until) {
+			/* The callback frees it, when the request ends or the client closes. */
+			t->abandoned = true;
+			return -ETIMEDOUT;
+		}
+		if (zap_want_write(c))
+			pfd.events |= POLLOUT;
+		if (pfd.fd >= 0 && poll(&pfd, 1, 50) < 0 && errno != EINTR)
+			zt_fail("poll: %s", strerror(errno));
+		zap_process(c);
+	}
+	ret = t->err;
+	free(t);
+	return ret;
+}
+
+int zt_put_timed(zap_client *c, const void *key, size_t klen, const void *val, size_t vlen,
+		 double seconds)
+{
+	struct timed_op *t = calloc(1, sizeof(*t));
+	int ret;
+
+	zt_check(t, "out of memory");
+	ret = zap_put_async(c, key, klen, val, vlen, timed_cb, t);
+	if (ret) {
+		free(t);
+		return ret;
+	}
+	return wait_timed(c, t, seconds);
+}
+
+int zt_del_timed(zap_client *c, const void *key, size_t klen, double seconds)
+{
+	struct timed_op *t = calloc(1, sizeof(*t));
+	int ret;
+
+	zt_check(t, "out of memory");
+	ret = zap_del_async(c, key, klen, timed_cb, t);
+	if (ret) {
+		free(t);
+		return ret;
+	}
+	return wait_timed(c, t, seconds);
 }

@@ -14,6 +14,13 @@
  *                               of the --size and --zone-size a test passes to
  *                               zt_init are replaced by these (a device's geometry
  *                               is its own; the argument positions stay as they were)
+ *
+ * Faults: zt_use_fault(d, spec) runs d's next starts as $ZAPPENDD_FAULT, the
+ * daemon built with the fault-injecting device (daemon/dev_fault.h), with
+ * ZAPPEND_FAULT=spec in its environment; "seed=N,delay=PCT:MAXUS,
+ * flush_delay=PCT:MAXUS,append_fail=PCT,append_lie=PCT,append_short=PCT,
+ * read_fail=PCT,read_fail_at=ADDR:LEN,unwritten_read_fail=1,max_append=BYTES,
+ * bad_addr_at=N" (README.md, "Tests", says what each does).
  */
 #ifndef ZAP_HARNESS_H
 #define ZAP_HARNESS_H
@@ -34,6 +41,7 @@ struct zt_daemon {
 	pid_t pid;
 	const char *args[32]; /* extra daemon arguments, NULL-terminated */
 	bool format_next;     /* ZT_DEVICE: the next start formats the device */
+	const char *fault;    /* ZAPPEND_FAULT for the next starts, NULL for none */
 };
 
 /* A fresh temporary directory for d; args: extra zappendd arguments (NULL-terminated). */
@@ -48,6 +56,15 @@ int zt_stop(struct zt_daemon *d);
 void zt_kill(struct zt_daemon *d);
 /* Stops a running daemon if any and removes the directory. */
 void zt_cleanup(struct zt_daemon *d);
+/*
+ * The next starts of d run under faults (spec NULL: without). The test exits
+ * 77 (skip) when $ZAPPENDD_FAULT does not name the fault-injecting daemon.
+ */
+void zt_use_fault(struct zt_daemon *d, const char *spec);
+/* The size of d's log now: zt_log_since(d, at) is what came after. */
+long zt_log_size(const struct zt_daemon *d);
+/* The log from byte `at` on, malloc()ed and NUL-terminated: free() it. */
+char *zt_log_since(const struct zt_daemon *d, long at);
 
 zap_client *zt_connect(const struct zt_daemon *d);
 /* One numeric stat of the running daemon. */
@@ -62,6 +79,21 @@ long zt_proc_kib(const struct zt_daemon *d, const char *field);
 
 double zt_now(void); /* seconds, monotonic */
 void zt_sleep_ms(long ms);
+
+/*
+ * A test that hangs fails instead: after `seconds` (re-armed by each call)
+ * SIGALRM prints "FAIL ... what", kills the running daemon and exits 1.
+ */
+void zt_watchdog(unsigned seconds, const char *what);
+/*
+ * A put through the asynchronous API that gives up after `seconds`: its
+ * answer, or -ETIMEDOUT. After -ETIMEDOUT the put is still pending: close c
+ * before val is freed or changed.
+ */
+int zt_put_timed(zap_client *c, const void *key, size_t klen, const void *val, size_t vlen,
+		 double seconds);
+/* The same for a delete. */
+int zt_del_timed(zap_client *c, const void *key, size_t klen, double seconds);
 
 /* Deterministic bytes: the value a test wrote can be re-derived instead of kept. */
 uint64_t zt_rand(uint64_t *state);

@@ -32,6 +32,13 @@
  * Environment: TORTURE_ROUNDS (default 12), TORTURE_SEED (default: the time;
  * printed), TORTURE_VERBOSE=1 (a line per round), TORTURE_SIZE and
  * TORTURE_ZONE_SIZE (device geometry, default 384M and 16M: small, so that GC runs).
+ *
+ * TORTURE_PROFILE=large (the default of test-torture-large, built with
+ * -DTORTURE_LARGE): a 64 MiB device of 4 MiB zones whose device fills while
+ * a large value is still landing (issue 13). Fewer keys (160 own, 8 shared)
+ * with values of up to 64 KiB; worker 0 also puts values of 1 to 40 MiB,
+ * keeping at most two (it deletes the older before it puts a third): two may
+ * not fit (NO_SPACE is a fair answer), and GC runs under most of them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,8 +59,8 @@
 #include "harness.h"
 
 #define WORKERS	    8
-#define OWN_KEYS    2000 /* key k belongs to worker k % WORKERS */
-#define SHARED_KEYS 40
+#define OWN_KEYS    2000 /* at most; key k belongs to worker k % WORKERS */
+#define SHARED_KEYS 40	 /* at most */
 #define NKEYS	    (OWN_KEYS + SHARED_KEYS)
 #define NEVER_KEYS  16
 #define SMALL_MAX   (300 * 1024)
@@ -94,6 +101,7 @@ struct worker {
 	struct op *ops;
 	size_t nops, cap;
 	uint64_t last_seq;
+	int64_t big_key[2]; /* large profile, worker 0: keys of its large values, older first */
 	int err;
 	int64_t t_err;
 	char err_what[128];
@@ -108,6 +116,11 @@ static unsigned round_no;
 static char phase[64] = "start-up";
 static bool verbose;
 static const char *dev_size = "384M", *zone_size = "16M";
+/* The profile: keys in use, value sizes. */
+static unsigned own_keys = OWN_KEYS, shared_keys = SHARED_KEYS, nkeys = NKEYS;
+static uint32_t small_max = SMALL_MAX, big_min = BIG_MIN, big_max = BIG_MAX;
+static bool large; /* worker 0 puts values of big_min to big_max, one at a time */
+static const char *profile = "";
 static struct worker workers[WORKERS];
 static struct kstate base[NKEYS]; /* verified state at the start of the round */
 static struct kstate obs[NKEYS];  /* read back after the restart */
@@ -166,7 +179,8 @@ __attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt,
 	char cmd[400];
 	va_list ap;
 
-	fprintf(stderr, "FAIL test-torture (TORTURE_SEED=%" PRIu64 ", %s): ", seed, phase);
+	fprintf(stderr, "FAIL test-torture (TORTURE_SEED=%" PRIu64 "%s%s, %s): ", seed,
+		*profile ? " TORTURE_PROFILE=" : "", profile, phase);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -211,16 +225,21 @@ static void make_value(uint8_t *v, size_t len, uint32_t k, uint64_t id)
 	}
 }
 
+static uint32_t pick_big(uint64_t *rng)
+{
+	return big_min + zt_rand(rng) % (big_max - big_min + 1);
+}
+
 static uint32_t pick_len(uint64_t *rng)
 {
 	uint64_t r = zt_rand(rng);
 	double u;
 
-	if (r % 100 < 3)
-		return BIG_MIN + zt_rand(rng) % (BIG_MAX - BIG_MIN + 1);
-	/* log-uniform over 0 .. SMALL_MAX */
+	if (!large && r % 100 < 3)
+		return pick_big(rng);
+	/* log-uniform over 0 .. small_max */
 	u = (zt_rand(rng) >> 11) * 0x1.0p-53;
-	return (uint32_t)(exp(u * log(SMALL_MAX + 1.0)) - 1.0);
+	return (uint32_t)(exp(u * log(small_max + 1.0)) - 1.0);
 }
 
 /* --- the clients --- */
@@ -250,7 +269,7 @@ static void worker_fail(struct worker *w, const char *fmt, ...)
 
 static bool is_own(uint32_t k)
 {
-	return k < OWN_KEYS;
+	return k < own_keys;
 }
 
 /* A read in the middle of the round: the owner knows exactly what its key holds. */
@@ -313,12 +332,27 @@ static void *work(void *arg)
 		struct op *o;
 		struct zap_put_info info = { 0 };
 
+		bool big = false;
+
 		/* 8%: a shared key (put 3 times in 4, else delete); else one of its own keys: */
 		if (pick < 8) {
-			k = OWN_KEYS + (r >> 8) % SHARED_KEYS;
+			k = own_keys + (r >> 8) % shared_keys;
 			pick = pick < 6 ? 0 : 70;
 		} else {
-			k = w->id + WORKERS * ((r >> 8) % (OWN_KEYS / WORKERS));
+			k = w->id + WORKERS * ((r >> 8) % (own_keys / WORKERS));
+		}
+		/*
+		 * Large profile, worker 0, 1 op in 10: a large value, or with two
+		 * already, the delete of the older.
+		 */
+		if (large && w->id == 0 && (r >> 40) % 10 == 0) {
+			if (w->big_key[1] >= 0) {
+				k = w->big_key[0];
+				pick = 70;
+			} else {
+				big = true;
+				pick = 0;
+			}
 		}
 		klen = key_name(k, key);
 		/* put below 70, delete below 85, else get */
@@ -333,7 +367,7 @@ static void *work(void *arg)
 				  .worker = w->id,
 				  .type = pick < 70 ? OP_PUT : OP_DEL };
 		if (o->type == OP_PUT) {
-			o->len = pick_len(&w->rng);
+			o->len = big ? pick_big(&w->rng) : pick_len(&w->rng);
 			make_value(w->buf, o->len, k, o->id);
 			o->t_send = now_ns();
 			ret = zap_put(c, key, klen, w->buf, o->len, &info);
@@ -352,6 +386,13 @@ static void *work(void *arg)
 			}
 		}
 		o->t_end = now_ns();
+		/* Asked for once, a large value is counted as there until deleted. */
+		if (big) {
+			w->big_key[w->big_key[0] >= 0] = k;
+		} else if (large && o->type == OP_DEL && (int64_t)k == w->big_key[0] && !ret) {
+			w->big_key[0] = w->big_key[1];
+			w->big_key[1] = -1;
+		}
 		if (!ret) {
 			o->status = ACKED;
 			o->seq = info.seq;
@@ -440,7 +481,7 @@ static void describe_bytes(FILE *f, uint32_t k, const uint8_t *v, size_t len, ui
 	memcpy(&hl, v + 12, 4);
 	fprintf(f, "\n  returned %zu bytes whose header names op %" PRIu64 " of key %u, %u bytes",
 		len, id, hk, hl);
-	if (hk < NKEYS && hl == len && len <= BIG_MAX) {
+	if (hk < nkeys && hl == len && len <= big_max) {
 		make_value(tmp, len, hk, id);
 		if (!memcmp(tmp, v, len))
 			fprintf(f, " (and they are exactly that op's value%s)",
@@ -564,7 +605,7 @@ static void *verify(void *arg)
 		worker_fail(w, "verifier %u cannot connect: %s", w->id, zap_strerror(ret));
 		return NULL;
 	}
-	for (uint32_t k = w->id; k < NKEYS; k += WORKERS) {
+	for (uint32_t k = w->id; k < nkeys; k += WORKERS) {
 		if (!check_key(w, c, k))
 			break;
 	}
@@ -587,7 +628,7 @@ static int list_one(const void *key, size_t klen, void *arg)
 
 	for (size_t i = 1; i < 6 && i < klen; i++)
 		k = k * 10 + (s[i] - '0');
-	if (klen < 6 || s[0] != 't' || k >= NKEYS || key_name(k, want) != klen ||
+	if (klen < 6 || s[0] != 't' || k >= nkeys || key_name(k, want) != klen ||
 	    memcmp(want, key, klen)) {
 		snprintf(x->msg, sizeof(x->msg), "listing has a key never written: %.*s",
 			 (int)(klen > 80 ? 80 : klen), s);
@@ -632,7 +673,7 @@ static uint64_t check_all(void)
 			    ret ? zap_strerror(ret) : "a value");
 		checked++;
 	}
-	for (uint32_t k = 0; k < NKEYS; k++)
+	for (uint32_t k = 0; k < nkeys; k++)
 		nexist += obs[k].exists;
 	keys = zt_stat(c, "keys");
 	if (keys != nexist)
@@ -788,17 +829,40 @@ static uint64_t env_u64(const char *name, uint64_t def)
 	return s && *s ? strtoull(s, NULL, 0) : def;
 }
 
+#ifdef TORTURE_LARGE
+#define DEFAULT_PROFILE "large"
+#define DEFAULT_ROUNDS	6
+#else
+#define DEFAULT_PROFILE ""
+#define DEFAULT_ROUNDS	12
+#endif
+
 int main(void)
 {
-	unsigned rounds = env_u64("TORTURE_ROUNDS", 12);
+	unsigned rounds = env_u64("TORTURE_ROUNDS", DEFAULT_ROUNDS);
 	uint64_t rng, acked = 0, uncertain = 0, checks = 0, gets = 0, applied = 0;
-	uint64_t not_applied = 0, nospc = 0, gc_moved = 0, max_inflight = 0, inflight;
+	uint64_t not_applied = 0, nospc = 0, gc_moved = 0, max_inflight = 0, inflight, bigs = 0;
 	unsigned kills = 0, rkills = 0, formats = 0;
 	int64_t t_start = now_ns();
 	bool need_format = false;
 
 	seed = env_u64("TORTURE_SEED", (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20));
 	verbose = env_u64("TORTURE_VERBOSE", 0);
+	profile = getenv("TORTURE_PROFILE") ? getenv("TORTURE_PROFILE") : DEFAULT_PROFILE;
+	if (!strcmp(profile, "large")) {
+		large = true;
+		own_keys = 160;
+		shared_keys = 8;
+		nkeys = own_keys + shared_keys;
+		small_max = 64 * 1024;
+		big_min = 1024 * 1024;
+		big_max = 40 * 1024 * 1024;
+		dev_size = "64M";
+		zone_size = "4M";
+	} else if (*profile) {
+		fprintf(stderr, "TORTURE_PROFILE=%s: unknown (large, or none)\n", profile);
+		return 99;
+	}
 	if (getenv("TORTURE_SIZE"))
 		dev_size = getenv("TORTURE_SIZE");
 	if (getenv("TORTURE_ZONE_SIZE"))
@@ -807,14 +871,16 @@ int main(void)
 		fprintf(stderr, "SKIP: no zappendd at %s (set ZAPPENDD)\n", daemon_path());
 		return ZT_SKIP;
 	}
-	printf("torture: TORTURE_SEED=%" PRIu64 " rounds %u, %u clients, %u keys (%u shared), "
-	       "device %s zones %s\n",
-	       seed, rounds, WORKERS, NKEYS, SHARED_KEYS, dev_size, zone_size);
+	printf("torture: TORTURE_SEED=%" PRIu64 "%s%s rounds %u, %u clients, %u keys (%u shared), "
+	       "device %s zones %s, values up to %u bytes\n",
+	       seed, *profile ? " TORTURE_PROFILE=" : "", profile, rounds, WORKERS, nkeys,
+	       shared_keys, dev_size, zone_size, big_max);
 	fflush(stdout);
 	rng = seed;
 	for (unsigned i = 0; i < WORKERS; i++) {
 		workers[i].id = i;
-		workers[i].buf = malloc(BIG_MAX);
+		workers[i].big_key[0] = workers[i].big_key[1] = -1;
+		workers[i].buf = malloc(big_max);
 		if (!workers[i].buf)
 			abort();
 	}
@@ -853,6 +919,9 @@ int main(void)
 				not_applied += w->not_applied;
 				for (size_t j = 0; j < w->nops; j++) {
 					acked += w->ops[j].status == ACKED;
+					bigs += w->ops[j].status == ACKED &&
+						w->ops[j].type == OP_PUT &&
+						w->ops[j].len >= big_min;
 					round_uncertain += w->ops[j].status == UNCERTAIN;
 				}
 			}
@@ -982,15 +1051,18 @@ int main(void)
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");
 	zt_cleanup(&d);
 
-	printf("torture: PASS TORTURE_SEED=%" PRIu64 " rounds %u, kills %u (+%u during "
+	printf("torture: PASS TORTURE_SEED=%" PRIu64 "%s%s rounds %u, kills %u (+%u during "
 	       "recovery), formats %u, ops acknowledged %" PRIu64 ", unacknowledged %" PRIu64
 	       " (in flight at the kill: %" PRIu64 " found applied, %" PRIu64
 	       " not), refused for space %" PRIu64 ", reads during rounds %" PRIu64
 	       ", keys checked per round %u, total checks %" PRIu64 ", GC moved %" PRIu64
 	       " MiB, max appends in flight to one zone %" PRIu64 ", %.1f s\n",
-	       seed, rounds, kills, rkills, formats, acked, uncertain, applied, not_applied, nospc,
-	       gets, NKEYS + NEVER_KEYS, checks, gc_moved >> 20, max_inflight,
-	       (now_ns() - t_start) / 1e9);
+	       seed, *profile ? " TORTURE_PROFILE=" : "", profile, rounds, kills, rkills, formats,
+	       acked, uncertain, applied, not_applied, nospc, gets, nkeys + NEVER_KEYS, checks,
+	       gc_moved >> 20, max_inflight, (now_ns() - t_start) / 1e9);
+	if (large)
+		printf("torture: values of %u bytes or more: %" PRIu64 " put and acknowledged\n",
+		       big_min, bigs);
 	for (unsigned i = 0; i < WORKERS; i++) {
 		free(workers[i].buf);
 		free(workers[i].ops);
