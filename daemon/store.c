@@ -439,7 +439,7 @@ static void get_begin(struct zget *g);
 static void put_free(struct zput *p)
 {
 	struct store *s = p->s;
-	struct zget *waiters = p->waiters;
+	struct zget *g;
 
 	for (uint32_t i = 0; i < p->nchunks; i++) {
 		if (p->locs[i].len)
@@ -448,16 +448,15 @@ static void put_free(struct zput *p)
 	zholds_remove(&s->holds, &p->h);
 	*(p->older ? &p->older->newer : &s->oldest) = p->newer;
 	*(p->newer ? &p->newer->older : &s->newest) = p->older;
-	if (p->locs != &p->one)
-		free(p->locs);
-	free(p);
-	while (waiters) {
-		struct zget *g = waiters;
-
-		waiters = g->wnext;
+	/* One at a time off the list: a callback may abort a get still on it. */
+	while ((g = p->waiters)) {
+		p->waiters = g->wnext;
 		g->wait_on = NULL;
 		get_begin(g);
 	}
+	if (p->locs != &p->one)
+		free(p->locs);
+	free(p);
 }
 
 uint64_t store_oldest_put(const struct store *s)
