@@ -41,6 +41,7 @@ struct file_dev {
 	int fd;
 	int lock_fd;  /* holds the flock: the image is ours */
 	bool created; /* the image did not exist: a start that fails leaves none */
+	bool locked;  /* the flock is ours: only then is the image ours to remove */
 	struct zdev_zone *zones;
 	void *marker;
 };
@@ -151,6 +152,7 @@ static int claim(struct file_dev *f, const struct zdev_opts *o, struct zerr *err
 			    "%s is in use by another zappendd (it holds the lock on it)", o->path);
 		return zerr_set(err, ret, "cannot lock %s: %s", o->path, strerror(-ret));
 	}
+	f->locked = true;
 	return 0;
 }
 
@@ -495,7 +497,7 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 	*out = &f->dev;
 	return 0;
 fail:
-	if (f->created && f->lock_fd >= 0) {
+	if (f->created && f->locked) {
 		struct stat st;
 
 		if (!fstat(f->lock_fd, &st) && !st.st_size)

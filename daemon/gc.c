@@ -86,17 +86,30 @@ static unsigned low_water(const struct zones *zs)
 	return ZONES_RESERVE + 2;
 }
 
-/* What reclaiming z is expected to win: its dead records, and tombstones worth a try. */
-static uint64_t gain_of(const struct zone *z)
+/*
+ * Room a full zone never had written beyond what filling it leaves unused
+ * (a record's worth at most, and its summary): a zone finished early, as one
+ * retired after a failed append, or closed at start beyond the device's
+ * limits. Reclaiming it wins that room too.
+ */
+static uint64_t slack(const struct gc *g, const struct zone *z)
 {
-	return zone_garbage(z) + z->tombs;
+	uint64_t filled = z->data_end + z->meta + ZSUM_BASE_RESERVE + g->s->rec_max;
+
+	return z->cap > filled ? z->cap - filled : 0;
+}
+
+/* What reclaiming z is expected to win: its dead records, tombstones worth a try, its slack. */
+static uint64_t gain_of(const struct gc *g, const struct zone *z)
+{
+	return zone_garbage(z) + z->tombs + slack(g, z);
 }
 
 /* What reclaiming z wins for what it costs (copying the rest). */
 static double score(const struct gc *g, const struct zone *z)
 {
 	double u = (double)zone_keep(z) / z->cap;
-	double gain = (double)gain_of(z) / z->cap;
+	double gain = (double)gain_of(g, z) / z->cap;
 	double age = (double)(g->s->next_seq - z->max_seq) + 1;
 
 	if (g->policy == GC_GREEDY)
@@ -112,14 +125,14 @@ static double score(const struct gc *g, const struct zone *z)
  * fills). Without this a full store of live data is copied round and round
  * for nothing.
  */
-static bool worth(const struct zone *z)
+static bool worth(const struct gc *g, const struct zone *z)
 {
 	uint64_t keep = zone_keep(z), avg = z->nrecs ? z->recs / z->nrecs : ZREC_BLOCK;
 	double copies = (double)keep / MAX(avg, ZREC_BLOCK);
 	uint64_t cost = (uint64_t)(copies * zones_entry_meta(COPY_KLEN) +
 				   (double)keep / z->cap * z->max_rec / 2);
 
-	return gain_of(z) >= z->cap / 64 + cost && gain_of(z) > z->stuck;
+	return gain_of(g, z) >= z->cap / 64 + cost && gain_of(g, z) > z->stuck;
 }
 
 /* What GC can copy into without taking room from anyone: its zone's rest, and empty zones. */
@@ -133,15 +146,16 @@ static uint64_t zone_room(const struct zone *z, uint64_t rec)
 
 /*
  * What GC can copy records of up to rec bytes into without taking room from
- * anyone: its zone's rest, and the empty zones. Zone by zone: capacities may
- * differ, and an offline zone's says nothing.
+ * anyone: its zone's rest, and the zones taking no appends, empty or partly
+ * written. Zone by zone: capacities may differ, and an offline zone's says
+ * nothing.
  */
 static uint64_t gc_room(const struct zones *zs, uint64_t rec)
 {
 	uint64_t room = 0;
 
 	for (uint32_t i = 0; i < zs->n; i++) {
-		if (zs->z[i].state == ZS_EMPTY)
+		if (zs->z[i].state == ZS_EMPTY || zs->z[i].state == ZS_CLOSED)
 			room += zone_room(&zs->z[i], rec);
 	}
 	if (zs->gc_zone != NONE)
@@ -179,7 +193,7 @@ static uint32_t pick_victim(const struct gc *g)
 		uint64_t keep = z->live + z->pending + z->held;
 		double sc;
 
-		if (z->state != ZS_FULL || !worth(z))
+		if (z->state != ZS_FULL || !worth(g, z))
 			continue;
 		/* Room for all of it (a tombstone expected to go may have to stay), and the
 		 * checkpoint. */
@@ -288,22 +302,27 @@ static void step_later(struct gc *g, long ns)
 
 /* --- the end of a victim --- */
 
+/*
+ * A victim given up is not tried again for nothing: only once more of it has
+ * died, or GC has reclaimed another zone (there is more room to copy into,
+ * and a fault may have passed).
+ */
 static void finish_victim(struct gc *g, bool reclaimed)
 {
-
 	struct store *s = g->s;
-	struct zone *z = &s->zones.z[g->victim];
+	struct zones *zs = &s->zones;
 
 	if (reclaimed) {
-		zones_reset_done(&s->zones, g->victim, g->dead);
+		zones_reset_done(zs, g->victim, g->dead);
 		for (struct gc_drop *d = g->drops; d; d = d->next)
 			g->tombstones_dropped += zidx_forget(s->idx, d->key, d->klen, d->seq);
 		g->zones_reclaimed++;
+		for (uint32_t i = 0; i < zs->n; i++)
+			zs->z[i].stuck = 0;
 	} else {
-		z->state = ZS_FULL;
+		zs->z[g->victim].state = ZS_FULL;
+		zs->z[g->victim].stuck = gain_of(g, &zs->z[g->victim]);
 		g->victims_given_up++;
-		/* Not again for nothing: only once more of it has died. */
-		z->stuck = gain_of(z);
 	}
 	free_drops(g);
 	g->victim = NONE;

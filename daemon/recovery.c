@@ -754,8 +754,9 @@ int store_mount(struct store *s, bool force_format, struct zerr *err)
 		ret = scan_all(s, err);
 	}
 	if (!ret) {
-		/* More zones written to than the device lets be active: finish the fullest. */
-		zones_fit_limits(&s->zones);
+		/* Zones left nearly full by a crash, and beyond the device's active limit:
+		 * finished. */
+		zones_fit_limits(&s->zones, s->rec_max);
 		gc_kick(&s->gc);
 	}
 	if (ret < 0 && !err->msg[0])

@@ -610,6 +610,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 		log_warn(srv->log, "the kernel refused a registered buffer for NVMe passthrough "
 				   "(Linux 6.1): using plain buffers");
 	}
+	store_tick(srv->store);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	for (c = LIST_FIRST(&srv->conns); c; c = next) {
 		next = LIST_NEXT(c, link);

@@ -64,6 +64,7 @@ struct zput {
 	void *arg;
 	uint8_t type;
 	bool input_done;
+	bool maybe_landed; /* an append of it failed after writing, perhaps all of it */
 	int err;
 	uint64_t seq;
 	uint64_t vlen;
@@ -467,7 +468,13 @@ uint64_t store_oldest_put(const struct store *s)
 static void put_end(struct zput *p, int err)
 {
 	struct store *s = p->s;
-	struct zput_result res = { .err = err, .seq = p->seq };
+	/*
+	 * No room for a record whose earlier append failed, yet may have
+	 * written it whole: the put may be on the media, and a restart would
+	 * find it. Not NO_SPACE then, which says it did not happen.
+	 */
+	struct zput_result res = { .err = err == -ENOSPC && p->maybe_landed ? -EIO : err,
+				   .seq = p->seq };
 
 	if (!err) {
 		res.zone = zones_of(&s->zones, p->locs[0].addr);
@@ -673,6 +680,14 @@ static void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t 
 	zones_append_done(&s->zones, c->zone);
 	if (res < 0)
 		zones_note_failed(&s->zones, c->zone, p->key, p->klen, p->seq);
+	/*
+	 * Refused before writing anything (the zone full or read-only, too many
+	 * active, malformed), or cut short by a full host file system: the
+	 * record is not whole on the media. Anything else may have written it.
+	 */
+	if (res < 0 && res != -ENOSPC && res != -EROFS && res != -EBUSY && res != -EINVAL &&
+	    res != -EDQUOT)
+		p->maybe_landed = true;
 	if (res < 0 && res != -EDQUOT && c->buf && ++c->tries < APPEND_TRIES(s)) {
 		/*
 		 * The zone is failing, not the record: it goes, the record tries
@@ -1094,6 +1109,26 @@ int store_del(struct store *s, const void *key, size_t klen, struct store_budget
 
 /* --- gets --- */
 
+/*
+ * The get's buffer goes back. Gets hold pool buffers until their client has
+ * read them: clients that read slowly, or not at all, could hold the whole
+ * pool and stop every put, so gets take at most half of it.
+ */
+static void get_buf_put(struct zget *g)
+{
+	struct store *s = g->s;
+
+	if (g->buf && g->heap) {
+		free(g->buf);
+	} else if (g->buf) {
+		buf_put(s, g->buf, g->alloc, g->budget);
+		s->gets.held -= g->alloc;
+		if (s->gets.waiting.head)
+			wake(&s->gets.waiting);
+	}
+	g->buf = NULL;
+}
+
 static void get_free(struct zget *g)
 {
 	struct store *s = g->s;
@@ -1102,10 +1137,7 @@ static void get_free(struct zget *g)
 		zholds_remove(&s->holds, &g->h);
 	for (uint32_t i = 0; g->dead && i < g->nchunks; i++)
 		s->zones.z[zones_of(&s->zones, g->locs[i].addr)].held -= g->locs[i].len;
-	if (g->buf && g->heap)
-		free(g->buf);
-	else if (g->buf)
-		buf_put(s, g->buf, g->alloc, g->budget);
+	get_buf_put(g);
 	if (g->locs != &g->one)
 		free(g->locs);
 	s->busy--;
@@ -1199,14 +1231,22 @@ static void get_read_done(struct zdev_io *io)
 static void *get_buf(struct zget *g, uint32_t len)
 {
 	struct store *s = g->s;
+	struct store_budget *all = &s->gets;
+	void *buf;
 
 	g->alloc = len;
 	g->heap = len > zpool_max(s->pool);
-	if (!g->heap)
-		return buf_get(s, len, g->budget, &g->w);
-	if (posix_memalign(&g->buf, ZREC_BLOCK, len))
+	if (g->heap)
+		return posix_memalign(&g->buf, ZREC_BLOCK, len) ? NULL : g->buf;
+	/* Gets together hold at most their share of the pool, one always may. */
+	if (all->held && all->held + len > all->limit) {
+		wait_on(&all->waiting, &g->w);
 		return NULL;
-	return g->buf;
+	}
+	buf = buf_get(s, len, g->budget, &g->w);
+	if (buf)
+		all->held += len;
+	return buf;
 }
 
 /*
@@ -1330,11 +1370,7 @@ int store_get(struct store *s, const void *key, size_t klen, struct store_budget
 
 void store_get_next(struct zget *g)
 {
-	if (g->heap)
-		free(g->buf);
-	else
-		buf_put(g->s, g->buf, g->alloc, g->budget);
-	g->buf = NULL;
+	get_buf_put(g);
 	if (++g->next == g->nchunks) {
 		get_free(g);
 		return;
@@ -1447,10 +1483,16 @@ int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpo
 	s->waiters.tail = &s->waiters.head;
 	s->next_seq = 1;
 	s->rec_limit = s->rec_max;
+	store_budget_init(&s->gets, pool->size / 2);
 	s->idx = zidx_new();
 	if (!s->idx || zholds_init(&s->holds) || gc_init(&s->gc, s, cfg->gc_policy))
 		return -ENOMEM;
 	return 0;
+}
+
+void store_tick(struct store *s)
+{
+	gc_kick(&s->gc);
 }
 
 void store_stop(struct store *s)

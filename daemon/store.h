@@ -102,6 +102,7 @@ struct store {
 	bool flush_inflight;
 	struct zdev_io flush_io;
 	struct wait_list waiters;	    /* for the pool */
+	struct store_budget gets;	    /* the share of the pool all gets together may hold */
 	struct zchunk *space, **space_tail; /* records waiting for room on the device */
 	struct zqueue *zq;		    /* per zone: appends in flight, records gathering */
 	struct zone_op *zops;		    /* per zone: its summary and finish */
@@ -180,6 +181,12 @@ void store_get_next(struct zget *g);
 void store_get_abort(struct zget *g);
 
 void store_wait_cancel(struct store_waiter *w);
+
+/*
+ * Once a second: GC looks again whether it is wanted, as the end of puts and
+ * gets may have left garbage behind when nothing else would start it.
+ */
+void store_tick(struct store *s);
 
 /* Shutting down: no new GC work; idle once everything in flight has ended. */
 void store_stop(struct store *s);

@@ -66,6 +66,8 @@ int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev
 		z->used = z->state == ZS_OFFLINE || z->state == ZS_CONV ? 0 : dz[i].wp;
 		z->wp = z->base = z->data_end = z->used;
 		z->min_seq = UINT64_MAX;
+		if (z->state != ZS_META && z->state != ZS_CONV && z->cap > ZSUM_BASE_RESERVE)
+			zs->zone_room = MAX(zs->zone_room, z->cap - ZSUM_BASE_RESERVE);
 		zs->offline += z->state == ZS_OFFLINE;
 	}
 	return 0;
@@ -108,26 +110,70 @@ unsigned zones_empty(const struct zones *zs)
 }
 
 /* Empty zones a class must leave to the others. */
-static unsigned kept_back(enum zone_class cls)
+/* Zones taking no appends that appends could start in: empty ones, and partly written ones. */
+static bool is_spare(const struct zone *z)
 {
-	return cls == ZC_PUT ? ZONES_RESERVE : cls == ZC_DEL ? 1 : 0;
+	return z->state == ZS_EMPTY || z->state == ZS_CLOSED;
 }
 
-/* A zone to start appending to: a partly written one first, so zones fill up. */
-static int pick_new(struct zones *zs, enum zone_class cls)
+static bool fits(const struct zone *z, uint32_t len, uint64_t meta)
 {
-	int empty = -1;
-	unsigned nempty = 0;
+	return z->used + len + z->meta + meta + ZSUM_BASE_RESERVE <= z->cap;
+}
+
+/* Bytes of records a zone can still take. */
+static uint64_t room_of(const struct zone *z)
+{
+	uint64_t taken = z->used + z->meta + ZSUM_BASE_RESERVE;
+
+	return z->cap > taken ? z->cap - taken : 0;
+}
+
+uint64_t zones_spare_room(const struct zones *zs)
+{
+	uint64_t room = 0;
 
 	for (uint32_t i = 0; i < zs->n; i++) {
-		if (zs->z[i].state == ZS_CLOSED && cls != ZC_GC)
-			return i;
-		if (zs->z[i].state == ZS_EMPTY && nempty++ == 0)
+		if (is_spare(&zs->z[i]))
+			room += room_of(&zs->z[i]);
+	}
+	return room;
+}
+
+/*
+ * Room in spare zones a class leaves to the others: puts two zones' worth,
+ * deletes one, GC none, so that deletes and GC can always go on. Room, not
+ * zones: after a crash GC's zone comes back partly written, GC's room still.
+ */
+static uint64_t kept_back(const struct zones *zs, enum zone_class cls)
+{
+	return (cls == ZC_PUT ? ZONES_RESERVE : cls == ZC_DEL ? 1 : 0) * zs->zone_room;
+}
+
+/*
+ * A zone to start appending to, one that can take len bytes (and meta of
+ * summary): a partly written one first, so zones fill up; never one whose
+ * room the class must leave to others.
+ */
+static int pick_new(struct zones *zs, enum zone_class cls, uint32_t len, uint64_t meta)
+{
+	uint64_t spare = zones_spare_room(zs);
+	int empty = -1, closed = -1, zi;
+
+	for (uint32_t i = 0; i < zs->n; i++) {
+		const struct zone *z = &zs->z[i];
+
+		if (z->state == ZS_CLOSED && closed < 0 && fits(z, len, meta))
+			closed = i;
+		if (z->state == ZS_EMPTY && empty < 0)
 			empty = i;
 	}
-	if (empty < 0 || nempty <= kept_back(cls) || count(zs, is_active) >= zs->max_active)
+	zi = closed >= 0 ? closed : empty;
+	if (zi < 0 || spare - room_of(&zs->z[zi]) < kept_back(zs, cls))
 		return -1;
-	return empty;
+	if (zi == empty && count(zs, is_active) >= zs->max_active)
+		return -1;
+	return zi;
 }
 
 static void retire(struct zones *zs, uint32_t zi)
@@ -142,13 +188,13 @@ static void retire(struct zones *zs, uint32_t zi)
 static void refill(struct zones *zs, enum zone_class cls)
 {
 	while (zs->nset < zs->want) {
-		int zi = pick_new(zs, cls);
+		int zi = pick_new(zs, cls, 0, 0);
 
 		if (zi < 0)
 			return;
-		/* An empty zone puts could not have taken is the deletes' alone. */
+		/* A zone puts could not have taken is the deletes' alone. */
 		zs->z[zi].del_only =
-		    zs->z[zi].state == ZS_EMPTY && zones_empty(zs) <= kept_back(ZC_PUT);
+		    zones_spare_room(zs) - room_of(&zs->z[zi]) < kept_back(zs, ZC_PUT);
 		zs->z[zi].state = ZS_OPEN;
 		zs->set[zs->nset++] = zi;
 	}
@@ -157,7 +203,7 @@ static void refill(struct zones *zs, enum zone_class cls)
 /* Whether puts may append to zi: not to a zone of the reserve, while it is short. */
 static bool puts_may(struct zones *zs, uint32_t zi)
 {
-	if (zs->z[zi].del_only && zones_empty(zs) > kept_back(ZC_PUT))
+	if (zs->z[zi].del_only && zones_spare_room(zs) >= kept_back(zs, ZC_PUT))
 		zs->z[zi].del_only = false;
 	return !zs->z[zi].del_only;
 }
@@ -174,7 +220,7 @@ static bool take(struct zones *zs, uint32_t zi, uint32_t len, uint64_t meta)
 {
 	struct zone *z = &zs->z[zi];
 
-	if (z->used + len + z->meta + meta + ZSUM_BASE_RESERVE > z->cap)
+	if (!fits(z, len, meta))
 		return false;
 	z->used += len;
 	z->meta += meta;
@@ -194,7 +240,7 @@ static int reserve_gc(struct zones *zs, uint32_t len, uint64_t meta, uint32_t *z
 	if (zs->gc_zone != NONE)
 		retire(zs, zs->gc_zone);
 	zs->gc_zone = NONE;
-	zi = pick_new(zs, ZC_GC);
+	zi = pick_new(zs, ZC_GC, len, meta);
 	if (zi < 0)
 		return -ENOSPC;
 	zs->z[zi].state = ZS_OPEN;
@@ -343,8 +389,16 @@ static bool is_closed(const struct zone *z)
 	return z->state == ZS_CLOSED;
 }
 
-void zones_fit_limits(struct zones *zs)
+void zones_fit_limits(struct zones *zs, uint64_t min_room)
 {
+	/*
+	 * A crash leaves zones written nearly to their end unfinished: finished
+	 * now, they can be reclaimed, and hold no active slot for a record or two.
+	 */
+	for (uint32_t i = 0; i < zs->n; i++) {
+		if (zs->z[i].state == ZS_CLOSED && room_of(&zs->z[i]) < min_room)
+			retire(zs, i);
+	}
 	/* Fullest first: finishing it wastes the least room. */
 	while (zs->max_active != UINT32_MAX && count(zs, is_active) >= zs->max_active &&
 	       count(zs, is_closed)) {

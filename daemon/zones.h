@@ -56,7 +56,7 @@ struct zone {
 	uint64_t held;	   /* bytes of dead versions gets in flight still read */
 	uint64_t min_seq;  /* oldest record: UINT64_MAX when none; 0 when unknown */
 	uint64_t max_seq;  /* newest record: the zone's age for GC */
-	uint64_t stuck;	   /* GC could not move its records with this much garbage: wait for more */
+	uint64_t stuck;	   /* GC gave it up with this much to gain: wait for more, or a reclaim */
 	uint32_t max_rec;  /* longest record in it */
 	uint32_t nrecs;	   /* put and delete records in it, live or dead */
 	uint32_t inflight;
@@ -80,6 +80,7 @@ struct zones {
 	unsigned rr;
 	uint32_t gc_zone; /* GC's own zone, UINT32_MAX if none */
 	uint32_t max_active;
+	uint64_t zone_room;    /* what an empty zone takes: the unit of the reserves */
 	uint32_t max_inflight; /* most appends ever seen in flight to one zone */
 	uint64_t resets;
 	uint64_t retired;
@@ -119,10 +120,15 @@ void zones_note_failed(struct zones *zs, uint32_t zone, const void *key, size_t 
  */
 void zones_reset_done(struct zones *zs, uint32_t zone, bool dropped_dead);
 
+/* Room in the zones taking no appends, empty or partly written: what GC may copy into. */
+uint64_t zones_spare_room(const struct zones *zs);
 /* Zones that may take appends without finishing others first (device limits). */
 unsigned zones_empty(const struct zones *zs);
-/* Closes the write set's partly written zones that exceed the device's active limit. */
-void zones_fit_limits(struct zones *zs);
+/*
+ * At start: finishes the partly written zones that have less than min_room
+ * left, and those beyond the device's active limit.
+ */
+void zones_fit_limits(struct zones *zs, uint64_t min_room);
 
 static inline uint32_t zones_of(const struct zones *zs, uint64_t addr)
 {

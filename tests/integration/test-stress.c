@@ -1458,6 +1458,34 @@ static int list_one(const void *key, size_t klen, void *arg)
 	    (const char *)key);
 }
 
+/*
+ * NO_SPACE is a fair answer on a store this small, so the model alone cannot
+ * tell a full store from one that can no longer make room (GC with nowhere
+ * to copy to). With at most half the capacity live, a small put must go
+ * through, GC given a few seconds.
+ */
+static void check_room(zap_client *c)
+{
+	uint64_t live = zt_stat(c, "live_bytes"), cap = zt_stat(c, "capacity_bytes");
+	double until = zt_now() + 10;
+	int ret;
+
+	if (live > cap / 2)
+		return;
+	while ((ret = zap_put(c, "stress-probe", 12, "room?", 5, NULL)) == -ENOSPC &&
+	       zt_now() < until)
+		zt_sleep_ms(100);
+	if (ret)
+		die("the store is wedged: %" PRIu64 " of %" PRIu64
+		    " bytes live, yet a put of 5 bytes gets %s (zones_empty %" PRIu64
+		    ", used_bytes %" PRIu64 ", gc_victims_given_up %" PRIu64 ")",
+		    live, cap, zap_strerror(ret), zt_stat(c, "zones_empty"),
+		    zt_stat(c, "used_bytes"), zt_stat(c, "gc_victims_given_up"));
+	ret = zap_del(c, "stress-probe", 12);
+	if (ret)
+		die("deleting the probe key: %s", zap_strerror(ret));
+}
+
 /* After a restart: every key read and checked, the listing exactly the keys found. */
 static void check_all(void)
 {
@@ -1506,6 +1534,7 @@ static void check_all(void)
 	if (nk != nexist)
 		violation(0, "stat says keys %" PRIu64 " after a restart, but %u keys exist", nk,
 			  nexist);
+	check_room(c);
 	zap_close(c);
 }
 
