@@ -164,28 +164,55 @@ static uint64_t gc_room(const struct zones *zs, uint64_t rec)
 }
 
 /*
- * Whether z holds the newest record on the device: a reset would then take
- * the sequence counter's high mark with it, and a checkpoint must keep it.
+ * The zone holding the newest record on the device, if only one does: a
+ * reset of it would take the sequence counter's high mark with it, and a
+ * checkpoint must keep it. NONE if none or several.
  */
-static bool holds_newest(const struct zones *zs, uint32_t zone)
+static uint32_t newest_zone(const struct zones *zs)
 {
+	uint64_t top = 0;
+	uint32_t zone = NONE;
+
 	for (uint32_t i = 0; i < zs->n; i++) {
-		if (i != zone && zs->z[i].state != ZS_EMPTY &&
-		    zs->z[i].max_seq >= zs->z[zone].max_seq)
-			return false;
+		uint64_t seq = zs->z[i].state == ZS_EMPTY ? 0 : zs->z[i].max_seq;
+
+		if (seq > top) {
+			top = seq;
+			zone = i;
+		} else if (seq == top) {
+			zone = NONE;
+		}
 	}
-	return true;
+	return zone;
 }
 
-/*
- * The best zone to reclaim, or NONE. A victim must win back something (a
- * 64th of a zone at least), and its live data must fit where GC can copy it,
- * or GC would stall halfway with no room left to finish.
- */
+/* GC's room for records of up to rec bytes; victims share a few record lengths. */
+struct room_memo {
+	uint64_t rec[4], room[4];
+	unsigned n;
+};
+
+static uint64_t room_for(const struct zones *zs, struct room_memo *m, uint64_t rec)
+{
+	uint64_t room;
+
+	for (unsigned i = 0; i < m->n; i++) {
+		if (m->rec[i] == rec)
+			return m->room[i];
+	}
+	room = gc_room(zs, rec);
+	if (m->n < ARRAY_SIZE(m->rec)) {
+		m->rec[m->n] = rec;
+		m->room[m->n++] = room;
+	}
+	return room;
+}
+
 static uint32_t pick_victim(const struct gc *g)
 {
 	const struct zones *zs = &g->s->zones;
-	uint32_t best = NONE;
+	uint32_t best = NONE, newest = newest_zone(zs);
+	struct room_memo memo = { .n = 0 };
 	double best_score = 0;
 
 	for (uint32_t i = 0; i < zs->n; i++) {
@@ -195,10 +222,9 @@ static uint32_t pick_victim(const struct gc *g)
 
 		if (z->state != ZS_FULL || !worth(g, z))
 			continue;
-		/* Room for all of it (a tombstone expected to go may have to stay), and the
-		 * checkpoint. */
-		keep += keep / 32 + (holds_newest(zs, i) ? ZREC_BLOCK : 0);
-		if (keep > gc_room(zs, keep ? z->max_rec : 0))
+		/* Room for all of it (a tombstone expected to go may stay) and the checkpoint. */
+		keep += keep / 32 + (i == newest ? ZREC_BLOCK : 0);
+		if (keep > room_for(zs, &memo, keep ? z->max_rec : 0))
 			continue;
 		sc = score(g, z);
 		if (best == NONE || sc > best_score) {
@@ -369,7 +395,7 @@ static void checkpoint(struct gc *g)
 	struct store *s = g->s;
 	struct zrec r = { .type = ZREC_SEQ, .seq = s->next_seq - 1 };
 
-	if (!holds_newest(&s->zones, g->victim)) {
+	if (newest_zone(&s->zones) != g->victim) {
 		g->state = GC_FLUSH;
 		step(g);
 		return;
