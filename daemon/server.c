@@ -313,6 +313,17 @@ static void stat_s(struct stat_acc *a, const char *name, const char *v)
 	it->s = (char *)v;
 }
 
+/* Memory the connections' input buffers hold. */
+static uint64_t input_buffers(const struct server *srv)
+{
+	const struct conn *c;
+	uint64_t n = 0;
+
+	LIST_FOREACH(c, &srv->conns, link)
+	n += c->in_cap;
+	return n;
+}
+
 static void collect_stats(struct server *srv, struct stat_acc *a)
 {
 	const struct store *st = srv->store;
@@ -366,6 +377,7 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "recovery_zones_summarised", st->st.zones_summarised);
 	stat_u(a, "summary_bytes", st->st.summary_bytes);
 	stat_u(a, "connections", srv->nconns);
+	stat_u(a, "connection_buffer_bytes", input_buffers(srv));
 	stat_u(a, "connections_total", srv->st.connections);
 	stat_u(a, "connections_rejected", srv->st.rejected);
 	stat_u(a, "bad_frames", srv->st.bad_frames);

@@ -334,7 +334,8 @@ static void summary_next(struct zone_op *op)
 		zone_finish(op);
 		return;
 	}
-	memcpy(zrec_data(op->buf, 0), z->sum.buf + op->pos, n);
+	if (n) /* an empty summary has no buffer at all */
+		memcpy(zrec_data(op->buf, 0), z->sum.buf + op->pos, n);
 	op->pos += n;
 	/*
 	 * The last part alone gets the footer: were a part before it to carry

@@ -4,6 +4,7 @@
  * 13, finding 9): many connections that each sent one large header and then
  * sit idle must not each keep a megabyte of the daemon's memory.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,36 +46,38 @@ int main(void)
 	uint8_t *frame = malloc(ZAP_FRAME_PREFIX + KEY_LEN + 64), *key = calloc(1, KEY_LEN);
 	struct zt_daemon d;
 	int fds[CONNS];
-	long before, after;
+	uint64_t held;
+	zap_client *c;
 	size_t n;
 
 	zt_check(frame && key, "out of memory");
 	zt_watchdog(60, "test-inbuf");
 	zt_init(&d, args);
 	zt_start(&d);
+	c = zt_connect(&d);
 	r.op = ZAPPEND__OP__OP_STAT;
 	r.key.data = key;
 	r.key.len = KEY_LEN;
 	n = zappend__request__pack(&r, frame + ZAP_FRAME_PREFIX);
 	zt_check(n <= ZAP_FRAME_MAX_HEADER, "the header is over the limit");
 	zap_frame_encode(frame, n, 0);
-	before = zt_proc_kib(&d, "VmRSS");
 	for (int i = 0; i < CONNS; i++) {
-		r.id = i;
 		fds[i] = zt_raw_connect(&d);
 		zt_send_all(fds[i], frame, ZAP_FRAME_PREFIX + n);
 		read_frame(fds[i]);
 	}
 	/* Every connection is still open, idle, its large request answered. */
-	after = zt_proc_kib(&d, "VmRSS");
-	printf("%d idle connections after a header of %zu bytes each: RSS %ld KiB -> %ld KiB\n",
-	       CONNS, n, before, after);
-	zt_check(after - before < CONNS * 1024 / 4,
-		 "the daemon grew by %ld KiB for %d idle connections: each keeps its large "
-		 "input buffer",
-		 after - before, CONNS);
+	held = zt_stat(c, "connection_buffer_bytes");
+	printf("%d idle connections after a header of %zu bytes each: their input buffers hold "
+	       "%" PRIu64 " bytes\n",
+	       CONNS, n, held);
+	zt_check(held < (uint64_t)CONNS * 256 * 1024,
+		 "%d idle connections hold %" PRIu64 " bytes of input buffers: each keeps the "
+		 "room its large header took",
+		 CONNS, held);
 	for (int i = 0; i < CONNS; i++)
 		close(fds[i]);
+	zap_close(c);
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");
 	zt_cleanup(&d);
 	free(frame);
