@@ -19,6 +19,7 @@
 #include "log.h"
 #include "options.h"
 #include "pool.h"
+#include "recovery.h"
 #include "ring.h"
 #include "server.h"
 #include "service.h"

@@ -125,9 +125,7 @@ int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpo
 	       const struct store_cfg *cfg);
 void store_done(struct store *s);
 
-/* Recovery: mounts (or formats) the device and rebuilds the index. recovery.c */
-int store_mount(struct store *s, bool format, struct zerr *err);
-/* For recovery: the zone manager, from the device's zone report. */
+/* For recovery.c: the zone manager, from the device's zone report. */
 int store_zones_init(struct store *s, const struct zdev_zone *dz);
 
 struct zput_result {

@@ -34,6 +34,7 @@
 #include "pool.h"
 #include "ring.h"
 #include "server.h"
+#include "recovery.h"
 #include "store.h"
 #include "zappend.pb-c.h"
 

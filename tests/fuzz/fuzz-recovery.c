@@ -37,6 +37,7 @@
 #include "pool.h"
 #include "record.h"
 #include "ring.h"
+#include "recovery.h"
 #include "store.h"
 #include "super.h"
 

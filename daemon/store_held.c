@@ -1,0 +1,64 @@
+/*
+ * Records held by operations in flight: a record is live from the moment it
+ * lands, so GC asks here whether a put, delete or get holds one, and tells
+ * them where the copy went.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- records held by operations in flight, for GC --- */
+
+/* The location of chunk `chunk` that a hold holds, or NULL. */
+static struct zloc *held_loc(struct zhold *h, uint32_t chunk)
+{
+	if (h->kind == ZH_GET) {
+		struct zget *g = container_of(h, struct zget, h);
+
+		return !g->finding && chunk < g->nchunks ? &g->locs[chunk] : NULL;
+	} else {
+		struct zput *p = container_of(h, struct zput, h);
+
+		return chunk < p->nchunks && p->locs[chunk].len ? &p->locs[chunk] : NULL;
+	}
+}
+
+bool store_key_held(const struct store *s, const void *key, size_t klen)
+{
+	return zholds_next(&s->holds, key, klen, NULL) != NULL;
+}
+
+bool store_holds(const struct store *s, const struct zrec *r, uint64_t addr)
+{
+	for (struct zhold *h = zholds_next(&s->holds, r->key, r->klen, NULL); h;
+	     h = zholds_next(&s->holds, r->key, r->klen, h)) {
+		struct zloc *l = h->seq == r->seq ? held_loc(h, r->chunk) : NULL;
+
+		if (l && l->addr == addr)
+			return true;
+	}
+	return false;
+}
+
+void store_moved(struct store *s, const struct zrec *r, uint64_t from, struct zloc to)
+{
+	if (zidx_relocate(s->idx, r->key, r->klen, r->seq, r->chunk, from, to))
+		zones_move_live(&s->zones, from, to, r->type == ZREC_DEL ? r->seq : 0);
+	for (struct zhold *h = zholds_next(&s->holds, r->key, r->klen, NULL); h;
+	     h = zholds_next(&s->holds, r->key, r->klen, h)) {
+		struct zloc *l = h->seq == r->seq ? held_loc(h, r->chunk) : NULL;
+
+		if (!l || l->addr != from)
+			continue;
+		*l = to;
+		if (h->kind != ZH_GET) {
+			zones_sub_pending(&s->zones, from, to.len);
+			zones_add_pending(&s->zones, to.addr, to.len);
+		} else if (container_of(h, struct zget, h)->dead) {
+			s->zones.z[zones_of(&s->zones, from)].held -= to.len;
+			s->zones.z[zones_of(&s->zones, to.addr)].held += to.len;
+		}
+	}
+}
