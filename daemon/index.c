@@ -9,9 +9,11 @@
  *   loc  one record: its device block << 20 | its length in blocks;
  *        a value in several records: a pointer to its chunk list
  *
- * Keys live in an arena of 4 MiB segments, each as a 2-byte length and the
- * bytes. The table grows by half when 80% full, so it stays between 53% and
- * 80% full: 30 to 45 bytes a key with the arena's 2.
+ * Keys live in an arena of segments, each key as a 2-byte length and the
+ * bytes. A segment is an eighth of the arena so far (64 KiB to 4 MiB), so
+ * the unused end of the last one stays a small part of the whole. The table
+ * grows by half when 80% full, so it stays between 53% and 80% full: 30 to
+ * 45 bytes a key, 33 to 48 with the arena's 2 and its unused end.
  */
 #include "index.h"
 
@@ -31,8 +33,9 @@
 #define LEN_BITS     20
 #define TAG_BITS     28
 #define OFF_BITS     (64 - TAG_BITS)
-#define SEG_BITS     22
-#define SEG_SIZE     (1u << SEG_BITS)
+#define SEG_BITS     22 /* a key's offset: segment << SEG_BITS | position */
+#define SEG_MAX	     (1u << SEG_BITS)
+#define SEG_MIN	     (64u << 10)
 #define MIN_CAP	     1024u
 #define GROW_PERCENT 80u
 
@@ -47,14 +50,26 @@ struct chunks {
 	struct zloc c[];
 };
 
+struct seg {
+	uint8_t *p;
+	size_t size;
+};
+
+/* Where keys go in an arena: the same keys in the same order land in the same places. */
+struct place {
+	size_t nsegs;
+	size_t pos;   /* bytes used of the last segment */
+	size_t last;  /* the last segment's size */
+	size_t bytes; /* every segment's size */
+};
+
 struct zidx {
 	struct slot *slots;
 	size_t cap;
 	size_t used;
 	size_t live;
-	uint8_t **segs;
-	size_t nsegs;
-	size_t pos;  /* bytes used of the last segment */
+	struct seg *segs;
+	struct place arena;
 	size_t dead; /* arena bytes of keys forgotten */
 	uint64_t k0, k1;
 };
@@ -94,7 +109,7 @@ static size_t slot_home(const struct zidx *idx, const struct slot *s)
 static const uint8_t *key_at(const struct zidx *idx, const struct slot *s, size_t *klen)
 {
 	uint64_t off = s->key >> TAG_BITS;
-	const uint8_t *p = idx->segs[off >> SEG_BITS] + (off & (SEG_SIZE - 1));
+	const uint8_t *p = idx->segs[off >> SEG_BITS].p + (off & (SEG_MAX - 1));
 
 	*klen = get_le16(p);
 	return p + 2;
@@ -198,81 +213,114 @@ static void big_free(void *p, size_t bytes)
 
 /* --- the arena --- */
 
+/* The next segment: an eighth of the arena so far, a power of two. */
+static size_t seg_size_next(size_t bytes)
+{
+	size_t size = SEG_MIN;
+
+	while (size < SEG_MAX && size * 8 < bytes)
+		size *= 2;
+	return size;
+}
+
+/* Places a key of klen at *off; true if it opens a segment (of pl->last bytes). */
+static bool place_key(struct place *pl, size_t klen, uint64_t *off)
+{
+	bool opens = !pl->nsegs || pl->pos + 2 + klen > pl->last;
+
+	if (opens) {
+		pl->last = seg_size_next(pl->bytes);
+		pl->bytes += pl->last;
+		/* Offset 0 would make an empty slot's key word: never use it. */
+		pl->pos = pl->nsegs++ ? 0 : 2;
+	}
+	*off = (uint64_t)(pl->nsegs - 1) << SEG_BITS | pl->pos;
+	pl->pos += 2 + klen;
+	return opens;
+}
+
+static int seg_add(struct seg **segs, size_t n, size_t size)
+{
+	struct seg *s;
+
+	/* Offsets have OFF_BITS. */
+	if ((uint64_t)(n + 1) << SEG_BITS >> OFF_BITS)
+		return -ENOMEM;
+	s = realloc(*segs, (n + 1) * sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	*segs = s;
+	s[n].size = size;
+	s[n].p = big_alloc(size);
+	return s[n].p ? 0 : -ENOMEM;
+}
+
+static void segs_free(struct seg *segs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		big_free(segs[i].p, segs[i].size);
+	free(segs);
+}
+
+static void key_write(struct seg *segs, uint64_t off, const void *key, size_t klen)
+{
+	uint8_t *p = segs[off >> SEG_BITS].p + (off & (SEG_MAX - 1));
+
+	put_le16(p, klen);
+	memcpy(p + 2, key, klen);
+}
+
 static int arena_put(struct zidx *idx, const void *key, size_t klen, uint64_t *off)
 {
-	if (!idx->nsegs || idx->pos + 2 + klen > SEG_SIZE) {
-		uint8_t **segs;
+	struct place pl = idx->arena;
 
-		/* Offsets have OFF_BITS: 64 GiB of keys. */
-		if ((uint64_t)(idx->nsegs + 1) << SEG_BITS >> OFF_BITS)
-			return -ENOMEM;
-		segs = realloc(idx->segs, (idx->nsegs + 1) * sizeof(*segs));
-		if (!segs)
-			return -ENOMEM;
-		idx->segs = segs;
-		segs[idx->nsegs] = big_alloc(SEG_SIZE);
-		if (!segs[idx->nsegs])
-			return -ENOMEM;
-		idx->nsegs++;
-		/* Offset 0 would make an empty slot's key word: never use it. */
-		idx->pos = idx->nsegs == 1 ? 2 : 0;
-	}
-	*off = (uint64_t)(idx->nsegs - 1) << SEG_BITS | idx->pos;
-	put_le16(idx->segs[idx->nsegs - 1] + idx->pos, klen);
-	memcpy(idx->segs[idx->nsegs - 1] + idx->pos + 2, key, klen);
-	idx->pos += 2 + klen;
+	if (place_key(&pl, klen, off) && seg_add(&idx->segs, idx->arena.nsegs, pl.last))
+		return -ENOMEM;
+	idx->arena = pl;
+	key_write(idx->segs, *off, key, klen);
 	return 0;
 }
 
-static void arena_free(struct zidx *idx)
-{
-	for (size_t i = 0; i < idx->nsegs; i++)
-		big_free(idx->segs[i], SEG_SIZE);
-	free(idx->segs);
-	idx->segs = NULL;
-	idx->nsegs = idx->pos = idx->dead = 0;
-}
-
-/* Once forgotten keys are most of the arena, the live ones move to a new one. */
+/*
+ * Once forgotten keys are most of the arena, the live ones move to a new one:
+ * first every segment is found, so that moving cannot fail halfway.
+ */
 static void arena_compact(struct zidx *idx)
 {
-	struct zidx fresh = { 0 };
+	struct place pl = { 0 };
+	struct seg *segs = NULL;
+	uint64_t off;
+	size_t klen;
 
-	if (idx->dead < (64u << 20) || idx->dead * 2 < idx->nsegs * (size_t)SEG_SIZE)
+	if (idx->dead < (4u << 20) || idx->dead * 2 < idx->arena.bytes)
 		return;
+	for (size_t i = 0; i < idx->cap; i++) {
+		size_t n = pl.nsegs;
+
+		if (!idx->slots[i].key)
+			continue;
+		key_at(idx, &idx->slots[i], &klen);
+		if (place_key(&pl, klen, &off) && seg_add(&segs, n, pl.last)) {
+			segs_free(segs, n);
+			return; /* no memory to compact with: the old arena stays */
+		}
+	}
+	pl = (struct place){ 0 };
 	for (size_t i = 0; i < idx->cap; i++) {
 		struct slot *s = &idx->slots[i];
 		const uint8_t *k;
-		size_t klen;
-		uint64_t off;
 
 		if (!s->key)
 			continue;
 		k = key_at(idx, s, &klen);
-		if (arena_put(&fresh, k, klen, &off)) {
-			arena_free(&fresh);
-			return; /* no memory to compact with: the old arena stays */
-		}
+		place_key(&pl, klen, &off);
+		key_write(segs, off, k, klen);
+		s->key = off << TAG_BITS | slot_tag(s);
 	}
-	/* Second pass: every key found room, so the same walk assigns the same offsets. */
-	for (size_t i = 0, seg = 0, pos = 2; i < idx->cap; i++) {
-		struct slot *s = &idx->slots[i];
-		size_t klen;
-
-		if (!s->key)
-			continue;
-		key_at(idx, s, &klen);
-		if (pos + 2 + klen > SEG_SIZE) {
-			seg++;
-			pos = 0;
-		}
-		s->key = ((uint64_t)seg << SEG_BITS | pos) << TAG_BITS | slot_tag(s);
-		pos += 2 + klen;
-	}
-	arena_free(idx);
-	idx->segs = fresh.segs;
-	idx->nsegs = fresh.nsegs;
-	idx->pos = fresh.pos;
+	segs_free(idx->segs, idx->arena.nsegs);
+	idx->segs = segs;
+	idx->arena = pl;
+	idx->dead = 0;
 }
 
 /* --- the table --- */
@@ -311,7 +359,7 @@ void zidx_free(struct zidx *idx)
 	for (size_t i = 0; i < idx->cap; i++)
 		slot_free_chunks(&idx->slots[i]);
 	big_free(idx->slots, idx->cap * sizeof(*idx->slots));
-	arena_free(idx);
+	segs_free(idx->segs, idx->arena.nsegs);
 	free(idx);
 }
 
@@ -491,7 +539,7 @@ size_t zidx_count(const struct zidx *idx)
 
 size_t zidx_memory(const struct zidx *idx)
 {
-	return idx->cap * sizeof(struct slot) + idx->nsegs * (size_t)SEG_SIZE;
+	return idx->cap * sizeof(struct slot) + idx->arena.bytes;
 }
 
 int zidx_foreach(const struct zidx *idx, zidx_ent_fn fn, void *arg)

@@ -293,6 +293,76 @@ static void test_reserve_fit(void **state)
 	zidx_free(idx);
 }
 
+/* Index memory beyond the keys' own bytes, for n keys of 16 bytes. */
+static double bytes_per_key(unsigned n)
+{
+	struct zidx *idx = zidx_new();
+	char key[32];
+	double per;
+
+	assert_non_null(idx);
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "key-%012u", i);
+		assert_int_equal(update(idx, key, put1(i + 1, (uint64_t)i * 4096)), 1);
+	}
+	per = (double)(zidx_memory(idx) - (size_t)n * 16) / n;
+	zidx_free(idx);
+	return per;
+}
+
+/* At most 48 bytes a key beyond the key, from a few keys to many. */
+static void test_memory_per_key(void **state)
+{
+	static const unsigned counts[] = { 50000, 100000, 333333, 1000000 };
+
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		double per = bytes_per_key(counts[i]);
+
+		if (per > 48) {
+			fail_msg("%u keys: %.1f bytes a key beyond the key", counts[i], per);
+		}
+	}
+}
+
+/* Forgetting most keys compacts the arena; the keys left stay whole. */
+static void test_arena_compacts(void **state)
+{
+	enum { N = 400000 };
+	struct zidx *idx = zidx_new();
+	char key[40];
+	size_t full;
+
+	assert_non_null(idx);
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(key, sizeof(key), "compact-key-%020u", i);
+		assert_int_equal(update(idx, key, put1(i + 1, (uint64_t)i * 4096)), 1);
+	}
+	full = zidx_memory(idx);
+	for (unsigned i = 0; i < N; i++) {
+		if (i % 8 == 0)
+			continue;
+		snprintf(key, sizeof(key), "compact-key-%020u", i);
+		assert_int_equal(update(idx, key, tomb(N + i + 1)), 1);
+		assert_int_equal(zidx_forget(idx, key, strlen(key), N + i + 1), 1);
+	}
+	zidx_fit(idx);
+	assert_true(zidx_memory(idx) < full / 4);
+	for (unsigned i = 0; i < N; i++) {
+		const struct zent *e;
+
+		snprintf(key, sizeof(key), "compact-key-%020u", i);
+		e = find(idx, key);
+		if (i % 8) {
+			assert_null(e);
+			continue;
+		}
+		assert_non_null(e);
+		assert_int_equal(e->seq, i + 1);
+		assert_int_equal(e->loc.addr, (uint64_t)i * 4096);
+	}
+	zidx_free(idx);
+}
+
 static void test_growth(void **state)
 {
 	enum { N = 200000 };
@@ -654,6 +724,8 @@ int main(void)
 		cmocka_unit_test(test_old_out_param),
 		cmocka_unit_test(test_growth),
 		cmocka_unit_test(test_reserve_fit),
+		cmocka_unit_test(test_memory_per_key),
+		cmocka_unit_test(test_arena_compacts),
 		cmocka_unit_test(test_binary_keys),
 		cmocka_unit_test(test_list_order_prefix),
 		cmocka_unit_test(test_list_paging),
