@@ -57,6 +57,7 @@
 #define LIST_PAGE   1000u
 #define ENV_SOCKET  "ZAPPEND_SOCKET"
 #define MIN(a, b)   ((a) < (b) ? (a) : (b))
+#define MAX(a, b)   ((a) > (b) ? (a) : (b))
 #define PAYLOAD_MAX UINT32_MAX /* the frame prefix counts payload bytes in a u32 */
 
 /* One request, from submission until it is finished. */
@@ -1130,12 +1131,6 @@ ZAP_EXPORT int zap_wait_all(zap_client *c)
 	}
 }
 
-/* Where the next page starts: after the last key of this one. */
-struct list_pos {
-	uint8_t key[ZAP_KEY_MAX_LEN];
-	size_t len;
-};
-
 static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
 {
 	/* An empty key may come as a NULL pointer: memcmp must not see it. */
@@ -1144,55 +1139,110 @@ static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
 	return d ? d : (alen > blen) - (alen < blen);
 }
 
-/* Hands one page's keys to fn: 0, fn's non-zero value, or -errno. *more: another page. */
-static int list_page(const Zappend__Response *r, struct list_pos *pos, zap_list_fn fn, void *arg,
-		     bool *more)
+ZAP_EXPORT int zap_scan(zap_client *c, const void *prefix, size_t plen, uint64_t *cursor,
+			size_t count, zap_list_fn fn, void *arg)
 {
-	const ProtobufCBinaryData *last;
+	Zappend__Request rq = ZAPPEND__REQUEST__INIT;
+	struct zreq q = { 0 };
 	int ret;
 
-	*more = false;
-	for (size_t i = 0; i < r->n_keys; i++) {
-		ret = fn(r->keys[i].data, r->keys[i].len, arg);
-		if (ret)
-			return ret;
-	}
-	if (!r->more || !r->n_keys)
+	if (!c || !fn || !cursor || (!prefix && plen))
+		return -EINVAL;
+	if (plen > ZAP_KEY_MAX_LEN) {
+		*cursor = 0; /* no key is that long */
 		return 0;
-	last = &r->keys[r->n_keys - 1];
-	/* A page must move forward, or paging would never end. */
-	if (last->len > ZAP_KEY_MAX_LEN || key_cmp(last->data, last->len, pos->key, pos->len) <= 0)
-		return -EPROTO;
-	if (last->len)
-		memcpy(pos->key, last->data, last->len);
-	pos->len = last->len;
-	*more = true;
+	}
+	rq.op = ZAPPEND__OP__OP_SCAN;
+	key_field(&rq.key, prefix, plen);
+	rq.cursor = *cursor;
+	rq.limit = MIN(count, UINT32_MAX);
+	ret = engine_call(c, &q, &rq, NULL, 0);
+	for (size_t i = 0; !ret && i < q.resp->n_keys; i++) {
+		const ProtobufCBinaryData *k = &q.resp->keys[i];
+
+		ret = k->len > ZAP_KEY_MAX_LEN ? -EPROTO : fn(k->data, k->len, arg);
+	}
+	if (!ret)
+		*cursor = q.resp->cursor;
+	req_release(&q);
+	return ret;
+}
+
+/* Every key of a listing, each as a 2-byte length and its bytes, to sort. */
+struct keyset {
+	uint8_t *buf;
+	size_t len, cap;
+	size_t n;
+};
+
+static int keyset_add(const void *key, size_t klen, void *arg)
+{
+	struct keyset *ks = arg;
+
+	if (ks->len + 2 + klen > ks->cap) {
+		size_t cap = MAX(ks->cap * 2, 1u << 16);
+		uint8_t *buf = realloc(ks->buf, cap);
+
+		if (!buf)
+			return -ENOMEM;
+		ks->buf = buf;
+		ks->cap = cap;
+	}
+	ks->buf[ks->len] = klen & 0xff;
+	ks->buf[ks->len + 1] = klen >> 8;
+	if (klen)
+		memcpy(ks->buf + ks->len + 2, key, klen);
+	ks->len += 2 + klen;
+	ks->n++;
 	return 0;
+}
+
+static size_t keyset_len(const uint8_t *k)
+{
+	return k[0] | (size_t)k[1] << 8;
+}
+
+static int keyset_cmp(const void *a, const void *b)
+{
+	const uint8_t *ka = *(const uint8_t *const *)a, *kb = *(const uint8_t *const *)b;
+
+	return key_cmp(ka + 2, keyset_len(ka), kb + 2, keyset_len(kb));
+}
+
+/* The keys in byte order, handed to fn. */
+static int keyset_emit(const struct keyset *ks, zap_list_fn fn, void *arg)
+{
+	const uint8_t **keys = malloc(MAX(ks->n, 1u) * sizeof(*keys));
+	size_t off = 0;
+	int ret = 0;
+
+	if (!keys)
+		return -ENOMEM;
+	for (size_t i = 0; i < ks->n; i++) {
+		keys[i] = ks->buf + off;
+		off += 2 + keyset_len(keys[i]);
+	}
+	qsort(keys, ks->n, sizeof(*keys), keyset_cmp);
+	for (size_t i = 0; i < ks->n && !ret; i++)
+		ret = fn(keys[i] + 2, keyset_len(keys[i]), arg);
+	free(keys);
+	return ret;
 }
 
 ZAP_EXPORT int zap_list(zap_client *c, const void *prefix, size_t plen, zap_list_fn fn, void *arg)
 {
-	struct list_pos pos = { .len = 0 };
-	bool more = false;
+	struct keyset ks = { 0 };
+	uint64_t cursor = 0;
 	int ret;
 
 	if (!c || !fn || (!prefix && plen))
 		return -EINVAL;
-	if (plen > ZAP_KEY_MAX_LEN)
-		return 0; /* no key is that long */
-	do {
-		Zappend__Request rq = ZAPPEND__REQUEST__INIT;
-		struct zreq q = { 0 };
-
-		rq.op = ZAPPEND__OP__OP_LIST;
-		key_field(&rq.key, prefix, plen);
-		key_field(&rq.start_after, pos.key, pos.len);
-		rq.limit = LIST_PAGE;
-		ret = engine_call(c, &q, &rq, NULL, 0);
-		if (!ret)
-			ret = list_page(q.resp, &pos, fn, arg, &more);
-		req_release(&q);
-	} while (!ret && more);
+	do
+		ret = zap_scan(c, prefix, plen, &cursor, LIST_PAGE, keyset_add, &ks);
+	while (!ret && cursor);
+	if (!ret)
+		ret = keyset_emit(&ks, fn, arg);
+	free(ks.buf);
 	return ret;
 }
 

@@ -72,6 +72,7 @@ struct zidx {
 	struct place arena;
 	size_t dead; /* arena bytes of keys forgotten */
 	uint64_t k0, k1;
+	uint32_t run; /* marks this index's scan cursors */
 };
 
 static uint64_t key_hash(const struct zidx *idx, const void *key, size_t klen)
@@ -336,6 +337,7 @@ struct zidx *zidx_new(void)
 		k[0] = (uintptr_t)idx, k[1] = (uintptr_t)&k;
 	idx->k0 = k[0];
 	idx->k1 = k[1];
+	idx->run = (uint32_t)(k[0] >> 32) | 1;
 	idx->cap = MIN_CAP;
 	idx->slots = big_alloc(idx->cap * sizeof(*idx->slots));
 	if (!idx->slots) {
@@ -647,5 +649,76 @@ int zidx_list(const struct zidx *idx, const void *prefix, size_t plen, const voi
 	for (size_t i = 0; i < n && !ret; i++)
 		ret = fn(heap[i].k, heap[i].len, arg);
 	free(heap);
+	return ret;
+}
+
+/* --- scanning --- */
+
+#define TAG_END (1u << TAG_BITS)
+
+/* The first tag whose home is slot j or later. */
+static uint64_t tag_from(const struct zidx *idx, size_t j)
+{
+	return j >= idx->cap ? TAG_END : (((uint64_t)j << TAG_BITS) + idx->cap - 1) / idx->cap;
+}
+
+/*
+ * Hands fn the live keys with prefix whose tags lie in [t0, t1), adding their
+ * bytes to *bytes. A key sits in the run of full slots from its home on: the
+ * walk covers every home of the range and the run it ends in.
+ */
+static int scan_range(const struct zidx *idx, const void *prefix, size_t plen, uint64_t t0,
+		      uint64_t t1, zidx_key_fn fn, void *arg, size_t *bytes)
+{
+	size_t j0 = home_of_tag(idx, t0), span = home_of_tag(idx, t1 - 1) - j0;
+	int ret = 0;
+
+	for (size_t n = 0, j = j0; n < idx->cap && !ret; n++, j = j + 1 == idx->cap ? 0 : j + 1) {
+		const struct slot *s = &idx->slots[j];
+		const uint8_t *k;
+		size_t klen;
+
+		if (!s->key) {
+			if (n > span)
+				break;
+			continue;
+		}
+		if (slot_tag(s) < t0 || slot_tag(s) >= t1 || (s->seq & F_TOMB))
+			continue;
+		k = key_at(idx, s, &klen);
+		if (klen < plen || (plen && memcmp(k, prefix, plen)))
+			continue;
+		*bytes += klen;
+		if (fn)
+			ret = fn(k, klen, arg);
+	}
+	return ret;
+}
+
+int zidx_scan(const struct zidx *idx, const void *prefix, size_t plen, uint64_t *cursor,
+	      size_t count, size_t max_bytes, zidx_key_fn fn, void *arg)
+{
+	uint64_t t0 = *cursor & 0xffffffffu, t1;
+	size_t bytes;
+	int ret;
+
+	if (*cursor && (*cursor >> 32 != idx->run || t0 >= TAG_END))
+		return -EINVAL;
+	if (!idx->live) {
+		*cursor = 0;
+		return 0;
+	}
+	/* At least 53% full: twice count slots hold about count keys. */
+	t1 = tag_from(idx, home_of_tag(idx, t0) + MAX(count, 1) * 2);
+	/* Narrow the slice until its keys fit, down to one tag, whose keys stay together. */
+	for (;;) {
+		bytes = 0;
+		scan_range(idx, prefix, plen, t0, t1, NULL, NULL, &bytes);
+		if (bytes <= max_bytes || t1 - t0 == 1)
+			break;
+		t1 = t0 + (t1 - t0) / 2;
+	}
+	ret = scan_range(idx, prefix, plen, t0, t1, fn, arg, &bytes);
+	*cursor = t1 == TAG_END ? 0 : (uint64_t)idx->run << 32 | t1;
 	return ret;
 }

@@ -97,6 +97,21 @@ int zidx_foreach(const struct zidx *idx, zidx_ent_fn fn, void *arg);
 typedef int (*zidx_key_fn)(const void *key, size_t klen, void *arg);
 
 /*
+ * One step of a scan of the live keys that start with prefix: *cursor 0
+ * starts it; each step hands fn the keys of the next slice of the table, about
+ * count of them and not much over max_bytes of keys, and sets *cursor to where
+ * the next step goes on, 0 once the scan is done. Each step's work is bounded
+ * by count, however many keys the index holds. Slices follow the keys' hashes,
+ * which growing the table does not reorder, so a key live from a scan's start
+ * to its end is handed over exactly once, and no key twice; one added or
+ * deleted meanwhile may or may not be. A cursor is good only for the index
+ * that gave it. Returns 0, fn's first non-zero, or -EINVAL for a cursor this
+ * index did not give.
+ */
+int zidx_scan(const struct zidx *idx, const void *prefix, size_t plen, uint64_t *cursor,
+	      size_t count, size_t max_bytes, zidx_key_fn fn, void *arg);
+
+/*
  * Live keys that start with prefix and sort after `after` (alen 0: from the
  * start), in byte order, at most limit of them, handed to fn. *more tells
  * whether further keys follow. Returns 0, fn's first non-zero, or -ENOMEM.

@@ -224,6 +224,7 @@ static void do_get(struct conn *c, const Zappend__Request *rq)
 struct list_acc {
 	ProtobufCBinaryData *keys;
 	size_t n;
+	size_t cap; /* scan: room in keys */
 	size_t bytes;
 };
 
@@ -235,6 +236,22 @@ static int list_key(const void *key, size_t klen, void *arg)
 		return 1;
 	a->keys[a->n++] = (ProtobufCBinaryData){ klen, (uint8_t *)key };
 	a->bytes += klen + 4;
+	return 0;
+}
+
+static int scan_key(const void *key, size_t klen, void *arg)
+{
+	struct list_acc *a = arg;
+
+	if (a->n == a->cap) {
+		ProtobufCBinaryData *k = reallocarray(a->keys, a->cap * 2 + 64, sizeof(*k));
+
+		if (!k)
+			return -ENOMEM;
+		a->keys = k;
+		a->cap = a->cap * 2 + 64;
+	}
+	a->keys[a->n++] = (ProtobufCBinaryData){ klen, (uint8_t *)key };
 	return 0;
 }
 
@@ -260,6 +277,32 @@ static void do_list(struct conn *c, const Zappend__Request *rq)
 	r.n_keys = a.n;
 	r.keys = a.keys;
 	r.more = more || ret > 0;
+	send_response(c, &r, NULL, NULL, 0, true);
+out:
+	free(a.keys);
+}
+
+static void do_scan(struct conn *c, const Zappend__Request *rq)
+{
+	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
+	size_t count = rq->limit ? MIN(rq->limit, LIST_MAX) : LIST_DEFAULT;
+	struct list_acc a = { 0 };
+	uint64_t cursor = rq->cursor;
+	int ret;
+
+	ret = zidx_scan(c->srv->store->idx, rq->key.data, rq->key.len, &cursor, count,
+			LIST_MAX_BYTES / 2, scan_key, &a);
+	if (ret < 0) {
+		respond_err(c, rq->id, ret,
+			    ret == -EINVAL ? "unknown scan cursor (did the daemon restart?): "
+					     "start the scan again"
+					   : NULL);
+		goto out;
+	}
+	r.id = rq->id;
+	r.n_keys = a.n;
+	r.keys = a.keys;
+	r.cursor = cursor;
 	send_response(c, &r, NULL, NULL, 0, true);
 out:
 	free(a.keys);
@@ -476,6 +519,9 @@ void server_request(struct conn *c, const uint8_t *msg, size_t mlen, uint32_t pl
 		break;
 	case ZAPPEND__OP__OP_ZONES:
 		do_zones(c, rq);
+		break;
+	case ZAPPEND__OP__OP_SCAN:
+		do_scan(c, rq);
 		break;
 	default:
 		snprintf(why, sizeof(why), "unknown request type %d", (int)rq->op);

@@ -60,12 +60,27 @@ int zap_del(zap_client *c, const void *key, size_t klen);
 
 /*
  * Keys starting with prefix, in byte order, handed one at a time to fn
- * (prefix may be NULL when plen is 0: every key). The listing is fetched in
- * pages of 1000 keys; fn may call other functions on c. A non-zero return
- * from fn stops the listing and is returned.
+ * (prefix may be NULL when plen is 0: every key). The listing is gathered
+ * with zap_scan and sorted here, so it holds every key it lists in memory
+ * and costs the daemon no more than a scan; fn may call other functions on
+ * c. A non-zero return from fn stops the listing and is returned.
  */
 typedef int (*zap_list_fn)(const void *key, size_t klen, void *arg);
 int zap_list(zap_client *c, const void *prefix, size_t plen, zap_list_fn fn, void *arg);
+
+/*
+ * One step of a scan of the keys starting with prefix, in no order: *cursor
+ * 0 starts a scan; the step hands fn about count keys (0: the daemon's
+ * default; a step may hand none and still not be the last) and sets *cursor
+ * for the next step, 0 once the scan is done. Each step costs the daemon work
+ * bounded by count, however many keys it holds. A key present from the first
+ * step to the last is handed over exactly once; one put or deleted meanwhile
+ * may or may not be. A non-zero return from fn stops the step, leaves *cursor
+ * as it was and is returned. -EINVAL: a cursor the daemon did not give (it
+ * restarted since): start again.
+ */
+int zap_scan(zap_client *c, const void *prefix, size_t plen, uint64_t *cursor, size_t count,
+	     zap_list_fn fn, void *arg);
 
 enum zap_stat_type { ZAP_STAT_U64, ZAP_STAT_DOUBLE, ZAP_STAT_STRING };
 

@@ -143,24 +143,41 @@ static void req_s(struct buf *b, uint64_t id, Zappend__Op op, const char *key, u
 	req(b, id, op, key, strlen(key), plen);
 }
 
+/* Frames a request built field by field. */
+static void req_msg(struct buf *b, const Zappend__Request *r)
+{
+	uint8_t pre[ZAP_FRAME_PREFIX], h[4096];
+	size_t n = zappend__request__pack(r, h);
+
+	zap_frame_encode(pre, n, 0);
+	add(b, pre, sizeof(pre));
+	add(b, h, n);
+}
+
 static void req_list(struct buf *b, uint64_t id, const char *prefix, const char *after,
 		     uint32_t limit)
 {
 	Zappend__Request r = ZAPPEND__REQUEST__INIT;
-	uint8_t pre[ZAP_FRAME_PREFIX], h[4096];
-	size_t n;
 
 	r.id = id;
 	r.op = ZAPPEND__OP__OP_LIST;
-	r.key.data = (uint8_t *)prefix;
-	r.key.len = strlen(prefix);
-	r.start_after.data = (uint8_t *)after;
-	r.start_after.len = strlen(after);
+	r.key = (ProtobufCBinaryData){ strlen(prefix), (uint8_t *)prefix };
+	r.start_after = (ProtobufCBinaryData){ strlen(after), (uint8_t *)after };
 	r.limit = limit;
-	n = zappend__request__pack(&r, h);
-	zap_frame_encode(pre, n, 0);
-	add(b, pre, sizeof(pre));
-	add(b, h, n);
+	req_msg(b, &r);
+}
+
+static void req_scan(struct buf *b, uint64_t id, const char *prefix, uint64_t cursor,
+		     uint32_t count)
+{
+	Zappend__Request r = ZAPPEND__REQUEST__INIT;
+
+	r.id = id;
+	r.op = ZAPPEND__OP__OP_SCAN;
+	r.key = (ProtobufCBinaryData){ strlen(prefix), (uint8_t *)prefix };
+	r.cursor = cursor;
+	r.limit = count;
+	req_msg(b, &r);
 }
 
 static void raw_frame(struct buf *b, const void *h, uint32_t hlen, uint32_t plen)
@@ -215,6 +232,14 @@ static void frames(void)
 	req_list(&b, 5, "list/", "list/a", 1);
 	req_list(&b, 6, "", "", 100000);
 	save(T, "list", &b);
+	reset(&b);
+	req_s(&b, 1, ZAPPEND__OP__OP_PUT, "scan/a", 10);
+	req_s(&b, 2, ZAPPEND__OP__OP_PUT, "scan/b", 10);
+	req_scan(&b, 3, "scan/", 0, 1);
+	req_scan(&b, 4, "", 0, 0);
+	req_scan(&b, 5, "", 12345, 10); /* a cursor the daemon did not give */
+	req_scan(&b, 6, "", (uint64_t)1 << 63 | 1, 100000);
+	save(T, "scan", &b);
 
 	reset(&b);
 	for (int i = 0; i < 20; i++)

@@ -1,4 +1,5 @@
 /* The in-memory index: newest sequence number wins, tombstones, listing. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -361,6 +362,148 @@ static void test_arena_compacts(void **state)
 		assert_int_equal(e->loc.addr, (uint64_t)i * 4096);
 	}
 	zidx_free(idx);
+}
+
+/* What a scan handed over: how often each "key-N", and per step. */
+struct seen {
+	unsigned *times;
+	unsigned n;
+	size_t step_keys, step_bytes;
+	const char *prefix;
+};
+
+static int seen_key(const void *key, size_t klen, void *arg)
+{
+	struct seen *sn = arg;
+	char buf[32];
+	unsigned i;
+
+	assert_true(klen < sizeof(buf));
+	memcpy(buf, key, klen);
+	buf[klen] = 0;
+	assert_int_equal(sscanf(buf, "key-%u", &i), 1);
+	assert_true(i < sn->n);
+	if (sn->prefix)
+		assert_memory_equal(buf, sn->prefix, strlen(sn->prefix));
+	sn->times[i]++;
+	sn->step_keys++;
+	sn->step_bytes += klen;
+	return 0;
+}
+
+/* Scans to the end in steps of count; the most keys one step handed over. */
+static size_t scan_all(struct zidx *idx, struct seen *sn, size_t count, size_t max_bytes)
+{
+	uint64_t cursor = 0;
+	size_t most = 0;
+
+	do {
+		sn->step_keys = sn->step_bytes = 0;
+		assert_int_equal(zidx_scan(idx, sn->prefix, sn->prefix ? strlen(sn->prefix) : 0,
+					   &cursor, count, max_bytes, seen_key, sn),
+				 0);
+		most = MAX(most, sn->step_keys);
+		if (max_bytes < SIZE_MAX && sn->step_keys > 1)
+			assert_true(sn->step_bytes <= max_bytes);
+	} while (cursor);
+	return most;
+}
+
+/* Every live key exactly once, tombstones never, each step about count keys. */
+static void test_scan_all(void **state)
+{
+	enum { N = 100000 };
+	struct seen sn = { .times = calloc(N, sizeof(unsigned)), .n = N };
+	struct zidx *idx = zidx_new();
+	char key[32];
+
+	assert_non_null(idx);
+	for (unsigned i = 0; i < N; i++) {
+		key_of(key, sizeof(key), i);
+		assert_int_equal(update(idx, key, i % 10 == 3 ? tomb(i + 1) : put1(i + 1, 0)), 1);
+	}
+	assert_true(scan_all(idx, &sn, 100, SIZE_MAX) < 400);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(sn.times[i], i % 10 != 3);
+
+	/* A prefix: "key-12..." only. */
+	memset(sn.times, 0, N * sizeof(unsigned));
+	sn.prefix = "key-12";
+	scan_all(idx, &sn, 1000, SIZE_MAX);
+	for (unsigned i = 0; i < N; i++) {
+		key_of(key, sizeof(key), i);
+		assert_int_equal(sn.times[i], i % 10 != 3 && !strncmp(key, "key-12", 6));
+	}
+
+	/* Few bytes a step: slices narrow, nothing lost. */
+	memset(sn.times, 0, N * sizeof(unsigned));
+	sn.prefix = NULL;
+	scan_all(idx, &sn, 1000, 64);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(sn.times[i], i % 10 != 3);
+	zidx_free(idx);
+	free(sn.times);
+}
+
+/* The table grows and keys come and go between steps: the keys there throughout, once each. */
+static void test_scan_while_growing(void **state)
+{
+	enum { OLD = 5000, N = 200000 };
+	struct seen sn = { .times = calloc(N, sizeof(unsigned)), .n = N };
+	struct zidx *idx = zidx_new();
+	unsigned next = OLD, steps = 0;
+	uint64_t cursor = 0;
+	char key[32];
+
+	assert_non_null(idx);
+	for (unsigned i = 0; i < OLD; i++) {
+		key_of(key, sizeof(key), i);
+		assert_int_equal(update(idx, key, put1(i + 1, 0)), 1);
+	}
+	do {
+		assert_int_equal(zidx_scan(idx, NULL, 0, &cursor, 10, SIZE_MAX, seen_key, &sn), 0);
+		/* Grow the table many times over while the scan goes on. */
+		for (unsigned j = 0; j < 400 && next < N; j++, next++) {
+			key_of(key, sizeof(key), next);
+			assert_int_equal(update(idx, key, put1(next + 1, 0)), 1);
+		}
+		steps++;
+	} while (cursor);
+	assert_true(next > OLD * 10);
+	for (unsigned i = 0; i < N; i++)
+		assert_true(i < OLD ? sn.times[i] == 1 : sn.times[i] <= 1);
+	assert_true(steps > 10);
+	zidx_free(idx);
+	free(sn.times);
+}
+
+/* A cursor from another index, or out of range, is refused; an empty index ends at once. */
+static void test_scan_cursor(void **state)
+{
+	struct seen sn = { .times = calloc(1, sizeof(unsigned)), .n = 1 };
+	struct zidx *a = zidx_new(), *b = zidx_new();
+	uint64_t cursor = 0, other;
+	char key[32];
+
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(zidx_scan(a, NULL, 0, &cursor, 10, SIZE_MAX, seen_key, &sn), 0);
+	assert_int_equal(cursor, 0);
+	assert_int_equal(sn.times[0], 0);
+	key_of(key, sizeof(key), 0);
+	assert_int_equal(update(a, key, put1(1, 0)), 1);
+	assert_int_equal(update(b, key, put1(1, 0)), 1);
+	assert_int_equal(zidx_scan(a, NULL, 0, &cursor, 1, SIZE_MAX, seen_key, &sn), 0);
+	assert_true(cursor != 0); /* two slots of 1024 do not end the scan */
+	other = cursor;
+	assert_int_equal(zidx_scan(b, NULL, 0, &other, 1, SIZE_MAX, seen_key, &sn), -EINVAL);
+	other = cursor | 0xffffffffu;
+	assert_int_equal(zidx_scan(a, NULL, 0, &other, 1, SIZE_MAX, seen_key, &sn), -EINVAL);
+	other = 12345;
+	assert_int_equal(zidx_scan(a, NULL, 0, &other, 1, SIZE_MAX, seen_key, &sn), -EINVAL);
+	zidx_free(a);
+	zidx_free(b);
+	free(sn.times);
 }
 
 static void test_growth(void **state)
@@ -731,6 +874,9 @@ int main(void)
 		cmocka_unit_test(test_list_paging),
 		cmocka_unit_test(test_list_more_exact),
 		cmocka_unit_test(test_foreach),
+		cmocka_unit_test(test_scan_all),
+		cmocka_unit_test(test_scan_while_growing),
+		cmocka_unit_test(test_scan_cursor),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,175 @@
+/*
+ * SCAN over the real socket: a step's work is bounded by its count, every key
+ * present for a whole scan comes exactly once (while other clients put and
+ * delete between steps), deleted keys never, a prefix holds, and a cursor the
+ * daemon did not give, or gave before a restart, is refused with INVALID.
+ * zap_list, built on it, still lists in byte order.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define N	 4000
+#define NEW_KEYS 3000
+
+struct seen {
+	unsigned times[N];
+	unsigned fresh;	 /* keys put during the scan, seen */
+	unsigned others; /* keys without the prefix, seen */
+	size_t step;
+};
+
+static int seen_key(const void *key, size_t klen, void *arg)
+{
+	struct seen *sn = arg;
+	char buf[64];
+	unsigned i;
+
+	zt_check(klen < sizeof(buf), "a key of %zu bytes", klen);
+	memcpy(buf, key, klen);
+	buf[klen] = 0;
+	sn->step++;
+	if (sscanf(buf, "scan/%u", &i) == 1) {
+		zt_check(i < N, "unexpected key %s", buf);
+		sn->times[i]++;
+	} else if (!strncmp(buf, "scan-new/", 9)) {
+		sn->fresh++;
+	} else {
+		sn->others++;
+	}
+	return 0;
+}
+
+static void put_key(zap_client *c, const char *fmt, unsigned i)
+{
+	char key[64];
+
+	snprintf(key, sizeof(key), fmt, i);
+	zt_ok(zap_put(c, key, strlen(key), key, strlen(key), NULL));
+}
+
+/* Keys deleted before a scan (every 7th) and during one (from 3000 up). */
+static bool gone[N];
+
+static void del_key(zap_client *c, unsigned i)
+{
+	char key[64];
+
+	if (gone[i])
+		return;
+	snprintf(key, sizeof(key), "scan/%05u", i);
+	zt_ok(zap_del(c, key, strlen(key)));
+	gone[i] = true;
+}
+
+/* A scan in steps of 100 while another client puts new keys and deletes others. */
+static void scan_during_churn(zap_client *c, zap_client *other)
+{
+	static struct seen sn;
+	uint64_t cursor = 0;
+	unsigned steps = 0, next = 0, most = 0;
+
+	do {
+		sn.step = 0;
+		zt_ok(zap_scan(c, "scan", 4, &cursor, 100, seen_key, &sn));
+		most = sn.step > most ? sn.step : most;
+		steps++;
+		for (unsigned j = 0; j < 20 && next < NEW_KEYS; j++)
+			put_key(other, "scan-new/%05u", next++);
+		/* Keys 3000 and up go while the scan runs. */
+		if (3000 + steps < N)
+			del_key(other, 3000 + steps);
+	} while (cursor);
+	zt_check(steps > 20, "a scan of %u keys in steps of 100 took only %u steps", N, steps);
+	zt_check(most <= 400, "a step of count 100 handed over %u keys", most);
+	zt_check(!sn.others, "%u keys without the prefix listed", sn.others);
+	for (unsigned i = 0; i < N; i++) {
+		if (i % 7 == 0)
+			zt_check(!sn.times[i], "deleted key scan/%05u listed", i);
+		else if (i < 3000)
+			zt_check(sn.times[i] == 1, "key scan/%05u listed %u times", i, sn.times[i]);
+		else
+			zt_check(sn.times[i] <= 1, "key scan/%05u listed %u times", i, sn.times[i]);
+	}
+	zt_check(sn.fresh <= NEW_KEYS, "keys put during the scan listed twice");
+}
+
+struct sorted {
+	char last[64];
+	size_t lastlen;
+	unsigned n;
+};
+
+static int in_order(const void *key, size_t klen, void *arg)
+{
+	struct sorted *s = arg;
+	size_t m = klen < s->lastlen ? klen : s->lastlen;
+	int d = memcmp(key, s->last, m);
+
+	zt_check(klen < sizeof(s->last), "a key of %zu bytes", klen);
+	zt_check(!s->n || d > 0 || (d == 0 && klen > s->lastlen), "zap_list out of byte order");
+	memcpy(s->last, key, klen);
+	s->lastlen = klen;
+	s->n++;
+	return 0;
+}
+
+int main(void)
+{
+	const char *args[] = { "--size", "1G", "--zone-size", "64M", "--sync", "none", NULL };
+	static struct seen sn;
+	struct zt_daemon d;
+	struct sorted so = { .n = 0 };
+	zap_client *c, *other;
+	uint64_t cursor = 0, stale;
+
+	zt_init(&d, args);
+	zt_start(&d);
+	c = zt_connect(&d);
+	other = zt_connect(&d);
+	for (unsigned i = 0; i < N; i++)
+		put_key(c, "scan/%05u", i);
+	for (unsigned i = 0; i < 50; i++)
+		put_key(c, "other/%u", i);
+	for (unsigned i = 0; i < N; i += 7)
+		del_key(c, i);
+
+	scan_during_churn(c, other);
+
+	zt_ok(zap_list(c, "scan/", 5, in_order, &so));
+	for (unsigned i = 0; i < N; i++)
+		so.n -= !gone[i];
+	zt_check(so.n == 0, "zap_list listed %d keys too many", (int)so.n);
+
+	cursor = 12345;
+	zt_check(zap_scan(c, NULL, 0, &cursor, 10, seen_key, &sn) == -EINVAL,
+		 "a made-up cursor was not refused");
+	cursor = 0;
+	zt_ok(zap_scan(c, NULL, 0, &cursor, 10, seen_key, &sn));
+	zt_check(cursor, "a scan of %u keys ended after 10", N);
+	stale = cursor;
+	zap_close(c);
+	zap_close(other);
+	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");
+
+	zt_start(&d);
+	c = zt_connect(&d);
+	zt_check(zap_scan(c, NULL, 0, &stale, 10, seen_key, &sn) == -EINVAL,
+		 "a cursor from before the restart was not refused");
+	cursor = 0;
+	memset(&sn, 0, sizeof(sn));
+	do
+		zt_ok(zap_scan(c, "scan/", 5, &cursor, 1000, seen_key, &sn));
+	while (cursor);
+	for (unsigned i = 0; i < N; i++)
+		zt_check(sn.times[i] == !gone[i], "after a restart, key scan/%05u listed %u times",
+			 i, sn.times[i]);
+	zap_close(c);
+	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");
+	zt_cleanup(&d);
+	return 0;
+}
