@@ -21,13 +21,23 @@ struct gc_drop {
 	uint8_t key[];
 };
 
-/* One live record on its way from the window to GC's zone. */
-struct gc_copy {
+/* A live record copied into a pack, from where it lay in the victim. */
+struct gc_rec {
+	struct zrec r; /* key points into the pack */
+	uint64_t from;
+	uint32_t off; /* in the pack */
+};
+
+/* Live records packed back to back, on their way to GC's zone in one append. */
+struct gc_pack {
 	struct zdev_io io;
 	struct gc *g;
-	uint64_t from;
 	uint32_t zone;
-	struct zrec r; /* key points into the window, alive until the copy ends */
+	uint8_t *buf;
+	uint32_t len;
+	uint64_t meta; /* summary room its records' entries reserve */
+	uint32_t n, cap;
+	struct gc_rec *recs;
 };
 
 static void step(struct gc *g);
@@ -128,8 +138,8 @@ static double score(const struct gc *g, const struct zone *z)
 static bool worth(const struct gc *g, const struct zone *z)
 {
 	uint64_t keep = zone_keep(z), avg = z->nrecs ? z->recs / z->nrecs : ZREC_BLOCK;
-	double copies = (double)keep / MAX(avg, ZREC_BLOCK);
-	uint64_t cost = (uint64_t)(copies * zones_entry_meta(COPY_KLEN) +
+	double copies = (double)keep / MAX(avg, ZREC_ALIGN);
+	uint64_t cost = (uint64_t)(copies * zones_entry_meta(COPY_KLEN, false) +
 				   (double)keep / z->cap * z->max_rec / 2);
 
 	return gain_of(g, z) >= z->cap / 64 + cost && gain_of(g, z) > z->stuck;
@@ -243,7 +253,8 @@ bool gc_can_free(const struct gc *g)
 /* No window: no victim (GC tries again at the next kick). */
 static bool window(struct gc *g)
 {
-	uint32_t len = MAX(WINDOW, g->s->rec_limit);
+	/* A record that starts late in its block still fits whole. */
+	uint32_t len = MAX(WINDOW, g->s->rec_limit + ZREC_BLOCK);
 
 	if (g->win && g->win_cap >= len)
 		return true;
@@ -385,6 +396,7 @@ static void ckpt_done(struct zdev_io *io)
 		finish_victim(g, false);
 		return;
 	}
+	zones_add_dead(&g->s->zones, g->ckpt_zone, ZREC_BLOCK);
 	g->state = GC_FLUSH;
 	step(g);
 }
@@ -404,6 +416,7 @@ static void checkpoint(struct gc *g)
 		finish_victim(g, false);
 		return;
 	}
+	memset(g->ckpt, 0, ZREC_BLOCK);
 	zrec_seal(g->ckpt, &r, s->tag);
 	g->io.done = ckpt_done;
 	zdev_append(s->dev, g->ckpt_zone, g->ckpt, ZREC_BLOCK, &g->io);
@@ -424,51 +437,134 @@ static void copy_failed(struct gc *g, uint32_t zone, int err)
 		zones_retire(&g->s->zones, zone);
 }
 
-static void copy_done(struct zdev_io *io)
+static void pack_free(struct gc_pack *pk)
 {
-	struct gc_copy *cp = container_of(io, struct gc_copy, io);
-	struct gc *g = cp->g;
-	struct store *s = g->s;
-	struct zloc to = { io->addr, cp->r.len };
+	if (!pk)
+		return;
+	free(pk->buf);
+	free(pk->recs);
+	free(pk);
+}
 
-	zones_append_done(&s->zones, cp->zone);
-	if (io->res < 0) {
-		zones_note_failed(&s->zones, cp->zone, cp->r.key, cp->r.klen, cp->r.seq);
-		copy_failed(g, cp->zone, io->res);
-	} else if (store_landed(s, cp->zone, io->addr, cp->r.len)) {
-		g->failed = true;
-	} else {
+static void pack_done(struct zdev_io *io)
+{
+	struct gc_pack *pk = container_of(io, struct gc_pack, io);
+	struct gc *g = pk->g;
+	struct store *s = g->s;
+	uint32_t alen = zrec_block_up(pk->len);
+	bool ok = io->res >= 0 && !store_landed(s, pk->zone, io->addr, alen);
+
+	zones_append_done(&s->zones, pk->zone);
+	if (ok)
+		zones_add_dead(&s->zones, pk->zone, alen - pk->len);
+	for (uint32_t i = 0; i < pk->n; i++) {
+		const struct gc_rec *c = &pk->recs[i];
+		struct zloc to = { io->addr + c->off, c->r.len };
+
+		if (io->res < 0) {
+			zones_note_failed(&s->zones, pk->zone, c->r.key, c->r.klen, c->r.seq);
+			continue;
+		}
+		if (!ok)
+			continue;
 		/* On the media now, moved or not: its zone's summary and filter must list it. */
-		zones_note(&s->zones, &cp->r, io->addr);
-		store_moved(s, &cp->r, cp->from, to);
-		g->bytes_moved += cp->r.len;
+		zones_note(&s->zones, &c->r, to.addr);
+		store_moved(s, &c->r, c->from, to);
+		g->bytes_moved += c->r.len;
 		g->records_moved++;
 	}
-	free(cp);
+	if (io->res < 0)
+		copy_failed(g, pk->zone, io->res);
+	else if (!ok)
+		g->failed = true;
+	pack_free(pk);
 	if (--g->copies == 0)
 		step(g);
 }
 
-static int copy(struct gc *g, const struct zrec *r, uint64_t from, const void *rec)
+/* The pack goes to GC's zone; 0, or what kept it from going (the victim is given up). */
+static int pack_submit(struct gc *g)
 {
 	struct store *s = g->s;
-	struct gc_copy *cp = calloc(1, sizeof(*cp));
+	struct gc_pack *pk = g->pack;
+	uint32_t alen = zrec_block_up(pk->len);
 	int ret;
 
-	if (!cp)
-		return -ENOMEM;
-	cp->g = g;
-	cp->r = *r;
-	cp->from = from;
-	ret = zones_reserve(&s->zones, ZC_GC, r->len, r->klen, &cp->zone);
+	g->pack = NULL;
+	ret = zones_reserve(&s->zones, ZC_GC, alen, pk->meta, &pk->zone);
 	if (ret) {
-		free(cp);
+		pack_free(pk);
 		return ret;
 	}
+	memset(pk->buf + pk->len, 0, alen - pk->len);
 	g->copies++;
-	cp->io.done = copy_done;
+	pk->io.done = pack_done;
+	zdev_append(s->dev, pk->zone, pk->buf, alen, &pk->io);
+	return 0;
+}
+
+static struct gc_pack *pack_new(struct gc *g)
+{
+	struct gc_pack *pk = calloc(1, sizeof(*pk));
+
+	if (!pk || posix_memalign((void **)&pk->buf, ZREC_BLOCK, g->s->rec_max)) {
+		free(pk);
+		return NULL;
+	}
+	pk->g = g;
+	return pk;
+}
+
+/*
+ * Whether the pack goes before r joins it: it would grow past one append, or
+ * past what GC's zone has left when it fits there now (the rest of that zone
+ * would go unused).
+ */
+static bool pack_full(const struct gc *g, const struct gc_pack *pk, const struct zrec *r)
+{
+	uint64_t room = zones_gc_room(&g->s->zones);
+	uint64_t now = zrec_block_up(pk->len) + pk->meta;
+	uint64_t then =
+	    zrec_block_up(pk->len + r->len) + pk->meta + zones_entry_meta(r->klen, r->nchunks > 1);
+
+	return then > g->s->rec_max + pk->meta || (now <= room && then > room);
+}
+
+/* The record (whole at rec) joins the pack, which goes first if it has no room left. */
+static int copy(struct gc *g, const struct zrec *r, uint64_t from, const void *rec)
+{
+	struct gc_pack *pk = g->pack;
+	struct gc_rec *c;
+	int ret;
+
+	/* Written under a larger limit than the device now takes: it cannot move. */
+	if (r->len > g->s->rec_max)
+		return -E2BIG;
+	if (pk && pack_full(g, pk, r)) {
+		ret = pack_submit(g);
+		if (ret)
+			return ret;
+		pk = NULL;
+	}
+	if (!pk && !(pk = g->pack = pack_new(g)))
+		return -ENOMEM;
+	if (pk->n == pk->cap) {
+		uint32_t cap = pk->cap ? 2 * pk->cap : 64;
+		struct gc_rec *recs = reallocarray(pk->recs, cap, sizeof(*recs));
+
+		if (!recs)
+			return -ENOMEM;
+		pk->recs = recs;
+		pk->cap = cap;
+	}
+	c = &pk->recs[pk->n++];
 	/* The record is copied as it is: it says nothing about where it lies. */
-	zdev_append(s->dev, cp->zone, (void *)rec, r->len, &cp->io);
+	memcpy(pk->buf + pk->len, rec, r->len);
+	*c = (struct gc_rec){ .r = *r, .from = from, .off = pk->len };
+	c->r.key = pk->buf + pk->len + (r->key - (const uint8_t *)rec);
+	c->r.data = NULL;
+	pk->len += r->len;
+	pk->meta += zones_entry_meta(r->klen, r->nchunks > 1);
 	return 0;
 }
 
@@ -526,47 +622,52 @@ static int handle(struct gc *g, const struct zrec *r, uint64_t addr, const uint8
 	return copy(g, r, addr, rec);
 }
 
-/* Goes through the window's records; returns how many bytes of it were dealt with. */
-static uint32_t sweep(struct gc *g)
+/*
+ * Goes through the window's records from off; returns where the next window
+ * goes on (a record straddling its end, or its end).
+ */
+static uint32_t sweep(struct gc *g, uint32_t off)
 {
 	struct store *s = g->s;
-	uint64_t zstart = s->zones.z[g->victim].start;
-	uint32_t off = 0;
+	uint64_t wstart = s->zones.z[g->victim].start + g->pos / ZREC_BLOCK * ZREC_BLOCK;
 	struct zrec r;
+	int ret;
 
-	while (off + ZREC_BLOCK <= g->win_len && !g->failed) {
-		if (zrec_parse(g->win + off, g->win_len - off, s->tag, &r)) {
-			off += ZREC_BLOCK;
+	while (off < g->win_len && !g->failed) {
+		ret = zrec_parse(g->win + off, g->win_len - off, s->tag, &r);
+		/* Straddles the window's end: the next window starts with its block. */
+		if (ret == -ENODATA && off >= ZREC_BLOCK)
+			break;
+		/*
+		 * Padding, or torn: the next append starts on a block, and records
+		 * that landed after a short write may lie inside a torn one's length.
+		 */
+		if (ret) {
+			off = zrec_block_up(off + 1);
 			continue;
 		}
-		if (off + r.len > g->win_len) {
-			/* Straddles the window's end: the next window starts with it. */
-			if (off)
-				break;
-			off += ZREC_BLOCK;
-			continue;
-		}
-		/* Torn: records that landed after its short write may lie inside its length. */
-		if (zrec_verify_data(&r)) {
-			off += ZREC_BLOCK;
-			continue;
-		}
-		if (handle(g, &r, zstart + g->pos + off, g->win + off))
+		if (handle(g, &r, wstart + off, g->win + off))
 			g->failed = true;
 		off += r.len;
 	}
-	return off;
+	return MIN(off, g->win_len);
 }
 
 static void read_done(struct zdev_io *io)
 {
 	struct gc *g = container_of(io, struct gc, io);
+	uint32_t from = g->pos % ZREC_BLOCK;
 
 	/* What cannot be read cannot be copied: the victim stays. */
 	if (io->res < 0)
 		g->failed = true;
 	else
-		g->pos += sweep(g);
+		g->pos += sweep(g, from) - from;
+	/* The window's copies go together; the next window waits for them. */
+	if (g->pack && (g->failed || pack_submit(g)))
+		g->failed = true;
+	pack_free(g->pack);
+	g->pack = NULL;
 	if (!g->copies)
 		step(g);
 }
@@ -575,6 +676,7 @@ static void scan_next(struct gc *g)
 {
 	struct store *s = g->s;
 	struct zone *z = &s->zones.z[g->victim];
+	uint64_t at = g->pos / ZREC_BLOCK * ZREC_BLOCK;
 
 	if (g->failed || g->stopping) {
 		finish_victim(g, false);
@@ -586,9 +688,9 @@ static void scan_next(struct gc *g)
 		step(g);
 		return;
 	}
-	g->win_len = MIN(g->win_cap, z->data_end - g->pos);
+	g->win_len = MIN(g->win_cap, z->data_end - at);
 	g->io.done = read_done;
-	zdev_read(s->dev, z->start + g->pos, g->win, g->win_len, &g->io);
+	zdev_read(s->dev, z->start + at, g->win, g->win_len, &g->io);
 }
 
 /* Moves the victim on by one stage; every completion comes back here. */

@@ -27,6 +27,7 @@ struct store;
 enum gc_policy { GC_COST_BENEFIT, GC_GREEDY };
 
 struct gc_drop;
+struct gc_pack;
 
 struct gc {
 	struct store *s;
@@ -35,11 +36,12 @@ struct gc {
 	bool running; /* between the low water mark and a little above it */
 	bool stopping;
 	uint32_t victim;
-	uint64_t pos; /* next byte of the victim to read, zone relative */
+	uint64_t pos; /* where the victim's next record starts, zone relative */
 	uint8_t *win;
 	uint32_t win_cap; /* at least the format's largest record */
 	uint32_t win_len;
-	unsigned copies; /* copies from the window in flight */
+	unsigned copies;      /* packs of copies from the window in flight */
+	struct gc_pack *pack; /* the window's live records, gathering */
 	bool paced;
 	bool failed; /* a copy failed: the victim is given up until more of it dies */
 	bool dead;   /* the victim held dead records when it was picked */

@@ -6,7 +6,8 @@
  *        0: empty. The slot a key belongs at comes from those 28 bits
  *        alone, so growing the table never reads keys back.
  *   seq  sequence number << 8 | flags
- *   loc  one record: its device block << 20 | its length in blocks;
+ *   loc  one record: its device address / 8 << 20 | its length / 8 (records
+ *        start on 8 bytes: 128 TiB of device, records up to 8 MiB);
  *        a value in several records: a pointer to its chunk list
  *
  * Keys live in an arena of segments, each key as a 2-byte length and the
@@ -29,7 +30,7 @@
 #define F_TOMB	0x1u
 #define F_MULTI 0x2u
 
-#define BLK	     4096u
+#define UNIT	     8u /* records' alignment */
 #define LEN_BITS     20
 #define TAG_BITS     28
 #define OFF_BITS     (64 - TAG_BITS)
@@ -147,13 +148,13 @@ static void decode(const struct slot *s, struct zent *e)
 		return;
 	}
 	e->nchunks = s->seq & F_TOMB ? 0 : 1;
-	e->loc.addr = (s->loc >> LEN_BITS) * BLK;
-	e->loc.len = (s->loc & ((1u << LEN_BITS) - 1)) * BLK;
+	e->loc.addr = (s->loc >> LEN_BITS) * UNIT;
+	e->loc.len = (s->loc & ((1u << LEN_BITS) - 1)) * UNIT;
 }
 
 static uint64_t pack_loc(const struct zloc *l)
 {
-	return (l->addr / BLK) << LEN_BITS | l->len / BLK;
+	return (l->addr / UNIT) << LEN_BITS | l->len / UNIT;
 }
 
 /* Writes e into s (the index's own copy of its chunks). */

@@ -20,8 +20,8 @@
 /* How far sequence numbers jump past the highest seen when records could not be read. */
 #define SEQ_AFTER_LOSS (1ull << 32)
 
-/* Every record fits: no format allows a longer one. */
-#define SCAN_BUF ZSUPER_REC_LIMIT
+/* Every record fits, however late in its block it starts: no format allows a longer one. */
+#define SCAN_BUF (ZSUPER_REC_LIMIT + ZREC_BLOCK)
 
 /* A chunk of a multi-record value, held until all its siblings are found. */
 struct part {
@@ -78,10 +78,15 @@ static int read_salvage(struct scan *sc, uint64_t addr, uint8_t *buf, uint32_t l
 	return ret ? ret : read_salvage(sc, addr + half, buf + half, len - half);
 }
 
+/* Reads from the block that holds addr, as much as the window takes, up to end. */
 static int load(struct scan *sc, uint64_t addr, uint64_t end)
 {
-	uint32_t len = MIN(SCAN_BUF, end - addr);
-	int ret = read_salvage(sc, addr, sc->buf, len);
+	uint32_t len;
+	int ret;
+
+	addr = addr / ZREC_BLOCK * ZREC_BLOCK;
+	len = MIN(SCAN_BUF, end - addr);
+	ret = read_salvage(sc, addr, sc->buf, len);
 
 	if (ret < 0)
 		return ret;
@@ -159,6 +164,39 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 static int last_written(struct scan *sc, const struct zone *z, uint64_t *end);
 
 /*
+ * The record at pos, read into sc's window as needed: 0 and r; -EBADMSG when
+ * none is there (padding, a hole, torn); a read's error.
+ */
+static int scan_record(struct scan *sc, uint64_t pos, uint64_t end, struct zrec *r)
+{
+	uint64_t avail;
+	int ret;
+
+	if (pos < sc->at ||
+	    (pos + ZREC_HDR + ZREC_EXT > sc->at + sc->len && sc->at + sc->len < end)) {
+		ret = load(sc, pos, end);
+		if (ret)
+			return ret;
+	}
+	avail = sc->at + sc->len - pos;
+	ret = zrec_head(sc->buf + (pos - sc->at), avail, r);
+	if (!ret && r->len > avail && pos + r->len <= end &&
+	    pos / ZREC_BLOCK * ZREC_BLOCK > sc->at) {
+		/* Straddles the window's end: the next window starts with it. */
+		ret = load(sc, pos, end);
+		if (ret)
+			return ret;
+		avail = sc->at + sc->len - pos;
+	}
+	if (ret)
+		return -EBADMSG;
+	ret = zrec_parse(sc->buf + (pos - sc->at), avail, sc->s->tag, r);
+	if (ret == -EBADMSG)
+		sc->s->st.torn_records++;
+	return ret ? -EBADMSG : 0;
+}
+
+/*
  * Reads the zone's records up to its write pointer; a full zone's (whose
  * write pointer says nothing) up to its last written block. What cannot be
  * read is skipped, said once, and makes the zone's keys unknown, so that GC
@@ -181,37 +219,24 @@ static int scan_zone(struct scan *sc, struct zone *z)
 	sc->len = 0;
 	sc->bad = 0;
 	while (pos < end) {
-		if (pos < sc->at || pos + ZREC_BLOCK > sc->at + sc->len) {
-			ret = load(sc, pos, end);
-			if (ret)
-				return ret;
-		}
-		if (zrec_parse(sc->buf + (pos - sc->at), sc->at + sc->len - pos, sc->s->tag, &r) ||
-		    pos + r.len > end || r.len > SCAN_BUF) {
-			pos += ZREC_BLOCK; /* not a record start: a hole or a torn write */
-			continue;
-		}
-		if (pos + r.len > sc->at + sc->len) {
-			ret = load(sc, pos, end);
-			if (ret)
-				return ret;
-			zrec_parse(sc->buf, sc->len, sc->s->tag, &r);
-		}
-		if (zrec_verify_data(&r)) {
+		ret = scan_record(sc, pos, end, &r);
+		if (ret < 0 && ret != -EBADMSG)
+			return ret;
+		if (ret) {
 			/*
-			 * Torn: a write cut short moves the zone's write pointer only
+			 * Padding, a hole, or a torn record: the next append starts on
+			 * a block. A write cut short moves the zone's write pointer only
 			 * past what it wrote, so appends in flight beside it may have
-			 * landed inside the length its header claims. Look there too.
+			 * landed inside the length a torn header claims: look there too.
 			 */
-			sc->s->st.torn_records++;
-			pos += ZREC_BLOCK;
+			pos = zrec_block_up(pos + 1);
 			continue;
 		}
 		ret = found(sc, &r, pos);
 		if (ret)
 			return ret;
 		pos += r.len;
-		z->data_end = MAX(z->data_end, pos - z->start);
+		z->data_end = MAX(z->data_end, zrec_block_up(pos - z->start));
 	}
 	if (sc->bad) {
 		store_log(sc->s, LOG_WARNING,
@@ -381,7 +406,7 @@ static int read_copies(struct store *s, const struct zdev_zone *mz, uint8_t *buf
 		ret = zdev_read_sync(s->dev, mz->start + i * ZSUPER_GAP, buf, ZREC_BLOCK);
 		if (ret >= 0)
 			ret = zsuper_decode(buf, ZREC_BLOCK, &s->sb);
-		if (!ret || ret == -EPROTONOSUPPORT) {
+		if (!ret || ret == -EPROTONOSUPPORT || ret == -EPROTO) {
 			if (!ret && i)
 				store_log(s, LOG_WARNING, "superblock copy 0 %s: using copy %u",
 					  first == -EBADMSG ? "is damaged" : "cannot be read", i);
@@ -411,6 +436,12 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
 	if (ret == -EPROTONOSUPPORT)
 		return zerr_set(err, ret, "formatted by a newer zappend (format version %u)",
 				s->sb.version);
+	if (ret == -EPROTO)
+		return zerr_set(err, ret,
+				"formatted by an older zappend (format version %u, a block for "
+				"each record); this one reads version %u: copy the data out with "
+				"the older zappendd, then start this one with --format",
+				s->sb.version, ZSUPER_VERSION);
 	if (ret == -EBADMSG)
 		return zerr_set(err, ret,
 				"holds data but no zappend superblock; refusing to "
@@ -481,7 +512,7 @@ static int read_part(struct scan *sc, const struct zone *z, uint64_t off, uint64
 	}
 	ret = -EBADMSG;
 	if (zrec_parse(at, len, sc->s->tag, r) || r->type != ZREC_SUMMARY || r->len != len ||
-	    r->vlen > r->dlen || zrec_verify_data(r))
+	    r->vlen > r->dlen)
 		goto fail;
 	return 0;
 fail:
@@ -553,24 +584,29 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps, u
 			head = sc->buf + (z->start + off - sc->at);
 		else if (zdev_read_sync(sc->s->dev, z->start + off, blk, ZREC_BLOCK) < 0)
 			return -EBADMSG;
-		if (zrec_parse(head, ZREC_BLOCK, sc->s->tag, &before))
+		if (zrec_head(head, ZREC_BLOCK, &before))
 			return -EBADMSG;
 		len = before.len;
 	}
 	return -EBADMSG;
 }
 
-/* Entries are all checked before any is used, so a bad one leaves nothing behind. */
+/*
+ * Entries are all checked before any is used, so a bad one leaves nothing
+ * behind. Parts are in ps last first; entries are read first to last.
+ */
 static int check_parts(const struct zone *z, const struct parts *ps, size_t *entries)
 {
-	for (unsigned i = 0; i < ps->n; i++) {
-		size_t pos = 0;
+	struct zsum_pos at = { 0 };
+
+	for (unsigned i = ps->n; i-- > 0;) {
 		struct zrec r;
 		uint64_t off;
 		int ret;
 
-		while ((ret = zsum_next(ps->r[i].data, ps->r[i].vlen, &pos, &r, &off)) == 0) {
-			if (off + r.len > z->cap)
+		at.pos = 0;
+		while ((ret = zsum_next(ps->r[i].data, ps->r[i].vlen, &at, &r, &off)) == 0) {
+			if (off > z->cap || r.len > z->cap - off)
 				return -EBADMSG;
 			(*entries)++;
 		}
@@ -583,7 +619,7 @@ static int check_parts(const struct zone *z, const struct parts *ps, size_t *ent
 /* Index slots are random memory reads: the next ones load while this one is applied. */
 #define PREFETCH_AHEAD 16
 
-static void prefetch_next(struct scan *sc, const struct zrec *p, size_t *ahead)
+static void prefetch_next(struct scan *sc, const struct zrec *p, struct zsum_pos *ahead)
 {
 	struct zrec a;
 	uint64_t off;
@@ -594,16 +630,20 @@ static void prefetch_next(struct scan *sc, const struct zrec *p, size_t *ahead)
 
 static int feed_parts(struct scan *sc, const struct zone *z, const struct parts *ps)
 {
+	struct zsum_pos at = { 0 };
+
 	for (unsigned i = ps->n; i-- > 0;) {
 		const struct zrec *p = &ps->r[i];
-		size_t pos = 0, ahead = 0;
+		struct zsum_pos ahead;
 		struct zrec r;
 		uint64_t off;
 		int ret = 0;
 
+		at.pos = 0;
+		ahead = at;
 		for (unsigned k = 0; k < PREFETCH_AHEAD; k++)
 			prefetch_next(sc, p, &ahead);
-		while (!ret && zsum_next(p->data, p->vlen, &pos, &r, &off) == 0) {
+		while (!ret && zsum_next(p->data, p->vlen, &at, &r, &off) == 0) {
 			prefetch_next(sc, p, &ahead);
 			ret = found(sc, &r, z->start + off);
 		}
@@ -654,6 +694,7 @@ static int recover_zone(struct scan *sc, struct zone *z)
 	sc->len = 0;
 	if (z->state == ZS_FULL && !sc->s->cfg.rescan) {
 		ret = use_summary(sc, z);
+		z->recs = MAX(z->recs, z->data_end);
 		if (ret != -EBADMSG) {
 			sc->s->st.zones_summarised += !ret;
 			return ret;
@@ -661,6 +702,8 @@ static int recover_zone(struct scan *sc, struct zone *z)
 	}
 	sc->s->st.zones_scanned++;
 	ret = scan_zone(sc, z);
+	/* Below its data's end, what is not a record is padding (or torn): garbage. */
+	z->recs = MAX(z->recs, z->data_end);
 	/* Room for the summary of what the zone already holds. */
 	if (!ret && z->state != ZS_FULL)
 		z->meta = z->sum.len + z->sum.len / 64 + z->sum.n;
@@ -721,7 +764,7 @@ static void tile_records(struct store *s)
 		return;
 	avail = zs->z[i].cap - ZSUM_BASE_RESERVE;
 	n = DIV_UP(avail, s->rec_max);
-	len = (avail - n * zones_entry_meta(TILE_KLEN)) / n / ZREC_BLOCK * ZREC_BLOCK;
+	len = (avail - n * zones_entry_meta(TILE_KLEN, true)) / n / ZREC_BLOCK * ZREC_BLOCK;
 	/* Never so short that a value takes many more records than it must. */
 	if (len >= s->rec_max / 2 && len < s->rec_max)
 		s->rec_max = len;

@@ -112,6 +112,7 @@ int store_zones_init(struct store *s, const struct zdev_zone *dz)
 	s->zones.finish_fn = store_finish_zone;
 	s->zones.arg = s;
 	s->zq = calloc(s->zones.n, sizeof(*s->zq));
+	s->small_zone = UINT32_MAX;
 	s->zops = calloc(s->zones.n, sizeof(*s->zops));
 	return s->zq && s->zops ? 0 : -ENOMEM;
 }

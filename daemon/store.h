@@ -105,6 +105,7 @@ struct store {
 	struct store_budget gets;	    /* the share of the pool all gets together may hold */
 	struct zchunk *space, **space_tail; /* records waiting for room on the device */
 	struct zqueue *zq;		    /* per zone: appends in flight, records gathering */
+	uint32_t small_zone;		    /* where small records go, to pack together */
 	struct zone_op *zops;		    /* per zone: its summary and finish */
 	struct zholds holds;		    /* operations in flight, by key */
 	unsigned space_waiters;

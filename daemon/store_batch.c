@@ -1,8 +1,12 @@
 /*
- * Coalescing: while BATCH_WHEN appends to a zone are in flight, small
- * records bound for it gather in one buffer and go as one append when the
- * next append to the zone completes. A busy device then takes few large
- * writes instead of many small ones.
+ * Coalescing: a small record bound for a zone with an append in flight
+ * gathers with others in one buffer, back to back on 8 bytes; they go as one
+ * append, zero-padded to the block, once the zone's appends in flight are
+ * done (group commit). Whole blocks go and a partial last block waits behind
+ * them for the next append, while there is one: the device takes few large
+ * writes, and small records share blocks instead of taking one each. A small
+ * record bound for an idle zone goes at once, alone: at depth 1 a put costs
+ * a block, and no wait.
  */
 #include "store_int.h"
 
@@ -12,13 +16,13 @@
 
 static void batch_submit(struct store *s, struct zqueue *q);
 
-/* An append to the zone ended: what gathered behind it goes now. */
+/* An append to the zone ended: what gathered behind it goes once nothing is in flight. */
 void batch_zone_ended(struct store *s, uint32_t zone)
 {
 	struct zqueue *q = &s->zq[zone];
 
 	q->appending--;
-	if (q->batch)
+	if (q->batch && !q->appending)
 		batch_submit(s, q);
 }
 
@@ -45,6 +49,7 @@ static void chunk_rebuf(struct store *s, struct zchunk *c, const uint8_t *rec)
 		return;
 	}
 	memcpy(c->buf, rec, c->len);
+	memset((uint8_t *)c->buf + c->len, 0, zrec_block_up(c->len) - c->len);
 }
 
 static void batch_done(struct zdev_io *io)
@@ -52,62 +57,110 @@ static void batch_done(struct zdev_io *io)
 	struct zbatch *b = container_of(io, struct zbatch, io);
 	struct store *s = b->s;
 	struct zchunk *c, *next;
+	uint32_t alen = zrec_block_up(b->len);
+	bool misplaced = io->res >= 0 && store_landed(s, b->zone, io->addr, alen);
 
+	if (io->res >= 0 && !misplaced)
+		zones_add_dead(&s->zones, b->zone, alen - b->len);
 	s->st.batches++;
 	for (c = b->chunks; c; c = next) {
 		next = c->next;
 		s->st.batched_records++;
 		if (io->res < 0)
 			chunk_rebuf(s, c, b->buf + c->boff);
-		chunk_complete(s, c, io->res < 0 ? io->res : 0, io->addr + c->boff);
+		chunk_complete(s, c, io->res < 0 ? io->res : 0, io->addr + c->boff, misplaced);
 	}
 	store_buf_put(s, b->buf, BATCH_MAX, NULL);
 	batch_zone_ended(s, b->zone);
 	free(b);
 }
 
+static struct zbatch *batch_new(struct store *s, uint32_t zone)
+{
+	struct zbatch *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->buf = store_buf_get(s, BATCH_MAX, NULL, NULL);
+	if (!b->buf) {
+		free(b);
+		return NULL;
+	}
+	b->s = s;
+	b->zone = zone;
+	b->tail = &b->chunks;
+	return b;
+}
+
+static void batch_push(struct zbatch *b, struct zchunk *c, const void *rec)
+{
+	memcpy(b->buf + b->len, rec, c->len);
+	c->boff = b->len;
+	b->len += c->len;
+	b->reserved += zrec_block_up(c->len);
+	c->next = NULL;
+	*b->tail = c;
+	b->tail = &c->next;
+}
+
+/*
+ * The records past the batch's last whole block move to a new batch, left
+ * to gather behind it; NULL when there are none, or no memory to move them.
+ */
+static struct zbatch *batch_split(struct store *s, struct zbatch *b)
+{
+	uint32_t cut = b->len / ZREC_BLOCK * ZREC_BLOCK;
+	struct zchunk **pc = &b->chunks, *c;
+	struct zbatch *rest;
+
+	while (*pc && (*pc)->boff + (*pc)->len <= cut)
+		pc = &(*pc)->next;
+	if (!*pc || pc == &b->chunks || !(rest = batch_new(s, b->zone)))
+		return NULL;
+	c = *pc;
+	*pc = NULL;
+	b->tail = pc;
+	b->len = c->boff;
+	b->reserved = 0;
+	for (struct zchunk *m = b->chunks; m; m = m->next)
+		b->reserved += zrec_block_up(m->len);
+	while (c) {
+		struct zchunk *next = c->next;
+
+		batch_push(rest, c, b->buf + c->boff);
+		c = next;
+	}
+	return rest;
+}
+
 static void batch_submit(struct store *s, struct zqueue *q)
 {
 	struct zbatch *b = q->batch;
+	uint32_t alen;
 
-	q->batch = NULL;
+	q->batch = batch_split(s, b);
+	alen = zrec_block_up(b->len);
 	q->appending++;
+	/* Each record reserved a block-padded append of its own: packed, they take less. */
+	zones_unreserve(&s->zones, b->zone, b->reserved - alen);
+	memset(b->buf + b->len, 0, alen - b->len);
 	b->io.done = batch_done;
-	zdev_append(s->dev, b->zone, b->buf, b->len, &b->io);
+	zdev_append(s->dev, b->zone, b->buf, alen, &b->io);
 }
 
 /* Adds c to its zone's batch if the zone is busy; false if c goes alone. */
 bool batch_add(struct store *s, struct zchunk *c)
 {
 	struct zqueue *q = &s->zq[c->zone];
-	struct zbatch *b = q->batch;
 
-	if (c->len > BATCH_SMALL || q->appending < BATCH_WHEN || BATCH_MAX > s->rec_max)
+	if (c->len > BATCH_SMALL || !q->appending || BATCH_MAX > s->rec_max)
 		return false;
-	if (b && b->len + c->len > BATCH_MAX) {
+	/* A full batch goes now, beside what is in flight: no use waiting for more. */
+	if (q->batch && zrec_block_up(q->batch->len + c->len) > BATCH_MAX)
 		batch_submit(s, q);
-		b = NULL;
-	}
-	if (!b) {
-		b = calloc(1, sizeof(*b));
-		if (!b)
-			return false;
-		b->buf = store_buf_get(s, BATCH_MAX, NULL, NULL);
-		if (!b->buf) {
-			free(b);
-			return false;
-		}
-		b->s = s;
-		b->zone = c->zone;
-		b->tail = &b->chunks;
-		q->batch = b;
-	}
-	memcpy(b->buf + b->len, c->buf, c->len);
-	c->boff = b->len;
-	b->len += c->len;
-	c->next = NULL;
-	*b->tail = c;
-	b->tail = &c->next;
+	if (!q->batch && !(q->batch = batch_new(s, c->zone)))
+		return false;
+	batch_push(q->batch, c, c->buf);
 	chunk_release_buf(s, c);
 	return true;
 }

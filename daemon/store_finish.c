@@ -99,7 +99,7 @@ static void part_done(struct zdev_io *io)
 /* One part's record: its entries, and room for the footer. */
 static uint32_t part_len(size_t n)
 {
-	return zrec_len(0, n + ZSUM_FOOTER);
+	return zrec_block_up(zrec_len(true, 0, n + ZSUM_FOOTER));
 }
 
 /* The next part of the summary, as large as one record allows; the first one even if empty. */
@@ -114,7 +114,7 @@ static void summary_next(struct zone_op *op)
 		.seq = s->next_seq - 1, /* the counter's high mark, for restarts */
 		.voff = op->prev,
 		.vlen = n,
-		.dlen = len - ZREC_HDR,
+		.dlen = len - zrec_head_len(true), /* to the block's end, where the footer is */
 	};
 
 	if (z->sum_lost || (op->pos == z->sum.len && op->prev != ZSUM_NONE) ||
@@ -123,7 +123,7 @@ static void summary_next(struct zone_op *op)
 		return;
 	}
 	if (n) /* an empty summary has no buffer at all */
-		memcpy(zrec_data(op->buf, 0), z->sum.buf + op->pos, n);
+		memcpy(zrec_data(op->buf, true, 0), z->sum.buf + op->pos, n);
 	op->pos += n;
 	/*
 	 * The last part alone gets the footer: were a part before it to carry
@@ -154,7 +154,7 @@ static void pad_next(struct zone_op *op)
 {
 	struct store *s = op->s;
 	uint32_t len = MIN(op->pad, s->rec_max);
-	struct zrec r = { .type = ZREC_PAD, .dlen = len - ZREC_HDR };
+	struct zrec r = { .type = ZREC_PAD, .dlen = len - zrec_head_len(false) };
 
 	if (!op->pad) {
 		summary_next(op);

@@ -103,10 +103,10 @@ static void get_wake(struct store_waiter *w)
 /* The record read back is the one the index named, whole and unaltered. */
 static int get_verify(struct zget *g, const struct zloc *l, struct zrec *r)
 {
-	if (zrec_parse(g->buf, l->len, g->s->tag, r) || r->type != ZREC_PUT || r->len != l->len ||
-	    r->klen != g->klen || memcmp(r->key, g->key, g->klen) || r->seq != g->seq ||
-	    (g->next && r->vlen != g->vlen) || r->chunk != g->next || r->nchunks != g->nchunks ||
-	    zrec_verify_data(r))
+	if (zrec_parse((uint8_t *)g->buf + g->boff, l->len, g->s->tag, r) || r->type != ZREC_PUT ||
+	    r->len != l->len || r->klen != g->klen || memcmp(r->key, g->key, g->klen) ||
+	    r->seq != g->seq || (g->next && r->vlen != g->vlen) || r->chunk != g->next ||
+	    r->nchunks != g->nchunks)
 		return -EIO;
 	/* The index keeps no lengths: the first record tells the value's. */
 	g->vlen = r->vlen;
@@ -176,14 +176,18 @@ static void *get_buf(struct zget *g, uint32_t len)
 
 /*
  * Only the read in flight pins its zone: GC moves a record a get holds and
- * tells the get, so a client reading slowly holds up no reset.
+ * tells the get, so a client reading slowly holds up no reset. The read
+ * covers the blocks the record lies in: records share blocks.
  */
 static void get_read(struct zget *g)
 {
 	const struct zloc *l = &g->locs[g->next];
 	struct store *s = g->s;
+	uint64_t at = l->addr / ZREC_BLOCK * ZREC_BLOCK;
+	uint32_t len = zrec_block_up(l->addr + l->len) - at;
 
-	g->buf = get_buf(g, l->len);
+	g->boff = l->addr - at;
+	g->buf = get_buf(g, len);
 	if (!g->buf && !g->heap)
 		return;
 	g->rd_zone = zones_of(&s->zones, l->addr);
@@ -191,7 +195,7 @@ static void get_read(struct zget *g)
 	g->reading = true;
 	g->io.done = get_read_done;
 	if (g->buf)
-		zdev_read(s->dev, l->addr, g->buf, l->len, &g->io);
+		zdev_read(s->dev, at, g->buf, len, &g->io);
 	else
 		zdev_fail(s->dev, &g->io, -ENOMEM);
 }

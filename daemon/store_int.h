@@ -19,12 +19,9 @@
 /* Buffer bytes one put may hold: a large value streams through, it does not fill the pool. */
 #define PUT_MAX_HELD (8u << 20)
 /*
- * Coalescing: while BATCH_WHEN appends to a zone are in flight, records of
- * up to BATCH_SMALL bytes bound for it gather in one buffer of BATCH_MAX and
- * go as one append when the next append to the zone completes. A busy
- * device then takes few large writes instead of many small ones.
+ * Coalescing (store_batch.c): records of up to BATCH_SMALL bytes bound for a
+ * zone with appends in flight gather in one buffer of BATCH_MAX.
  */
-#define BATCH_WHEN  4u
 #define BATCH_SMALL (32u << 10)
 #define BATCH_MAX   (256u << 10)
 
@@ -33,7 +30,7 @@ struct zchunk {
 	struct zput *p;
 	void *buf;
 	uint32_t alloc; /* bytes asked of the pool */
-	uint32_t len;	/* of the sealed record */
+	uint32_t len;	/* of the sealed record; alone, its append is zrec_block_up(len) */
 	uint32_t idx;
 	uint32_t dlen;
 	uint32_t filled;
@@ -50,7 +47,8 @@ struct zbatch {
 	struct store *s;
 	uint32_t zone;
 	uint8_t *buf;
-	uint32_t len;
+	uint32_t len;	   /* of its records, back to back */
+	uint32_t reserved; /* zone room its records reserved, each as an append alone */
 	struct zchunk *chunks, **tail;
 };
 
@@ -105,6 +103,7 @@ struct zget {
 	struct zloc one;
 	void *buf;
 	uint32_t alloc;
+	uint32_t boff;	  /* where in buf the record starts */
 	uint32_t rd_zone; /* of the read in flight */
 	bool heap;	  /* buf is from the heap: a record longer than any pool buffer */
 	bool reading;
@@ -155,8 +154,8 @@ void store_finish_zone(void *arg, uint32_t zone);
 
 /* store_put.c */
 void put_end(struct zput *p, int err);
-/* The append of c ended with res, the record landing at addr. */
-void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t addr);
+/* The append of c ended with res, the record landing at addr (misplaced: where it cannot have). */
+void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t addr, bool misplaced);
 /* The chunk's buffer goes back; the feeder of a large value may hand in more. */
 void chunk_release_buf(struct store *s, struct zchunk *c);
 

@@ -113,8 +113,8 @@ static void chunk_free(struct store *s, struct zchunk *c)
 	free(c);
 }
 
-/* The append of c ended with res, the record landing at addr. */
-void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t addr)
+/* The append of c ended with res, the record landing at addr (misplaced: where it cannot have). */
+void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t addr, bool misplaced)
 {
 	struct zput *p = c->p;
 
@@ -146,7 +146,7 @@ void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t addr)
 	if (res < 0) {
 		/* The file system under the device is full: the client hears so. */
 		p->err = p->err ? p->err : res == -EDQUOT ? -ENOSPC : -EIO;
-	} else if (store_landed(s, c->zone, addr, c->len)) {
+	} else if (misplaced) {
 		p->err = -EIO;
 		s->st.errors++;
 	} else {
@@ -176,7 +176,12 @@ static void chunk_done(struct zdev_io *io)
 	struct store *s = c->p->s;
 	uint32_t zone = c->zone;
 
-	chunk_complete(s, c, io->res, io->addr);
+	uint32_t alen = zrec_block_up(c->len);
+	bool misplaced = io->res >= 0 && store_landed(s, zone, io->addr, alen);
+
+	if (io->res >= 0 && !misplaced)
+		zones_add_dead(&s->zones, zone, alen - c->len);
+	chunk_complete(s, c, io->res, io->addr, misplaced);
 	batch_zone_ended(s, zone);
 }
 
@@ -186,7 +191,7 @@ static void chunk_append(struct store *s, struct zchunk *c)
 		return;
 	s->zq[c->zone].appending++;
 	c->io.done = chunk_done;
-	zdev_append(s->dev, c->zone, c->buf, c->len, &c->io);
+	zdev_append(s->dev, c->zone, c->buf, zrec_block_up(c->len), &c->io);
 }
 
 static void chunk_fail(struct store *s, struct zchunk *c, int err)
@@ -200,9 +205,25 @@ static void chunk_fail(struct store *s, struct zchunk *c, int err)
 
 static int chunk_reserve(struct store *s, struct zchunk *c)
 {
-	enum zone_class cls = c->p->type == ZREC_DEL ? ZC_DEL : ZC_PUT;
+	struct zput *p = c->p;
+	enum zone_class cls = p->type == ZREC_DEL ? ZC_DEL : ZC_PUT;
+	uint64_t meta = zones_entry_meta(p->klen, p->nchunks > 1);
+	/* A whole append's room, as it may go alone; store_batch.c gives back what packing saves.
+	 */
+	uint32_t len = zrec_block_up(c->len);
+	bool small = c->len <= BATCH_SMALL;
+	int ret;
 
-	return zones_reserve(&s->zones, cls, c->len, c->p->klen, &c->zone);
+	/* Small records keep to one zone, where they pack together. */
+	if (small && s->small_zone != UINT32_MAX &&
+	    !zones_reserve_at(&s->zones, cls, s->small_zone, len, meta)) {
+		c->zone = s->small_zone;
+		return 0;
+	}
+	ret = zones_reserve(&s->zones, cls, len, meta, &c->zone);
+	if (!ret && small)
+		s->small_zone = c->zone;
+	return ret;
 }
 
 /* No room now: wait if GC or zones being finished will make some, else the device is full. */
@@ -227,6 +248,8 @@ static void chunk_submit(struct zput *p, struct zchunk *c)
 	};
 
 	c->len = zrec_seal(c->buf, &r, s->tag);
+	/* Alone, the append is the record and zeros to the block: padding, to a reader. */
+	memset((uint8_t *)c->buf + c->len, 0, zrec_block_up(c->len) - c->len);
 	p->submitted++;
 	chunk_place(s, c);
 }
@@ -291,7 +314,10 @@ static struct zput *put_new(struct store *s, uint8_t type, const void *key, size
 	p->klen = klen;
 	memcpy(p->key, key, klen);
 	p->vlen = vlen;
-	p->dmax = zrec_data_max(s->rec_max, klen);
+	/* One record if the value fits in one, else chunks that carry the extension. */
+	p->dmax = zrec_data_max(s->rec_max, false, klen);
+	if (vlen > p->dmax)
+		p->dmax = zrec_data_max(s->rec_max, true, klen);
 	p->nchunks = vlen ? DIV_UP(vlen, p->dmax) : 1;
 	p->locs = &p->one;
 	if (p->nchunks > 1) {
@@ -355,7 +381,7 @@ void *store_put_buf(struct zput *p, size_t *room, struct store_waiter *w)
 		uint32_t idx = p->submitted;
 		uint64_t left = p->vlen - (uint64_t)idx * p->dmax;
 		uint32_t dlen = MIN(left, p->dmax);
-		uint32_t alloc = zrec_len(p->klen, dlen);
+		uint32_t alloc = zrec_block_up(zrec_len(p->nchunks > 1, p->klen, dlen));
 		void *buf;
 
 		if (p->held + alloc > PUT_MAX_HELD) {
@@ -377,7 +403,7 @@ void *store_put_buf(struct zput *p, size_t *room, struct store_waiter *w)
 		p->held += alloc;
 	}
 	*room = c->dlen - c->filled;
-	return (uint8_t *)zrec_data(c->buf, p->klen) + c->filled;
+	return (uint8_t *)zrec_data(c->buf, p->nchunks > 1, p->klen) + c->filled;
 }
 
 void store_put_fill(struct zput *p, size_t n)

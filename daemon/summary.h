@@ -10,6 +10,7 @@
 #ifndef ZAPD_SUMMARY_H
 #define ZAPD_SUMMARY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,21 +25,33 @@ struct zsum {
 	uint8_t *buf;
 	size_t len, cap;
 	uint32_t n;
+	uint64_t end, seq; /* the last entry's end and seq, which the next is told from */
 };
 
-/* Bytes one entry for a record with a klen-byte key takes. */
-size_t zsum_entry_size(size_t klen);
+/*
+ * Where reading a zone's entries stands: an entry is told from the one
+ * before, so they are read in order, across the parts of a summary (pos
+ * starts again at each part's start; end and seq go on).
+ */
+struct zsum_pos {
+	size_t pos;
+	uint64_t end, seq;
+};
 
-/* Adds the record r, lying at off bytes into its zone. */
+/* Most bytes the entry of a record with a klen-byte key may take. */
+size_t zsum_entry_max(size_t klen, bool multi);
+
+/* Adds the record r, lying at off bytes into its zone: the entry's size, or -ENOMEM. */
 int zsum_add(struct zsum *s, const struct zrec *r, uint64_t off);
 void zsum_done(struct zsum *s);
 
 /*
- * The entry at *pos of an entry list: r gets type, key, seq, vlen, chunk,
- * nchunks and len; *off its offset in the zone. 0 and *pos advanced, 1 at
- * the end, -EBADMSG when the list is malformed.
+ * The entry at at of an entry list: r gets type, key, seq, chunk, nchunks
+ * and len (and vlen, for a value in several records); *off its offset in
+ * the zone, which the caller checks against the zone's size. 0 and at advanced, 1 at the
+ * end, -EBADMSG when the list is malformed.
  */
-int zsum_next(const uint8_t *buf, size_t len, size_t *pos, struct zrec *r, uint64_t *off);
+int zsum_next(const uint8_t *buf, size_t len, struct zsum_pos *at, struct zrec *r, uint64_t *off);
 
 /* How many entry bytes from *pos on fit in one record of at most rec_max bytes. */
 size_t zsum_part_len(const struct zsum *s, size_t pos, size_t rec_max);

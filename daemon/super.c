@@ -30,9 +30,9 @@ void zsuper_new(struct zsuper *sb, const struct zdev_info *info, uint32_t rec_ma
 size_t zsuper_encode(const struct zsuper *sb, void *buf)
 {
 	struct zrec r = { .type = ZREC_SUPER, .dlen = SUPER_DLEN };
-	uint8_t *d = zrec_data(buf, 0);
+	uint8_t *d = zrec_data(buf, false, 0);
 
-	memset(d, 0, SUPER_DLEN);
+	memset(buf, 0, ZREC_BLOCK);
 	memcpy(d, sb->uuid, 16);
 	put_le32(d + 16, sb->version);
 	put_le32(d + 20, sb->nr_zones);
@@ -43,19 +43,33 @@ size_t zsuper_encode(const struct zsuper *sb, void *buf)
 	return zrec_seal(buf, &r, ZSUPER_TAG);
 }
 
+/*
+ * Formats 1 and 2 began every record with a 64-byte header: "ZAPR", ..., type
+ * at 12, the tag at 56; a superblock's version at 80. Enough to name them.
+ */
+static bool legacy(const uint8_t *p, size_t len, struct zsuper *sb)
+{
+	if (len < 128 || get_le32(p) != 0x5250415au || p[12] != ZREC_SUPER ||
+	    get_le64(p + 56) != ZSUPER_TAG)
+		return false;
+	sb->version = get_le32(p + 80);
+	return sb->version < ZSUPER_VERSION;
+}
+
 int zsuper_decode(const void *buf, size_t len, struct zsuper *sb)
 {
 	struct zrec r;
 
-	if (zrec_parse(buf, len, ZSUPER_TAG, &r) || r.type != ZREC_SUPER || r.dlen < SUPER_DLEN ||
-	    ZREC_HDR + r.klen + r.dlen > len || zrec_verify_data(&r))
+	if (legacy(buf, len, sb))
+		return -EPROTO;
+	if (zrec_parse(buf, len, ZSUPER_TAG, &r) || r.type != ZREC_SUPER || r.dlen < SUPER_DLEN)
 		return -EBADMSG;
 	memcpy(sb->uuid, r.data, 16);
 	sb->version = get_le32(r.data + 16);
 	sb->nr_zones = get_le32(r.data + 20);
 	sb->zone_size = get_le64(r.data + 24);
 	sb->block = get_le32(r.data + 32);
-	sb->rec_max = sb->version < 2 ? ZSUPER_V1_REC_MAX : get_le32(r.data + 36);
+	sb->rec_max = get_le32(r.data + 36);
 	sb->ctime = get_le64(r.data + 40);
 	if (sb->version > ZSUPER_VERSION)
 		return -EPROTONOSUPPORT;

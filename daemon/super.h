@@ -4,8 +4,10 @@
  * derived from it), the geometry the store was formatted with and the
  * format's own limits, which are never derived again from the device: a
  * kernel or backend that allows less must not make old records unreadable.
- * Version 2 keeps ZSUPER_COPIES copies ZSUPER_GAP bytes apart, so that one bad
- * block does not lose the uuid every record's tag depends on.
+ * Since version 2 there are ZSUPER_COPIES copies ZSUPER_GAP bytes apart, so
+ * that one bad block does not lose the uuid every record's tag depends on.
+ * Version 3 packs records to 8 bytes (record.h); versions 1 and 2 gave each
+ * record its own blocks, and are refused.
  */
 #ifndef ZAPD_SUPER_H
 #define ZAPD_SUPER_H
@@ -15,14 +17,12 @@
 
 #include "dev.h"
 
-#define ZSUPER_VERSION 2u
+#define ZSUPER_VERSION 3u
 #define ZSUPER_COPIES  3u
 #define ZSUPER_GAP     (64u * 1024)
 /* No format allows a record longer than recovery's scan window. */
 #define ZSUPER_REC_LIMIT (4u << 20)
-/* Version 1 wrote records from pool buffers of at most 1 MiB. */
-#define ZSUPER_V1_REC_MAX (1u << 20)
-#define ZSUPER_TAG	  0x5245505553504151ull /* "QAPSUPER": superblocks are not per-uuid */
+#define ZSUPER_TAG	 0x5245505553504151ull /* "QAPSUPER": superblocks are not per-uuid */
 
 struct zsuper {
 	uint8_t uuid[16];
@@ -40,7 +40,10 @@ void zsuper_new(struct zsuper *sb, const struct zdev_info *info, uint32_t rec_ma
 /* Writes the superblock record into buf (ZREC_BLOCK bytes); returns its length. */
 size_t zsuper_encode(const struct zsuper *sb, void *buf);
 
-/* 0, -EBADMSG (no superblock here) or -EPROTONOSUPPORT (a newer format). */
+/*
+ * 0, -EBADMSG (no superblock here), -EPROTONOSUPPORT (a newer format) or
+ * -EPROTO (an older one); sb->version says which.
+ */
 int zsuper_decode(const void *buf, size_t len, struct zsuper *sb);
 
 /* 0 if sb was formatted for this device's geometry, else -EINVAL with a reason. */

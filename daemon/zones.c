@@ -208,12 +208,15 @@ static bool puts_may(struct zones *zs, uint32_t zi)
 	return !zs->z[zi].del_only;
 }
 
-/* Summary room for one entry: the entry, and a share of the parts' headers and padding. */
-uint64_t zones_entry_meta(size_t klen)
+/* Summary room for an entry of e bytes: it, and a share of the parts' headers and padding. */
+static uint64_t entry_meta(uint64_t e)
 {
-	uint64_t e = zsum_entry_size(klen);
-
 	return e + e / 64 + 1;
+}
+
+uint64_t zones_entry_meta(size_t klen, bool multi)
+{
+	return entry_meta(zsum_entry_max(klen, multi));
 }
 
 static bool take(struct zones *zs, uint32_t zi, uint32_t len, uint64_t meta)
@@ -227,6 +230,16 @@ static bool take(struct zones *zs, uint32_t zi, uint32_t len, uint64_t meta)
 	if (++z->inflight > zs->max_inflight)
 		zs->max_inflight = z->inflight;
 	return true;
+}
+
+void zones_add_dead(struct zones *zs, uint32_t zone, uint64_t bytes)
+{
+	zs->z[zone].recs += bytes;
+}
+
+uint64_t zones_gc_room(const struct zones *zs)
+{
+	return zs->gc_zone == NONE ? 0 : room_of(&zs->z[zs->gc_zone]);
 }
 
 static int reserve_gc(struct zones *zs, uint32_t len, uint64_t meta, uint32_t *zone)
@@ -256,10 +269,9 @@ static bool is_filling(const struct zone *z)
 	return z->state == ZS_FILLING;
 }
 
-int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, size_t klen, uint32_t *zone)
+int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, uint64_t meta,
+		  uint32_t *zone)
 {
-	uint64_t meta = zones_entry_meta(klen);
-
 	unsigned skipped = 0;
 
 	if (cls == ZC_GC)
@@ -286,6 +298,26 @@ int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, size_t kl
 	return count(zs, is_filling) ? -EAGAIN : -ENOSPC;
 }
 
+int zones_reserve_at(struct zones *zs, enum zone_class cls, uint32_t zone, uint32_t len,
+		     uint64_t meta)
+{
+	for (unsigned i = 0; i < zs->nset; i++) {
+		if (zs->set[i] != zone)
+			continue;
+		if (cls == ZC_PUT && !puts_may(zs, zone))
+			return -ENOSPC;
+		return take(zs, zone, len, meta) ? 0 : -ENOSPC;
+	}
+	return -ENOSPC;
+}
+
+void zones_unreserve(struct zones *zs, uint32_t zone, uint64_t len)
+{
+	struct zone *z = &zs->z[zone];
+
+	z->used -= MIN(len, z->used);
+}
+
 void zones_append_done(struct zones *zs, uint32_t zone)
 {
 	struct zone *z = &zs->z[zone];
@@ -297,14 +329,14 @@ void zones_append_done(struct zones *zs, uint32_t zone)
 /* The filter of a full zone is rebuilt at its size from the zone's record list. */
 static void compact_keys(struct zone *z)
 {
+	struct zsum_pos at = { 0 };
 	struct zbloom b;
-	size_t pos = 0;
 	struct zrec r;
 	uint64_t off;
 
 	if (z->sum_lost || zbloom_init(&b, z->sum.n))
 		return;
-	while (zsum_next(z->sum.buf, z->sum.len, &pos, &r, &off) == 0)
+	while (zsum_next(z->sum.buf, z->sum.len, &at, &r, &off) == 0)
 		zbloom_add(&b, r.key, r.klen);
 	zbloom_done(&z->keys);
 	z->keys = b;
@@ -420,7 +452,8 @@ void zones_fit_limits(struct zones *zs, uint64_t min_room)
  */
 static void note_key(struct zone *z, const void *key, size_t klen, uint64_t seq)
 {
-	if (z->min_seq && (z->keys.bits || !zbloom_init(&z->keys, z->cap / ZREC_BLOCK)))
+	/* Sized for small records (a full zone's is rebuilt at its real count). */
+	if (z->min_seq && (z->keys.bits || !zbloom_init(&z->keys, z->cap / 256)))
 		zbloom_add(&z->keys, key, klen);
 	z->min_seq = MIN(z->min_seq, seq);
 }
@@ -448,6 +481,7 @@ void zones_forget_keys(struct zones *zs, uint32_t zone)
 void zones_note(struct zones *zs, const struct zrec *r, uint64_t addr)
 {
 	struct zone *z = &zs->z[zones_of(zs, addr)];
+	int e;
 
 	note_key(z, r->key, r->klen, r->seq);
 	z->max_seq = MAX(z->max_seq, r->seq);
@@ -456,11 +490,17 @@ void zones_note(struct zones *zs, const struct zrec *r, uint64_t addr)
 	z->max_rec = MAX(z->max_rec, r->len);
 	if (z->state == ZS_FULL)
 		return; /* a restart reading its summary: no new summary to write */
-	if (!z->sum_lost && zsum_add(&z->sum, r, addr - z->start)) {
+	if (z->sum_lost)
+		return;
+	e = zsum_add(&z->sum, r, addr - z->start);
+	if (e < 0) {
 		/* A summary missing a record would lose it at restart: better none. */
 		z->sum_lost = true;
 		zsum_done(&z->sum);
+		return;
 	}
+	/* The room kept for the entry was for the longest one: the rest goes back. */
+	z->meta -= MIN(z->meta, zones_entry_meta(r->klen, r->nchunks > 1) - entry_meta(e));
 }
 
 bool zones_may_hold(const struct zones *zs, uint32_t except, const void *key, size_t klen,

@@ -47,7 +47,7 @@ struct zone {
 	uint64_t base;	   /* the write pointer at start: nothing of this run lands below it */
 	uint64_t data_end; /* where its records end and its summary begins, once it has one */
 	uint64_t meta;	   /* bytes kept back for the zone's summary */
-	uint64_t recs;	   /* bytes of put and delete records in it, live or dead */
+	uint64_t recs;	   /* bytes of put and delete records in it, live or dead, and padding */
 	uint64_t live;	   /* bytes of records the index points at */
 	uint64_t tombs;	   /* of them, tombstones GC has not yet tried to drop */
 	uint64_t kept;	   /* of them, tombstones GC could not drop, or not yet worth trying */
@@ -94,14 +94,21 @@ int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev
 void zones_done(struct zones *zs);
 
 /*
- * Reserves len bytes for a record with a klen-byte key, and room for its
- * summary entry. 0 and *zone; -EAGAIN when room will come once zones being
- * finished are (the limits on active zones allow no other); -ENOSPC when no
- * zone this class may use has room.
+ * Reserves len bytes for an append, and meta bytes of the zone's summary for
+ * its records' entries (zones_entry_meta each). 0 and *zone; -EAGAIN when
+ * room will come once zones being finished are (the limits on active zones
+ * allow no other); -ENOSPC when no zone this class may use has room.
  */
-int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, size_t klen, uint32_t *zone);
-/* Room a record's entry takes in its zone's summary, besides the record. */
-uint64_t zones_entry_meta(size_t klen);
+int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, uint64_t meta,
+		  uint32_t *zone);
+/* As zones_reserve, in that zone of the write set only: 0, or -ENOSPC. */
+int zones_reserve_at(struct zones *zs, enum zone_class cls, uint32_t zone, uint32_t len,
+		     uint64_t meta);
+/* Room a record's entry may take in its zone's summary, besides the record. */
+uint64_t zones_entry_meta(size_t klen, bool multi);
+/* Records that reserved apart went in one append, shorter than they reserved: the rest goes back.
+ */
+void zones_unreserve(struct zones *zs, uint32_t zone, uint64_t len);
 /* An append reserved in zone ended (successfully or not). */
 void zones_append_done(struct zones *zs, uint32_t zone);
 /* The device finished zone, or failed to (then it is taken out of use). */
@@ -120,6 +127,13 @@ void zones_note_failed(struct zones *zs, uint32_t zone, const void *key, size_t 
  */
 void zones_reset_done(struct zones *zs, uint32_t zone, bool dropped_dead);
 
+/*
+ * Bytes written to zone that no record lives in (an append's padding, a
+ * checkpoint): dead from the start, they count as garbage GC may win back.
+ */
+void zones_add_dead(struct zones *zs, uint32_t zone, uint64_t bytes);
+/* Bytes of records (and their entries) GC's own zone can still take; 0 without one. */
+uint64_t zones_gc_room(const struct zones *zs);
 /* Room in the zones taking no appends, empty or partly written: what GC may copy into. */
 uint64_t zones_spare_room(const struct zones *zs);
 /* Zones that may take appends without finishing others first (device limits). */

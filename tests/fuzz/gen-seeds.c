@@ -316,11 +316,17 @@ static void frames(void)
 
 /* --- records (fuzz-records) --- */
 
+/*
+ * Appends a sealed record to b, right after what is there (records are packed,
+ * 8-byte aligned); data NULL: zeros.
+ */
 static void seal(struct buf *b, uint8_t type, const char *key, uint64_t seq, const void *data,
 		 uint32_t dlen, uint64_t vlen, uint64_t voff, uint32_t chunk, uint32_t nchunks,
 		 uint64_t tag)
 {
-	size_t klen = strlen(key), len = zrec_len(klen, dlen);
+	size_t klen = strlen(key);
+	bool ext = zrec_ext(type, nchunks);
+	size_t len = zrec_len(ext, klen, dlen);
 	uint8_t *p = aligned_alloc(BLK, ALIGN_UP(len, BLK));
 	struct zrec r = { .type = type,
 			  .klen = klen,
@@ -332,8 +338,14 @@ static void seal(struct buf *b, uint8_t type, const char *key, uint64_t seq, con
 			  .chunk = chunk,
 			  .nchunks = nchunks };
 
-	if (dlen)
-		memcpy(zrec_data(p, klen), data, dlen);
+	if (!p)
+		fz_die("out of memory");
+	if (b->len % ZREC_ALIGN)
+		fz_die("a record would start at %zu, off its 8-byte alignment", b->len);
+	if (data)
+		memcpy(zrec_data(p, ext, klen), data, dlen);
+	else
+		memset(zrec_data(p, ext, klen), 0, dlen);
 	add(b, p, zrec_seal(p, &r, tag));
 	free(p);
 }
@@ -347,33 +359,61 @@ static void seal_put(struct buf *b, const char *key, uint64_t seq, uint32_t dlen
 	free(v.p);
 }
 
-/* A summary record listing recs (given as sealed buffers at offsets), footer at its end. */
-static void seal_summary(struct buf *b, struct zsum *s, uint64_t prev, uint64_t seq, uint64_t tag)
+/* Ends an append: zeros to the block's end, where the next append starts. */
+static void end_append(struct buf *b)
 {
-	size_t len = zrec_len(0, s->len + ZSUM_FOOTER);
+	add_zeros(b, ALIGN_UP(b->len, BLK) - b->len);
+}
+
+/*
+ * A summary part listing s's entries, as the store writes it: a record of
+ * whole blocks, the entries, zeros, and (the last part) the footer at its end.
+ */
+static void seal_summary(struct buf *b, struct zsum *s, uint64_t prev, uint64_t seq, uint64_t tag,
+			 bool footer)
+{
+	size_t len = zrec_block_up(zrec_len(true, 0, s->len + ZSUM_FOOTER));
 	uint8_t *p = aligned_alloc(BLK, len);
 	struct zrec r = { .type = ZREC_SUMMARY,
 			  .seq = seq,
 			  .voff = prev,
 			  .vlen = s->len,
-			  .dlen = len - ZREC_HDR };
+			  .dlen = len - zrec_head_len(true) };
 
+	if (!p)
+		fz_die("out of memory");
+	if (b->len % BLK)
+		fz_die("a summary part would start off a block");
 	memset(p, 0, len);
-	memcpy(zrec_data(p, 0), s->buf, s->len);
-	zsum_footer_put(p, len, tag);
-	zrec_seal(p, &r, tag);
+	if (s->len)
+		memcpy(zrec_data(p, true, 0), s->buf, s->len);
+	if (footer)
+		zsum_footer_put(p, len, tag);
+	if (zrec_seal(p, &r, tag) != len)
+		fz_die("a summary part of %zu bytes sealed to another length", len);
 	add(b, p, len);
 	free(p);
 }
 
-/* Notes the record just sealed at the end of zone (zone-relative offset off) in s. */
-static void note(struct zsum *s, const uint8_t *rec, uint64_t off, uint64_t tag)
+/* Padding records from b's end, a block boundary, to end: as the store pads before a summary. */
+static void seal_pad(struct buf *b, size_t end, uint64_t tag)
+{
+	while (b->len < end) {
+		size_t len = MIN(end - b->len, 1 * MiB);
+
+		seal(b, ZREC_PAD, "", 0, NULL, len - zrec_head_len(false), 0, 0, 0, 0, tag);
+	}
+}
+
+/* Notes in s the record that starts at byte at of b, off bytes into its zone. */
+static void note(struct zsum *s, const struct buf *b, size_t at, uint64_t off, uint64_t tag)
 {
 	struct zrec r;
 
-	if (zrec_parse(rec, BLK, tag, &r))
+	if (zrec_parse(b->p + at, b->len - at, tag, &r))
 		fz_die("a record just sealed does not parse");
-	zsum_add(s, &r, off);
+	if (zsum_add(s, &r, off) <= 0)
+		fz_die("zsum_add failed");
 }
 
 static void records(void)
@@ -386,11 +426,16 @@ static void records(void)
 			     .nr_zones = NR_ZONES,
 			     .zone_size = ZONE_SIZE,
 			     .block = BLK,
+			     .rec_max = 1 * MiB,
 			     .ctime = 1700000000 };
 	uint8_t blk[BLK] __attribute__((aligned(BLK)));
+	size_t at;
 
 	seal_put(&b, "alpha", 1, 100, tag);
 	save(T, "put", &b);
+	reset(&b);
+	seal_put(&b, "empty", 1, 0, tag);
+	save(T, "put-empty", &b);
 	reset(&b);
 	add_pattern(&v, 9000, 1);
 	seal(&b, ZREC_PUT, "big", 2, v.p, 4000, 9000, 0, 0, 3, tag);
@@ -404,30 +449,49 @@ static void records(void)
 	seal(&b, ZREC_SEQ, "", 1000, NULL, 0, 0, 0, 0, 0, tag);
 	save(T, "seq", &b);
 
-	/* A zone's worth: records, then its summary. */
+	/*
+	 * A zone's worth: two appends of records packed back to back (a value in
+	 * two chunks, a checkpoint the summary leaves out), padding to the
+	 * summary's block, then the summary with its footer.
+	 */
 	reset(&b);
 	seal_put(&b, "a", 1, 10, tag);
-	note(&s, b.p, 0, tag);
+	note(&s, &b, 0, 0, tag);
+	at = b.len;
 	seal_put(&b, "bb", 2, 5000, tag);
-	note(&s, b.p + BLK, BLK, tag);
+	note(&s, &b, at, at, tag);
+	at = b.len;
 	seal(&b, ZREC_DEL, "a", 3, NULL, 0, 0, 0, 0, 0, tag);
-	note(&s, b.p + 3 * BLK, 3 * BLK, tag);
-	seal_summary(&b, &s, ZSUM_NONE, 3, tag);
+	note(&s, &b, at, at, tag);
+	end_append(&b);
+	seal(&b, ZREC_SEQ, "", 4, NULL, 0, 0, 0, 0, 0, tag);
+	at = b.len;
+	seal(&b, ZREC_PUT, "big", 5, v.p, 1500, 2000, 0, 0, 2, tag);
+	note(&s, &b, at, at, tag);
+	at = b.len;
+	seal(&b, ZREC_PUT, "big", 5, v.p + 1500, 500, 2000, 1500, 1, 2, tag);
+	note(&s, &b, at, at, tag);
+	at = b.len;
+	seal_put(&b, "c", 6, 0, tag);
+	note(&s, &b, at, at, tag);
+	end_append(&b);
+	seal_pad(&b, b.len + BLK, tag);
+	seal_summary(&b, &s, ZSUM_NONE, 6, tag, true);
 	save(T, "zone-with-summary", &b);
 	reset(&b);
 	add(&b, s.buf, s.len);
 	save(T, "summary-entries", &b);
 	zsum_done(&s);
 
-	/* The tag in the first 8 bytes, the record in the next block. */
+	/* The tag in the first 8 bytes, the record right after. */
 	reset(&b);
 	{
 		uint8_t t[8];
 
 		put_le64(t, mytag);
 		add(&b, t, 8);
-		add_zeros(&b, BLK - 8);
 		seal_put(&b, "own-tag", 5, 50, mytag);
+		seal(&b, ZREC_DEL, "own-tag", 6, NULL, 0, 0, 0, 0, 0, mytag);
 	}
 	save(T, "own-tag", &b);
 
@@ -439,10 +503,9 @@ static void records(void)
 	save(T, "superblock", &b);
 
 	/*
-	 * A superblock record with a key: super.c's zsuper_decode() checks that
-	 * the data (dlen bytes) fits the buffer from byte 64 on, but the data
-	 * starts after the key, so it verifies a CRC over bytes past the buffer
-	 * (read_super's 4 KiB one). Open.
+	 * A superblock record with a key, its data running past the block:
+	 * zsuper_decode() once checked that the data fitted from the header's
+	 * end, not from the key's, and read a CRC over bytes past the buffer.
 	 */
 	reset(&b);
 	reset(&v);
@@ -715,62 +778,87 @@ static void chunk(struct buf *b, uint32_t zone, uint32_t blk, const uint8_t *p, 
 	}
 }
 
-/* A sealed record, without the zeros after its last non-zero byte. */
+/*
+ * An append of sealed records at a block, without the zeros after its last
+ * non-zero byte (the append itself is zero-padded to whole blocks).
+ */
 static void chunk_rec(struct buf *b, uint32_t zone, uint32_t blk, const struct buf *rec)
 {
-	size_t len = rec->len;
+	size_t len = rec->len, blocks = ALIGN_UP(rec->len, BLK) / BLK;
 
 	while (len && !rec->p[len - 1])
 		len--;
 	chunk(b, zone, blk, rec->p, len);
-	/* The record's last block written too, so that the write pointer covers it. */
-	if (ALIGN_UP(len, BLK) < rec->len)
-		chunk(b, zone, blk + rec->len / BLK - 1, (const uint8_t *)"", 1);
+	/* The append's last block written too, so that the write pointer covers it. */
+	if (ALIGN_UP(len, BLK) / BLK < blocks)
+		chunk(b, zone, blk + blocks - 1, (const uint8_t *)"", 1);
+}
+
+/* Blocks an append of rec takes. */
+static uint32_t blocks(const struct buf *rec)
+{
+	return ALIGN_UP(rec->len, BLK) / BLK;
 }
 
 /*
- * Zone 1 finished, holding nkeys small puts and their summary, in one part or
- * in two (each naming the one before), the last ending at the zone's capacity.
+ * Zone 1 finished, holding nkeys small puts (packed four to an append, as the
+ * store batches them) and their summary, in one part or in two (each naming
+ * the one before), padding records before the last part so that it ends at
+ * the zone's capacity.
  */
 static void full_zone(struct buf *b, unsigned nkeys, bool two_parts)
 {
 	uint64_t tag = fz_tag();
 	struct buf r = { 0 };
 	struct zsum s = { 0 }, s1 = { 0 }, s2;
-	uint32_t at = 0, first;
-	size_t half = 0;
+	struct zsum_pos half = { 0 };
+	uint32_t at = 0, first, last;
 	struct zrec e;
 	uint64_t off;
 
 	reset(b);
 	add_byte(b, 1);
-	for (unsigned i = 0; i < nkeys; i++) {
-		char key[16];
-
-		snprintf(key, sizeof(key), "key%u", i);
+	for (unsigned i = 0; i < nkeys; i += 4) {
 		reset(&r);
-		seal_put(&r, key, 10 + i, 40 + i, tag);
+		for (unsigned k = i; k < MIN(i + 4, nkeys); k++) {
+			char key[16];
+			size_t rec = r.len;
+
+			snprintf(key, sizeof(key), "key%u", k);
+			seal_put(&r, key, 10 + k, 40 + k, tag);
+			note(&s, &r, rec, (uint64_t)at * BLK + rec, tag);
+		}
 		chunk_rec(b, 1, at, &r);
-		note(&s, r.p, (uint64_t)at * BLK, tag);
-		at += r.len / BLK;
+		at += blocks(&r);
 	}
 	s2 = s;
 	if (two_parts) {
 		/* The first half of the entries in part one, the rest in part two. */
 		for (unsigned i = 0; i < nkeys / 2; i++)
 			zsum_next(s.buf, s.len, &half, &e, &off);
+		/* (Part two's first entry is told from part one's last, read before it.) */
 		s1.buf = s.buf;
-		s1.len = half;
-		s2.buf = s.buf + half;
-		s2.len = s.len - half;
+		s1.len = half.pos;
+		s2.buf = s.buf + half.pos;
+		s2.len = s.len - half.pos;
 		reset(&r);
-		seal_summary(&r, &s1, ZSUM_NONE, 30, tag);
+		seal_summary(&r, &s1, ZSUM_NONE, 30, tag, false);
 		chunk_rec(b, 1, at, &r);
 	}
 	first = at;
+	if (two_parts)
+		at += blocks(&r);
 	reset(&r);
-	seal_summary(&r, &s2, two_parts ? (uint64_t)first * BLK : ZSUM_NONE, 30, tag);
-	chunk_rec(b, 1, CAP_BLOCKS - r.len / BLK, &r);
+	seal_summary(&r, &s2, two_parts ? (uint64_t)first * BLK : ZSUM_NONE, 30, tag, true);
+	last = CAP_BLOCKS - blocks(&r);
+	chunk_rec(b, 1, last, &r);
+	/* Padding records from the last append to the summary, an append each. */
+	while (at < last) {
+		reset(&r);
+		seal_pad(&r, MIN((size_t)(last - at) * BLK, 1 * MiB), tag);
+		chunk_rec(b, 1, at, &r);
+		at += blocks(&r);
+	}
 	zsum_done(&s);
 	free(r.p);
 }
@@ -795,11 +883,13 @@ static void recovery(void)
 	reset(&r);
 	seal(&r, ZREC_PUT, "big", 2, v.p + 4000, 4000, 9000, 4000, 1, 3, tag);
 	chunk_rec(&b, 1, 4, &r);
+	/* A delete and a put packed in one append, a checkpoint in the next. */
 	reset(&r);
 	seal(&r, ZREC_DEL, "alpha", 3, NULL, 0, 0, 0, 0, 0, tag);
+	seal_put(&r, "gamma", 4, 300, tag);
 	chunk_rec(&b, 2, 0, &r);
 	reset(&r);
-	seal_put(&r, "gamma", 4, 300, tag);
+	seal(&r, ZREC_SEQ, "", 1000, NULL, 0, 0, 0, 0, 0, tag);
 	chunk_rec(&b, 2, 1, &r);
 	reset(&r);
 	seal_put(&r, "gamma", 5, 20, tag);
@@ -892,6 +982,7 @@ static int make_image(const char *img)
 			     .nr_zones = NR_ZONES,
 			     .zone_size = ZONE_SIZE,
 			     .block = BLK,
+			     .rec_max = 64 * 1024, /* as fuzz-recovery's superblock */
 			     .ctime = 1700000000 };
 	uint8_t blk[BLK] __attribute__((aligned(BLK)));
 	struct zerr err = { "" };

@@ -63,7 +63,7 @@ stop
 "$gen" image "$tmp/img"
 daemon --open-zones 1
 cli bench --keys 560 --size 24 --mix get --count 1 >/dev/null
-for k in 00000003 00000200 00000555; do cli del "bench/$k"; done
+for k in 0000000003 0000000200 0000000555; do cli del "bench/$k"; done
 stop
 "$gen" extract "$tmp/img" "$out/fuzz-recovery/daemon-full-zone"
 ls -l "$out"/*/daemon-* >&2

@@ -50,8 +50,9 @@ static uint64_t find_chunk(const struct zt_daemon *d, const char *key, uint32_t 
 	while (!found && (off = lseek(fd, off, SEEK_DATA)) >= 0) {
 		if (pread(fd, blk, sizeof(blk), off) != sizeof(blk))
 			break;
-		if (!memcmp(blk, "ZAPR", 4) && blk[14] == strlen(key) &&
-		    !memcmp(blk + 64, key, strlen(key)) && !memcmp(blk + 44, &chunk, 4))
+		/* A chunk of a value in several records: the extension, then the key at 44. */
+		if (blk[4] == 1 && blk[5] == 1 && blk[6] == strlen(key) &&
+		    !memcmp(blk + 44, key, strlen(key)) && !memcmp(blk + 36, &chunk, 4))
 			found = off;
 		off += sizeof(blk);
 	}
@@ -70,10 +71,13 @@ struct victim {
 int main(void)
 {
 	const char *args[] = { "--size", "1G", "--zone-size", "32M", NULL };
-	/* Damage in the header, the key, the value, the last value byte, a later chunk. */
+	/*
+	 * Damage in the header, the key, the value, the last value byte of a
+	 * record that fills its block, a later chunk (a 20-byte header, then the key).
+	 */
 	struct victim v[] = {
-		{ "hdr", 1000, 0, 20 },		 { "keyhit", 1000, 0, 66 },
-		{ "value", 8000, 0, 4500 },	 { "tail", 4032 - 64 - 4, 0, 4031 },
+		{ "hdr", 1000, 0, 10 },		 { "keyhit", 1000, 0, 22 },
+		{ "value", 8000, 0, 4500 },	 { "tail", 4096 - 20 - 4, 0, 4095 },
 		{ "chunked", 3000000, 1, 5000 },
 	};
 	struct zt_daemon d;

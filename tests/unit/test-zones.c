@@ -57,8 +57,8 @@ static void test_landed(void **state)
 
 	(void)state;
 	setup_zones(&zs);
-	assert_int_equal(zones_reserve(&zs, ZC_PUT, 8192, 4, &zone), 0);
-	assert_int_equal(zones_reserve(&zs, ZC_PUT, 8192, 4, &zone), 0);
+	assert_int_equal(zones_reserve(&zs, ZC_PUT, 8192, zones_entry_meta(4, false), &zone), 0);
+	assert_int_equal(zones_reserve(&zs, ZC_PUT, 8192, zones_entry_meta(4, false), &zone), 0);
 	/* Outside the room handed out, unaligned, in another zone: impossible. */
 	assert_int_equal(zones_landed(&zs, zone, zs.z[zone].start + 16384, 4096), -EIO);
 	assert_int_equal(zones_landed(&zs, zone, zs.z[zone].start + 100, 4096), -EIO);
