@@ -269,6 +269,17 @@ static bool is_filling(const struct zone *z)
 	return z->state == ZS_FILLING;
 }
 
+/* The zone in the set's slot has no room left: it leaves the set, and is finished. */
+static void set_drop(struct zones *zs, unsigned slot, enum zone_class cls)
+{
+	uint32_t zi = zs->set[slot];
+
+	/* At most one record's worth is lost at the end of a zone. */
+	zs->set[slot] = zs->set[--zs->nset];
+	retire(zs, zi);
+	refill(zs, cls);
+}
+
 int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, uint64_t meta,
 		  uint32_t *zone)
 {
@@ -289,10 +300,7 @@ int zones_reserve(struct zones *zs, enum zone_class cls, uint32_t len, uint64_t 
 			*zone = zi;
 			return 0;
 		}
-		/* At most one record's worth is lost at the end of a zone. */
-		zs->set[slot] = zs->set[--zs->nset];
-		retire(zs, zi);
-		refill(zs, cls);
+		set_drop(zs, slot, cls);
 		skipped = 0;
 	}
 	return count(zs, is_filling) ? -EAGAIN : -ENOSPC;
@@ -306,7 +314,10 @@ int zones_reserve_at(struct zones *zs, enum zone_class cls, uint32_t zone, uint3
 			continue;
 		if (cls == ZC_PUT && !puts_may(zs, zone))
 			return -ENOSPC;
-		return take(zs, zone, len, meta) ? 0 : -ENOSPC;
+		if (take(zs, zone, len, meta))
+			return 0;
+		set_drop(zs, i, cls);
+		return -ENOSPC;
 	}
 	return -ENOSPC;
 }
