@@ -235,16 +235,19 @@ static void one_record(const uint8_t *p, size_t avail, uint64_t tag, const struc
 	case 0:
 		break;
 	case -ENODATA:
-		if (end <= avail)
-			fz_die("zrec_parse: -ENODATA for %zu bytes with %zu readable", end, avail);
+		/* The record's padding to 8 bytes counts: a record is read whole. */
+		if (h->len <= avail)
+			fz_die("zrec_parse: -ENODATA for %llu bytes with %zu readable",
+			       (unsigned long long)h->len, avail);
 		return;
 	case -EBADMSG:
 		return;
 	default:
 		fz_die("zrec_parse returned %d", ret);
 	}
-	if (end > avail)
-		fz_die("zrec_parse took a record of %zu bytes with %zu readable", end, avail);
+	if (end > avail || h->len > avail)
+		fz_die("zrec_parse took a record of %llu bytes with %zu readable",
+		       (unsigned long long)h->len, avail);
 	if (!same_record(&r, h))
 		fz_die("zrec_parse and zrec_head disagree");
 	if (r.klen)
