@@ -129,8 +129,8 @@ static int load_allow_lists(struct zapd *d, const struct options *o, struct zerr
 static void conn_limits(const struct zapd *d, const struct options *o, struct server_cfg *cfg)
 {
 	cfg->max_connections = o->max_connections;
-	cfg->max_inflight = o->max_inflight_conn;
-	cfg->max_queued = o->max_queued_conn;
+	cfg->conn.max_inflight = o->max_inflight_conn;
+	cfg->conn.max_queued = o->max_queued_conn;
 	cfg->idle_timeout = o->idle_timeout;
 	cfg->allow_uids = d->allow_uids;
 	cfg->n_allow_uids = d->n_allow_uids;
