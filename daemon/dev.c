@@ -198,6 +198,9 @@ void zdev_attach(struct zdev *d, struct zring *ring, const struct zpool *pool)
 		d->ops->attach(d);
 }
 
+/* Pool buffers go to the device as they are: each is whole blocks, block-aligned. */
+_Static_assert(ZPOOL_MIN % ZDEV_BLOCK == 0, "pool buffers must be whole blocks");
+
 bool zdev_fixed(const struct zdev *d, const void *buf)
 {
 	const uint8_t *p = buf;

@@ -17,6 +17,13 @@
 
 struct zpool;
 
+/*
+ * zappend's I/O block: every append and read is whole blocks of it, at an
+ * address aligned to it, so it must be a multiple of the medium's logical
+ * block (NVMe and SMR disks have 512 or 4096 bytes).
+ */
+#define ZDEV_BLOCK 4096u
+
 enum zdev_cond {
 	ZDEV_EMPTY,
 	ZDEV_OPEN, /* written to, not full (open or closed on the device) */
@@ -98,6 +105,8 @@ struct zdev_opts {
 
 #define ZDEV_FILE_DEFAULT_SIZE	    (4 * GiB)
 #define ZDEV_FILE_DEFAULT_ZONE_SIZE (64 * MiB)
+/* The image's header block: device byte A is byte ZDEV_FILE_HDR + A of the file. */
+#define ZDEV_FILE_HDR ZDEV_BLOCK
 
 int zdev_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err);
 void zdev_close(struct zdev *d); /* accepts NULL */

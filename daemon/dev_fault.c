@@ -15,8 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* dev_file.c's header block: device byte A is file offset FILE_HDR + A of the image. */
-#define FILE_HDR   4096u
 #define NO_ADDR	   UINT64_MAX
 #define MAX_RANGES 16u
 
@@ -268,7 +266,7 @@ static bool roll(struct fault_dev *f, double pct)
 /* Whether [addr, addr + len) touches a block of the image never written (a hole). */
 static bool touches_hole(const struct fault_dev *f, uint64_t addr, uint32_t len)
 {
-	off_t off = FILE_HDR + addr;
+	off_t off = ZDEV_FILE_HDR + addr;
 	off_t hole = lseek(f->probe, off, SEEK_HOLE);
 
 	return hole >= 0 && (uint64_t)hole < (uint64_t)off + len;

@@ -1,7 +1,7 @@
 /*
  * The default backend: a zoned device emulated in a regular file.
  *
- * Layout: one 4 KiB header block (magic, geometry, CRC), then the zones.
+ * Layout: one header block (magic, geometry, CRC), then the zones.
  * Zone append is emulated faithfully: the backend assigns each append its
  * offset from an in-memory write pointer at submission and returns it on
  * completion, so many appends to one zone are in flight together.
@@ -29,10 +29,8 @@
 #include "crc32c.h"
 #include "dev.h"
 
-#define HDR_SIZE    4096u
 #define HDR_MAGIC   "ZAPFDEV1"
 #define HDR_VERSION 1u
-#define BLOCK	    4096u
 
 enum { IO_APPEND, IO_READ, IO_FLUSH, IO_RESET, IO_FINISH };
 
@@ -53,7 +51,7 @@ static struct file_dev *fdev(struct zdev *d)
 
 static void encode_header(uint8_t *h, uint64_t zone_size, uint32_t nr_zones)
 {
-	memset(h, 0, HDR_SIZE);
+	memset(h, 0, ZDEV_FILE_HDR);
 	memcpy(h, HDR_MAGIC, 8);
 	put_le32(h + 8, HDR_VERSION);
 	put_le32(h + 12, nr_zones);
@@ -93,7 +91,7 @@ static int create_image(const struct zdev_opts *o, struct zerr *err)
 {
 	uint64_t size = o->size ? o->size : ZDEV_FILE_DEFAULT_SIZE;
 	uint64_t zs = o->zone_size ? o->zone_size : ZDEV_FILE_DEFAULT_ZONE_SIZE;
-	uint8_t h[HDR_SIZE];
+	uint8_t h[ZDEV_FILE_HDR];
 	uint64_t nr;
 	int fd, ret;
 	char a[32], b[32];
@@ -116,8 +114,8 @@ static int create_image(const struct zdev_opts *o, struct zerr *err)
 		return zerr_set(err, ret, "cannot create %s: %s", o->path, strerror(-ret));
 	}
 	encode_header(h, zs, nr);
-	if (ftruncate(fd, HDR_SIZE + nr * zs) < 0 || pwrite(fd, h, HDR_SIZE, 0) != HDR_SIZE ||
-	    fsync(fd) < 0) {
+	if (ftruncate(fd, ZDEV_FILE_HDR + nr * zs) < 0 ||
+	    pwrite(fd, h, ZDEV_FILE_HDR, 0) != ZDEV_FILE_HDR || fsync(fd) < 0) {
 		ret = -errno;
 		/* Empty, it is created again at the next start. */
 		if (ftruncate(fd, 0) < 0)
@@ -190,16 +188,16 @@ static void load_zones(struct file_dev *f)
 
 	for (uint32_t i = 0; i < f->dev.info.nr_zones; i++) {
 		struct zdev_zone *z = &f->zones[i];
-		uint64_t at = HDR_SIZE + i * zs;
+		uint64_t at = ZDEV_FILE_HDR + i * zs;
 		uint64_t end = last_data(f->fd, at, at + zs) - at;
 
 		z->start = i * zs;
-		z->cap = zs - BLOCK;
+		z->cap = zs - ZDEV_BLOCK;
 		if (end > z->cap) {
 			z->wp = z->cap;
 			z->cond = ZDEV_FULL;
 		} else {
-			z->wp = ALIGN_UP(end, BLOCK);
+			z->wp = ALIGN_UP(end, ZDEV_BLOCK);
 			z->cond = z->wp ? ZDEV_OPEN : ZDEV_EMPTY;
 		}
 	}
@@ -235,7 +233,7 @@ static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr
 					"%s: the file system does not support O_DIRECT", o->path);
 		return zerr_set(err, -errno, "cannot open %s: %s", o->path, strerror(errno));
 	}
-	if (fstat(f->fd, &st) < 0 || pread(f->fd, h, HDR_SIZE, 0) != HDR_SIZE)
+	if (fstat(f->fd, &st) < 0 || pread(f->fd, h, ZDEV_FILE_HDR, 0) != ZDEV_FILE_HDR)
 		return zerr_set(err, -EIO, "%s: cannot read the device header", o->path);
 	ret = decode_header(h, &zs, &nr);
 	if (ret == -EPROTONOSUPPORT)
@@ -247,10 +245,10 @@ static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr
 				o->path);
 	if (zs < 2 * MiB || zs % MiB || nr < 4)
 		return zerr_set(err, -EBADMSG, "%s: impossible geometry in its header", o->path);
-	if ((uint64_t)st.st_size < HDR_SIZE + nr * zs)
+	if ((uint64_t)st.st_size < ZDEV_FILE_HDR + nr * zs)
 		return zerr_set(err, -EBADMSG, "%s is truncated: %llu bytes, its zones need %llu",
 				o->path, (unsigned long long)st.st_size,
-				(unsigned long long)(HDR_SIZE + nr * zs));
+				(unsigned long long)(ZDEV_FILE_HDR + nr * zs));
 	ret = check_geometry(o, zs, nr, err);
 	if (ret)
 		return ret;
@@ -337,7 +335,7 @@ static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 	struct file_dev *f = fdev(d);
 	struct zdev_zone *z;
 
-	if (zone >= d->info.nr_zones || len == 0 || len % BLOCK) {
+	if (zone >= d->info.nr_zones || len == 0 || len % ZDEV_BLOCK) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
@@ -357,7 +355,7 @@ static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 	}
 	/* The device, not the caller, decides where the data lands. */
 	io->addr = z->start + z->wp;
-	io->off = HDR_SIZE + io->addr;
+	io->off = ZDEV_FILE_HDR + io->addr;
 	io->buf = buf;
 	io->len = len;
 	io->zone = zone;
@@ -368,12 +366,13 @@ static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 
 static void file_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io)
 {
-	if (len % BLOCK || addr % BLOCK || addr + len > d->info.nr_zones * d->info.zone_size) {
+	if (len % ZDEV_BLOCK || addr % ZDEV_BLOCK ||
+	    addr + len > d->info.nr_zones * d->info.zone_size) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
 	io->addr = addr;
-	io->off = HDR_SIZE + addr;
+	io->off = ZDEV_FILE_HDR + addr;
 	io->buf = buf;
 	io->len = len;
 	submit(d, io, IO_READ, prep_rw);
@@ -404,7 +403,7 @@ static void file_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
 		return;
 	}
 	io->zone = zone;
-	io->off = HDR_SIZE + fdev(d)->zones[zone].start;
+	io->off = ZDEV_FILE_HDR + fdev(d)->zones[zone].start;
 	submit(d, io, IO_RESET, prep_punch);
 	io->op.complete = reset_done;
 }
@@ -423,8 +422,8 @@ static void file_finish(struct zdev *d, uint32_t zone, struct zdev_io *io)
 	z->cond = ZDEV_FULL;
 	io->zone = zone;
 	io->buf = f->marker;
-	io->len = BLOCK;
-	io->off = HDR_SIZE + z->start + d->info.zone_size - BLOCK;
+	io->len = ZDEV_BLOCK;
+	io->off = ZDEV_FILE_HDR + z->start + d->info.zone_size - ZDEV_BLOCK;
 	submit(d, io, IO_FINISH, prep_rw);
 }
 
@@ -467,11 +466,11 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 	f->fd = f->lock_fd = -1;
 	f->dev.ops = &file_ops;
 	f->dev.info.backend = "file";
-	f->dev.info.block = BLOCK;
+	f->dev.info.block = ZDEV_BLOCK;
 	f->dev.info.max_append = 1 * MiB;
 	f->dev.info.max_open = o->max_open;
 	f->dev.info.max_active = o->max_active;
-	if (posix_memalign(&f->marker, BLOCK, HDR_SIZE)) {
+	if (posix_memalign(&f->marker, ZDEV_BLOCK, ZDEV_FILE_HDR)) {
 		ret = -ENOMEM;
 		goto fail;
 	}
@@ -492,7 +491,7 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 		goto fail;
 	}
 	load_zones(f);
-	memset(f->marker, 0, BLOCK);
+	memset(f->marker, 0, ZDEV_BLOCK);
 	memcpy(f->marker, "ZAPFFIN1", 8);
 	*out = &f->dev;
 	return 0;

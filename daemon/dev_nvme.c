@@ -62,8 +62,6 @@
 #define NVME_ZSA_FINISH	    0x02
 #define NVME_ZSA_RESET	    0x04
 
-#define BLOCK 4096u
-
 enum { IO_APPEND, IO_READ, IO_FLUSH, IO_RESET, IO_FINISH };
 #define IO_KIND	 0xff
 #define IO_FIXED 0x100 /* this submission used a registered buffer */
@@ -171,7 +169,8 @@ static bool append_ok(const struct nvme_dev *n, const struct zdev_io *io, uint64
 {
 	uint64_t start = io->zone * n->dev.info.zone_size;
 
-	return addr >= start && addr % BLOCK == 0 && addr + io->len <= start + n->cap[io->zone];
+	return addr >= start && addr % ZDEV_BLOCK == 0 &&
+	       addr + io->len <= start + n->cap[io->zone];
 }
 
 static void nvme_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
@@ -236,7 +235,7 @@ static void submit(struct zdev *d, struct zdev_io *io, int kind)
 static void nvme_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, struct zdev_io *io)
 {
 	/* Never split: the store keeps every append within info.max_append. */
-	if (zone >= d->info.nr_zones || len == 0 || len % BLOCK || len > d->info.max_append) {
+	if (zone >= d->info.nr_zones || len == 0 || len % ZDEV_BLOCK || len > d->info.max_append) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
@@ -249,7 +248,7 @@ static void nvme_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 
 static void nvme_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io)
 {
-	if (len == 0 || len % BLOCK || addr % BLOCK ||
+	if (len == 0 || len % ZDEV_BLOCK || addr % ZDEV_BLOCK ||
 	    addr + len > (uint64_t)d->info.nr_zones * d->info.zone_size) {
 		zdev_fail(d, io, -EINVAL);
 		return;
@@ -366,11 +365,11 @@ static int probe(struct nvme_dev *n)
 	struct io_uring ring;
 	struct io_uring_cqe *cqe;
 	struct io_uring_sqe *sqe;
-	struct zdev_io io = { .dev = &n->dev, .kind = IO_READ, .len = BLOCK };
+	struct zdev_io io = { .dev = &n->dev, .kind = IO_READ, .len = ZDEV_BLOCK };
 	struct zring fake = { .fixed_buffers = false };
 	int ret;
 
-	if (posix_memalign(&io.buf, BLOCK, BLOCK))
+	if (posix_memalign(&io.buf, ZDEV_BLOCK, ZDEV_BLOCK))
 		return -ENOMEM;
 	ret = io_uring_queue_init(2, &ring, IORING_SETUP_SQE128 | IORING_SETUP_CQE32);
 	if (ret < 0)
@@ -429,22 +428,25 @@ static int geometry(struct nvme_dev *n, const char *blk, const struct zbd_info *
 	    zdev_sysfs_u64(blk, "queue/max_segments", &segs) ||
 	    zdev_sysfs_u64(blk, "queue/zone_append_max_bytes", &zamax))
 		return zerr_set(err, -EIO, "/sys/block/%s: cannot read the queue limits", blk);
-	if (lbs < 512 || lbs > BLOCK || BLOCK % lbs)
+	if (lbs < 512 || lbs > ZDEV_BLOCK || ZDEV_BLOCK % lbs)
 		return zerr_set(err, -EINVAL,
-				"%s: LBA size %llu; zappend needs one that divides 4096", blk,
-				(unsigned long long)lbs);
+				"%s: LBA size %llu; zappend needs one that divides %u", blk,
+				(unsigned long long)lbs, ZDEV_BLOCK);
 	n->lba_shift = __builtin_ctzll(lbs);
-	/* One page a segment: a plain buffer's pages need not be contiguous. */
-	n->max_xfer = MIN(hw_kb * KiB, segs * 4096);
-	n->max_xfer = MIN(n->max_xfer, 64 * MiB) / BLOCK * BLOCK;
-	info->max_append = MIN(zamax, n->max_xfer) / BLOCK * BLOCK;
+	/*
+	 * A segment a page: a plain buffer's pages need not be contiguous. Pages
+	 * are no smaller than a block, and buffers are block-aligned.
+	 */
+	n->max_xfer = MIN(hw_kb * KiB, segs * ZDEV_BLOCK);
+	n->max_xfer = MIN(n->max_xfer, 64 * MiB) / ZDEV_BLOCK * ZDEV_BLOCK;
+	info->max_append = MIN(zamax, n->max_xfer) / ZDEV_BLOCK * ZDEV_BLOCK;
 	if (!n->max_xfer || !info->max_append)
 		return zerr_set(err, -EINVAL, "%s: transfer limits too small (zone append %llu)",
 				blk, (unsigned long long)zamax);
 	info->block = lbs;
 	info->zone_size = zi->zone_size;
 	info->nr_zones = zi->nr_zones;
-	if (info->zone_size % BLOCK || info->nr_zones < 4)
+	if (info->zone_size % ZDEV_BLOCK || info->nr_zones < 4)
 		return zerr_set(err, -EINVAL, "%s: %u zones of %llu bytes: too few or unaligned",
 				blk, info->nr_zones, (unsigned long long)info->zone_size);
 	/* libzbd: 0 no limit, (unsigned)-1 unknown. */

@@ -34,7 +34,6 @@
 
 #include "dev.h"
 
-#define BLOCK	  4096u
 #define BATCH_MAX 64u /* appends coalesced into one write */
 
 enum { IO_APPEND, IO_READ, IO_FLUSH, IO_RESET, IO_FINISH };
@@ -306,7 +305,7 @@ static void zbd_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, s
 	struct zstate *s;
 	int ret;
 
-	if (zone >= d->info.nr_zones || len == 0 || len % BLOCK) {
+	if (zone >= d->info.nr_zones || len == 0 || len % ZDEV_BLOCK) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
@@ -355,7 +354,7 @@ static void read_prep(struct zring_op *op, struct io_uring_sqe *sqe)
 static void zbd_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io)
 {
 	/* The block layer splits a large read itself. */
-	if (len == 0 || len % BLOCK || addr % BLOCK ||
+	if (len == 0 || len % ZDEV_BLOCK || addr % ZDEV_BLOCK ||
 	    addr + len > (uint64_t)d->info.nr_zones * d->info.zone_size) {
 		zdev_fail(d, io, -EINVAL);
 		return;
@@ -492,12 +491,13 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 			ret = zerr_set(err, ret, "cannot open %s: %s", o->path, strerror(-ret));
 		goto fail;
 	}
-	if (zi.lblock_size < 512 || zi.lblock_size > BLOCK || BLOCK % zi.lblock_size ||
-	    zi.zone_size % BLOCK || zi.nr_zones < 4) {
+	if (zi.lblock_size < 512 || zi.lblock_size > ZDEV_BLOCK || ZDEV_BLOCK % zi.lblock_size ||
+	    zi.zone_size % ZDEV_BLOCK || zi.nr_zones < 4) {
 		ret = zerr_set(err, -EINVAL,
 			       "%s: %u zones of %llu bytes, blocks of %u: zappend needs 4 or "
-			       "more zones, 4 KiB aligned, and blocks dividing 4 KiB",
-			       o->path, zi.nr_zones, zi.zone_size, zi.lblock_size);
+			       "more zones, aligned to %u bytes, and blocks dividing %u",
+			       o->path, zi.nr_zones, zi.zone_size, zi.lblock_size, ZDEV_BLOCK,
+			       ZDEV_BLOCK);
 		goto fail;
 	}
 	info->block = zi.lblock_size;
@@ -507,15 +507,18 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 	info->max_active = zi.max_nr_active_zones == UINT32_MAX ? 0 : zi.max_nr_active_zones;
 	info->max_open = lower_limit(info->max_open, o->max_open);
 	info->max_active = lower_limit(info->max_active, o->max_active);
-	/* One request a write: within max_sectors_kb, a page a segment. */
+	/*
+	 * One request a write: within max_sectors_kb, a segment a page. Pages are
+	 * no smaller than a block, and buffers are block-aligned.
+	 */
 	z->max_io = 1 * MiB;
 	if (zdev_block_name(o->path, name, sizeof(name)) == 0) {
 		if (zdev_sysfs_u64(name, "queue/max_sectors_kb", &kb) == 0 && kb)
 			z->max_io = MIN(z->max_io, kb * KiB);
 		if (zdev_sysfs_u64(name, "queue/max_segments", &segs) == 0 && segs)
-			z->max_io = MIN(z->max_io, segs * 4096);
+			z->max_io = MIN(z->max_io, segs * ZDEV_BLOCK);
 	}
-	z->max_io = MAX(z->max_io / BLOCK * BLOCK, BLOCK);
+	z->max_io = MAX(z->max_io / ZDEV_BLOCK * ZDEV_BLOCK, ZDEV_BLOCK);
 	info->max_append = z->max_io;
 	ret = zdev_check_geometry(o, info, err);
 	if (ret)
