@@ -34,7 +34,6 @@ struct fault_spec {
 	uint64_t bad_addr_at;
 };
 
-enum { FK_APPEND, FK_READ, FK_FLUSH, FK_RESET, FK_FINISH };
 enum { LIE_NONE, LIE_FAIL, LIE_ADDR };
 
 struct fault_dev {
@@ -310,7 +309,7 @@ static void hold_done(struct zring_op *op, const struct io_uring_cqe *cqe)
 /* Holds the completion back on a timeout of the ring, if the dice say so. */
 static bool held_back(struct fault_dev *f, struct fault_io *fio)
 {
-	bool flush = fio->kind == FK_FLUSH;
+	bool flush = fio->kind == ZDEV_IO_FLUSH;
 	uint64_t max = flush ? f->spec.flush_delay_us : f->spec.delay_us, us;
 
 	if (!roll(f, flush ? f->spec.flush_delay : f->spec.delay))
@@ -347,9 +346,9 @@ static void inner_done(struct zdev_io *in)
 
 	fio->out->res = in->res;
 	f->dev.fixed_refused = f->in->fixed_refused;
-	if (fio->kind == FK_APPEND)
+	if (fio->kind == ZDEV_IO_APPEND)
 		append_result(f, fio);
-	else if (fio->kind == FK_RESET && in->res >= 0)
+	else if (fio->kind == ZDEV_IO_RESET && in->res >= 0)
 		f->landed[fio->zone] = NO_ADDR;
 	if (!held_back(f, fio))
 		deliver(fio);
@@ -400,7 +399,7 @@ static void fault_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len,
 {
 	struct fault_dev *f = fdev(d);
 	uint64_t n = ++f->appends;
-	struct fault_io *fio = fio_new(d, io, FK_APPEND, zone, buf, len);
+	struct fault_io *fio = fio_new(d, io, ZDEV_IO_APPEND, zone, buf, len);
 
 	if (!fio)
 		return;
@@ -434,7 +433,7 @@ static void fault_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len,
 static void fault_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io)
 {
 	struct fault_dev *f = fdev(d);
-	struct fault_io *fio = fio_new(d, io, FK_READ, 0, buf, len);
+	struct fault_io *fio = fio_new(d, io, ZDEV_IO_READ, 0, buf, len);
 
 	io->addr = addr;
 	if (!fio)
@@ -447,7 +446,7 @@ static void fault_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, s
 
 static void fault_flush(struct zdev *d, struct zdev_io *io)
 {
-	struct fault_io *fio = fio_new(d, io, FK_FLUSH, 0, NULL, 0);
+	struct fault_io *fio = fio_new(d, io, ZDEV_IO_FLUSH, 0, NULL, 0);
 
 	if (fio)
 		zdev_flush(fdev(d)->in, &fio->in);
@@ -455,7 +454,7 @@ static void fault_flush(struct zdev *d, struct zdev_io *io)
 
 static void fault_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
 {
-	struct fault_io *fio = fio_new(d, io, FK_RESET, zone, NULL, 0);
+	struct fault_io *fio = fio_new(d, io, ZDEV_IO_RESET, zone, NULL, 0);
 
 	if (!fio)
 		return;
@@ -467,7 +466,7 @@ static void fault_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
 
 static void fault_finish(struct zdev *d, uint32_t zone, struct zdev_io *io)
 {
-	struct fault_io *fio = fio_new(d, io, FK_FINISH, zone, NULL, 0);
+	struct fault_io *fio = fio_new(d, io, ZDEV_IO_FINISH, zone, NULL, 0);
 
 	if (fio)
 		zdev_finish(fdev(d)->in, zone, &fio->in);

@@ -32,8 +32,6 @@
 #define HDR_MAGIC   "ZAPFDEV1"
 #define HDR_VERSION 1u
 
-enum { IO_APPEND, IO_READ, IO_FLUSH, IO_RESET, IO_FINISH };
-
 struct file_dev {
 	struct zdev dev;
 	int fd;
@@ -203,21 +201,6 @@ static void load_zones(struct file_dev *f)
 	}
 }
 
-static int check_geometry(const struct zdev_opts *o, uint64_t zs, uint32_t nr, struct zerr *err)
-{
-	char a[32], b[32];
-
-	if (o->zone_size && o->zone_size != zs)
-		return zerr_set(err, -EINVAL, "%s has zone size %s, not the %s asked for", o->path,
-				format_size(zs, a, sizeof(a)),
-				format_size(o->zone_size, b, sizeof(b)));
-	if (o->size && o->size / zs != nr)
-		return zerr_set(err, -EINVAL, "%s holds %s in %u zones, not the %s asked for",
-				o->path, format_size(nr * zs, a, sizeof(a)), nr,
-				format_size(o->size, b, sizeof(b)));
-	return 0;
-}
-
 static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr *err)
 {
 	struct stat st;
@@ -249,12 +232,9 @@ static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr
 		return zerr_set(err, -EBADMSG, "%s is truncated: %llu bytes, its zones need %llu",
 				o->path, (unsigned long long)st.st_size,
 				(unsigned long long)(ZDEV_FILE_HDR + nr * zs));
-	ret = check_geometry(o, zs, nr, err);
-	if (ret)
-		return ret;
 	f->dev.info.zone_size = zs;
 	f->dev.info.nr_zones = nr;
-	return 0;
+	return zdev_check_geometry(o, &f->dev.info, err);
 }
 
 static void file_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
@@ -262,14 +242,15 @@ static void file_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
 	struct zdev_io *io = container_of(op, struct zdev_io, op);
 
 	io->res = cqe->res;
-	if ((io->kind == IO_APPEND || io->kind == IO_READ || io->kind == IO_FINISH) &&
+	if ((io->kind == ZDEV_IO_APPEND || io->kind == ZDEV_IO_READ ||
+	     io->kind == ZDEV_IO_FINISH) &&
 	    cqe->res >= 0 && (uint32_t)cqe->res != io->len)
 		io->res = -EIO;
 	/* A sparse image's file system filling up: an O_DIRECT write fails or falls short. */
-	if (io->kind == IO_APPEND &&
+	if (io->kind == ZDEV_IO_APPEND &&
 	    (cqe->res == -ENOSPC || cqe->res == -EDQUOT || (cqe->res >= 0 && io->res == -EIO)))
 		io->res = -EDQUOT;
-	if (io->res >= 0 && io->kind == IO_FINISH)
+	if (io->res >= 0 && io->kind == ZDEV_IO_FINISH)
 		io->res = 0;
 	io->done(io);
 }
@@ -280,7 +261,7 @@ static void prep_rw(struct zring_op *op, struct io_uring_sqe *sqe)
 	int fd = fdev(io->dev)->fd;
 	bool fixed = zdev_fixed(io->dev, io->buf);
 
-	if (io->kind == IO_READ) {
+	if (io->kind == ZDEV_IO_READ) {
 		if (fixed)
 			io_uring_prep_read_fixed(sqe, fd, io->buf, io->len, io->off, 0);
 		else
@@ -317,17 +298,13 @@ static void submit(struct zdev *d, struct zdev_io *io, int kind,
 	zring_queue(d->ring, &io->op);
 }
 
-/* Whether opening one more zone would exceed --max-active-zones or --max-open-zones. */
-static bool over_limit(const struct file_dev *f)
+static uint32_t open_zones(const struct file_dev *f)
 {
-	uint32_t limit = f->dev.info.max_active ? f->dev.info.max_active : UINT32_MAX;
-	uint32_t active = 0;
+	uint32_t n = 0;
 
-	if (f->dev.info.max_open)
-		limit = MIN(limit, f->dev.info.max_open);
 	for (uint32_t i = 0; i < f->dev.info.nr_zones; i++)
-		active += f->zones[i].cond == ZDEV_OPEN;
-	return active >= limit;
+		n += f->zones[i].cond == ZDEV_OPEN;
+	return n;
 }
 
 static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, struct zdev_io *io)
@@ -335,7 +312,7 @@ static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 	struct file_dev *f = fdev(d);
 	struct zdev_zone *z;
 
-	if (zone >= d->info.nr_zones || len == 0 || len % ZDEV_BLOCK) {
+	if (zdev_bad_append(d, zone, len)) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
@@ -348,7 +325,7 @@ static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 		zdev_fail(d, io, -ENOSPC);
 		return;
 	}
-	if (z->cond == ZDEV_EMPTY && over_limit(f)) {
+	if (z->cond == ZDEV_EMPTY && zdev_over_limit(&d->info, open_zones(f))) {
 		/* As NVMe's Too Many Active Zones: the host must finish a zone first. */
 		zdev_fail(d, io, -EBUSY);
 		return;
@@ -361,13 +338,12 @@ static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 	io->zone = zone;
 	z->wp += len;
 	z->cond = ZDEV_OPEN;
-	submit(d, io, IO_APPEND, prep_rw);
+	submit(d, io, ZDEV_IO_APPEND, prep_rw);
 }
 
 static void file_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io)
 {
-	if (len % ZDEV_BLOCK || addr % ZDEV_BLOCK ||
-	    addr + len > d->info.nr_zones * d->info.zone_size) {
+	if (zdev_bad_read(d, addr, len)) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
@@ -375,12 +351,12 @@ static void file_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, st
 	io->off = ZDEV_FILE_HDR + addr;
 	io->buf = buf;
 	io->len = len;
-	submit(d, io, IO_READ, prep_rw);
+	submit(d, io, ZDEV_IO_READ, prep_rw);
 }
 
 static void file_flush(struct zdev *d, struct zdev_io *io)
 {
-	submit(d, io, IO_FLUSH, prep_flush);
+	submit(d, io, ZDEV_IO_FLUSH, prep_flush);
 }
 
 static void reset_done(struct zring_op *op, const struct io_uring_cqe *cqe)
@@ -404,7 +380,7 @@ static void file_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
 	}
 	io->zone = zone;
 	io->off = ZDEV_FILE_HDR + fdev(d)->zones[zone].start;
-	submit(d, io, IO_RESET, prep_punch);
+	submit(d, io, ZDEV_IO_RESET, prep_punch);
 	io->op.complete = reset_done;
 }
 
@@ -424,7 +400,7 @@ static void file_finish(struct zdev *d, uint32_t zone, struct zdev_io *io)
 	io->buf = f->marker;
 	io->len = ZDEV_BLOCK;
 	io->off = ZDEV_FILE_HDR + z->start + d->info.zone_size - ZDEV_BLOCK;
-	submit(d, io, IO_FINISH, prep_rw);
+	submit(d, io, ZDEV_IO_FINISH, prep_rw);
 }
 
 static int file_report(struct zdev *d, struct zdev_zone *zones)
