@@ -46,7 +46,18 @@ struct zdev_info {
 	const char *backend;
 	uint64_t zone_size; /* bytes from one zone start to the next */
 	uint32_t nr_zones;
-	uint32_t block;	     /* logical block size */
+	/*
+	 * The device's block as the superblock records it: lblock on nvme and
+	 * zbd, ZDEV_BLOCK on the file backend, whose image format is built on it
+	 * whatever the file system beneath takes.
+	 */
+	uint32_t block;
+	/*
+	 * The medium's logical block size, the smallest aligned I/O it takes: the
+	 * namespace's LBA size, the block device's logical block size, or the
+	 * image's file system's direct-I/O alignment.
+	 */
+	uint32_t lblock;
 	uint32_t max_append; /* most bytes one append may carry */
 	uint32_t max_open;   /* device limits; 0: none */
 	uint32_t max_active;

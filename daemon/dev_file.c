@@ -1,7 +1,10 @@
 /*
  * The default backend: a zoned device emulated in a regular file.
  *
- * Layout: one header block (magic, geometry, CRC), then the zones.
+ * Layout: one header block (magic, geometry, CRC), then the zones. Its block
+ * is ZDEV_BLOCK whatever direct-I/O alignment the file system beneath takes
+ * (info.lblock): an image's layout does not depend on where it lies.
+ *
  * Zone append is emulated faithfully: the backend assigns each append its
  * offset from an in-memory write pointer at submission and returns it on
  * completion, so many appends to one zone are in flight together.
@@ -201,6 +204,20 @@ static void load_zones(struct file_dev *f)
 	}
 }
 
+/*
+ * The file system's direct-I/O alignment (STATX_DIOALIGN, Linux 6.1); where
+ * the kernel does not say, ZDEV_BLOCK, which every image has always used.
+ */
+static uint32_t dio_align(int fd)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) ||
+	    !(stx.stx_mask & STATX_DIOALIGN) || !stx.stx_dio_offset_align)
+		return ZDEV_BLOCK;
+	return stx.stx_dio_offset_align;
+}
+
 static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr *err)
 {
 	struct stat st;
@@ -216,6 +233,12 @@ static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr
 					"%s: the file system does not support O_DIRECT", o->path);
 		return zerr_set(err, -errno, "cannot open %s: %s", o->path, strerror(errno));
 	}
+	f->dev.info.lblock = dio_align(f->fd);
+	if (!zdev_lblock_ok(f->dev.info.lblock))
+		return zerr_set(err, -EINVAL,
+				"%s: the file system aligns direct I/O to %u bytes; the emulated "
+				"device needs an alignment that divides %u",
+				o->path, f->dev.info.lblock, ZDEV_BLOCK);
 	if (fstat(f->fd, &st) < 0 || pread(f->fd, h, ZDEV_FILE_HDR, 0) != ZDEV_FILE_HDR)
 		return zerr_set(err, -EIO, "%s: cannot read the device header", o->path);
 	ret = decode_header(h, &zs, &nr);

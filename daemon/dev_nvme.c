@@ -408,7 +408,7 @@ static int geometry(struct nvme_dev *n, const char *blk, const struct zbd_info *
 	if (!n->max_xfer || !info->max_append)
 		return zerr_set(err, -EINVAL, "%s: transfer limits too small (zone append %llu)",
 				blk, (unsigned long long)zamax);
-	info->block = lbs;
+	info->block = info->lblock = lbs;
 	info->zone_size = zi->zone_size;
 	info->nr_zones = zi->nr_zones;
 	if (info->zone_size % ZDEV_BLOCK || info->nr_zones < 4)

@@ -451,7 +451,7 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 			       ZDEV_BLOCK);
 		goto fail;
 	}
-	info->block = zi.lblock_size;
+	info->block = info->lblock = zi.lblock_size;
 	info->zone_size = zi.zone_size;
 	info->nr_zones = zi.nr_zones;
 	zdev_zbd_limits(info, &zi, o);
