@@ -4,16 +4,41 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "frame.h"
+#include "log.h"
+#include "store.h"
 
 #define IN_BUF	       (64u << 10)
 #define READS_PER_TURN 16
 #define IOV_BATCH      64
+
+enum conn_rstate { R_PREFIX, R_PUT, R_DISCARD };
+
+struct conn {
+	LIST_ENTRY(conn) link;
+	struct conns *cs;
+	int fd;
+	struct ucred peer;
+	time_t last_read;  /* when a request's bytes last arrived */
+	time_t last_write; /* when responses last went out, or began to wait */
+	struct event *rev, *wev;
+	uint8_t *in;
+	size_t in_start, in_end, in_cap;
+	enum conn_rstate rs;
+	struct zap_frame fr;
+	uint64_t left;	  /* payload bytes still to come */
+	struct zput *put; /* R_PUT: where they go */
+	struct store_waiter w;
+	struct store_budget budget; /* the connection's share of buffer memory */
+	STAILQ_HEAD(, out) outq;
+	size_t out_bytes;
+	unsigned inflight; /* requests not yet answered */
+	unsigned refs;	   /* struct req pointing here */
+	bool reading, waiting, eof, dead;
+};
 
 struct out {
 	STAILQ_ENTRY(out) link;
@@ -36,6 +61,7 @@ static time_t now_s(void)
 
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
+static void conn_update(struct conn *c);
 
 static void mem_ready(struct store_waiter *w)
 {
@@ -45,20 +71,19 @@ static void mem_ready(struct store_waiter *w)
 	conn_update(c);
 }
 
-struct conn *conn_new(struct server *srv, int fd)
+struct conn *conn_new(struct conns *cs, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	socklen_t len = sizeof(c->peer);
 
 	if (!c)
 		return NULL;
-	c->srv = srv;
+	c->cs = cs;
 	c->fd = fd;
 	c->in_cap = IN_BUF;
 	c->in = malloc(c->in_cap);
-	c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, on_read, c);
-	c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+	c->rev = event_new(cs->base, fd, EV_READ | EV_PERSIST, on_read, c);
+	c->wev = event_new(cs->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
 	if (!c->in || !c->rev || !c->wev) {
 		if (c->rev)
 			event_free(c->rev);
@@ -68,17 +93,31 @@ struct conn *conn_new(struct server *srv, int fd)
 		free(c);
 		return NULL;
 	}
-	if (!getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
-		c->pid = cred.pid;
-		c->uid = cred.uid;
-		c->gid = cred.gid;
-	}
+	/* Left zero, as calloc made it, if the socket will not say. */
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->peer, &len);
 	c->last_read = c->last_write = now_s();
 	c->w.fn = mem_ready;
-	store_budget_init(&c->budget, srv->cfg.max_queued);
+	store_budget_init(&c->budget, cs->lim->max_queued);
 	STAILQ_INIT(&c->outq);
 	conn_update(c);
+	LIST_INSERT_HEAD(&cs->list, c, link);
+	cs->n++;
 	return c;
+}
+
+const struct ucred *conn_peer(const struct conn *c)
+{
+	return &c->peer;
+}
+
+bool conn_closed(const struct conn *c)
+{
+	return c->dead;
+}
+
+struct store_budget *conn_budget(struct conn *c)
+{
+	return &c->budget;
 }
 
 static void conn_free(struct conn *c)
@@ -139,14 +178,13 @@ static void drop_outs(struct out *o)
 
 void conn_close(struct conn *c, const char *why)
 {
-	struct server *srv = c->srv;
 	struct out *outs = STAILQ_FIRST(&c->outq);
 
 	if (c->dead)
 		return;
 	if (why)
-		log_warn(srv->log, "client pid %d uid %u: closing the connection: %s", (int)c->pid,
-			 (unsigned)c->uid, why);
+		log_warn(c->cs->log, "client pid %d uid %u: closing the connection: %s",
+			 (int)c->peer.pid, (unsigned)c->peer.uid, why);
 	c->dead = true;
 	event_del(c->rev);
 	event_del(c->wev);
@@ -158,7 +196,7 @@ void conn_close(struct conn *c, const char *why)
 		c->put = NULL;
 	}
 	LIST_REMOVE(c, link);
-	srv->nconns--;
+	c->cs->n--;
 	c->refs++; /* dropping the queue must not free c under us */
 	STAILQ_INIT(&c->outq);
 	drop_outs(outs);
@@ -169,8 +207,10 @@ void conn_close(struct conn *c, const char *why)
 /* Whether a new request may start: the client's share of the daemon is not used up. */
 static bool may_start(const struct conn *c)
 {
-	return !c->srv->stopping && c->inflight < c->srv->cfg.max_inflight &&
-	       c->out_bytes < c->srv->cfg.max_queued;
+	const struct conns *cs = c->cs;
+
+	return !cs->stopping && c->inflight < cs->lim->max_inflight &&
+	       c->out_bytes < cs->lim->max_queued;
 }
 
 /* A frame that has begun is always read to its end, unless memory is short. */
@@ -181,7 +221,8 @@ static bool want_read(const struct conn *c)
 	return c->rs != R_PREFIX || may_start(c);
 }
 
-void conn_update(struct conn *c)
+/* Starts or stops reading, as the limits, buffer memory and the requests in flight allow. */
+static void conn_update(struct conn *c)
 {
 	bool want = want_read(c);
 
@@ -332,7 +373,7 @@ static int take_header(struct conn *c)
 	if (c->in_end - c->in_start < ZAP_FRAME_PREFIX)
 		return NEED_INPUT;
 	if (zap_frame_decode(c->in + c->in_start, &c->fr)) {
-		c->srv->st.bad_frames++;
+		c->cs->bad_frames++;
 		conn_close(c, "frame header longer than the limit: not a zappend client?");
 		return CLOSED;
 	}
@@ -345,9 +386,15 @@ static int take_header(struct conn *c)
 	c->in_start += ZAP_FRAME_PREFIX;
 	c->left = c->fr.plen;
 	c->rs = R_DISCARD;
-	server_request(c, c->in + c->in_start, c->fr.hlen, c->fr.plen);
+	c->cs->on_request(c->cs, c, c->in + c->in_start, c->fr.hlen, c->fr.plen);
 	c->in_start += c->fr.hlen;
 	return c->dead ? CLOSED : GO_ON;
+}
+
+void conn_expect_payload(struct conn *c, struct zput *put)
+{
+	c->put = put;
+	c->rs = R_PUT;
 }
 
 /* Hands buffered payload to the put; *dst, *room: where to read the rest straight into. */
@@ -497,7 +544,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	conn_unref(c);
 }
 
-bool conn_sweep(struct conn *c, time_t now, unsigned timeout)
+static bool conn_sweep(struct conn *c, time_t now, unsigned timeout)
 {
 	bool mid_request = c->rs != R_PREFIX || c->in_end != c->in_start;
 
@@ -511,4 +558,62 @@ bool conn_sweep(struct conn *c, time_t now, unsigned timeout)
 		return true;
 	}
 	return false;
+}
+
+/* --- the set --- */
+
+void conns_init(struct conns *cs, struct event_base *base, const struct zlog *log,
+		const struct conn_limits *lim, conn_request_fn on_request)
+{
+	*cs = (struct conns){ .base = base, .log = log, .lim = lim, .on_request = on_request };
+	LIST_INIT(&cs->list);
+}
+
+void conns_stop(struct conns *cs)
+{
+	struct conn *c;
+
+	cs->stopping = true;
+	LIST_FOREACH(c, &cs->list, link)
+	conn_update(c);
+}
+
+void conns_close_all(struct conns *cs)
+{
+	while (!LIST_EMPTY(&cs->list))
+		conn_close(LIST_FIRST(&cs->list), NULL);
+}
+
+bool conns_idle(const struct conns *cs)
+{
+	const struct conn *c;
+
+	LIST_FOREACH(c, &cs->list, link)
+	{
+		if (c->inflight || !STAILQ_EMPTY(&c->outq))
+			return false;
+	}
+	return true;
+}
+
+uint64_t conns_buffer_bytes(const struct conns *cs)
+{
+	const struct conn *c;
+	uint64_t n = 0;
+
+	LIST_FOREACH(c, &cs->list, link)
+	n += c->in_cap;
+	return n;
+}
+
+unsigned conns_sweep(struct conns *cs, time_t now, unsigned timeout)
+{
+	struct conn *c, *next;
+	unsigned closed = 0;
+
+	for (c = LIST_FIRST(&cs->list); c; c = next) {
+		next = LIST_NEXT(c, link);
+		closed += conn_sweep(c, now, timeout);
+	}
+	return closed;
 }

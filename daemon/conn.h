@@ -1,8 +1,10 @@
 /*
- * One client connection: reading frames (a put's value straight into store
+ * Client connections: reading frames (a put's value straight into store
  * buffers), writing response frames in the order they are queued (a get's
- * value straight from store buffers), and pausing reads while the client has
- * too much in flight. Used by server.c, which handles the requests.
+ * value straight from store buffers), and pausing reads while a client has
+ * too much in flight. Only conn.c touches a connection: its owner (server.c)
+ * hears of each request through conns.on_request and answers through the
+ * functions below, so the protocol can change without the framing knowing.
  */
 #ifndef ZAPD_CONN_H
 #define ZAPD_CONN_H
@@ -10,13 +12,69 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
-#include <sys/types.h>
+#include <sys/socket.h>
+#include <time.h>
 
-#include "frame.h"
-#include "store.h"
+struct event_base;
+struct zlog;
+struct store_budget;
+struct zput;
+struct zget;
+struct conn;
+struct conns;
 
-struct server;
-struct out;
+/* Read live: the owner may change them (SIGHUP) under running connections. */
+struct conn_limits {
+	unsigned max_inflight; /* requests in flight per connection */
+	size_t max_queued;     /* response bytes queued per connection */
+};
+
+/*
+ * One request's header, msg; plen payload bytes follow it, and are read and
+ * dropped unless the handler calls conn_expect_payload(). c may be closed on
+ * return.
+ */
+typedef void (*conn_request_fn)(struct conns *cs, struct conn *c, const uint8_t *msg, size_t mlen,
+				uint32_t plen);
+
+/* The connections of one listener, and what they share. */
+struct conns {
+	struct event_base *base;
+	const struct zlog *log;
+	const struct conn_limits *lim;
+	conn_request_fn on_request;
+	LIST_HEAD(, conn) list;
+	unsigned n;
+	bool stopping;	     /* no new request starts */
+	uint64_t bad_frames; /* connections closed for a broken stream */
+};
+
+void conns_init(struct conns *cs, struct event_base *base, const struct zlog *log,
+		const struct conn_limits *lim, conn_request_fn on_request);
+/* Stops reading new requests; those begun are read to their end and answered. */
+void conns_stop(struct conns *cs);
+void conns_close_all(struct conns *cs);
+/* No connection has a request in flight or a response not yet written. */
+bool conns_idle(const struct conns *cs);
+/* What the connections' input buffers hold. */
+uint64_t conns_buffer_bytes(const struct conns *cs);
+/*
+ * Closes the connections that stalled mid-request or stopped reading for
+ * longer than timeout seconds; returns how many.
+ */
+unsigned conns_sweep(struct conns *cs, time_t now, unsigned timeout);
+
+/* A connection on the accepted socket fd, or NULL (fd is left open). */
+struct conn *conn_new(struct conns *cs, int fd);
+void conn_close(struct conn *c, const char *why);
+/* The peer's credentials (SO_PEERCRED); zeros if the socket would not say. */
+const struct ucred *conn_peer(const struct conn *c);
+/* Closed: the client is gone, answers would go nowhere. */
+bool conn_closed(const struct conn *c);
+/* The connection's share of buffer memory, for the store calls made on its behalf. */
+struct store_budget *conn_budget(struct conn *c);
+/* From on_request: the request's payload goes into put, as it arrives. */
+void conn_expect_payload(struct conn *c, struct zput *put);
 
 /* A request that outlives its dispatch: a put, delete or get in progress. */
 struct req {
@@ -25,36 +83,6 @@ struct req {
 	struct zget *g;
 	bool started; /* get: the first frame is out */
 };
-
-enum conn_rstate { R_PREFIX, R_PUT, R_DISCARD };
-
-struct conn {
-	LIST_ENTRY(conn) link;
-	struct server *srv;
-	int fd;
-	pid_t pid;
-	uid_t uid;
-	gid_t gid;
-	time_t last_read;  /* when a request's bytes last arrived */
-	time_t last_write; /* when responses last went out, or began to wait */
-	struct event *rev, *wev;
-	uint8_t *in;
-	size_t in_start, in_end, in_cap;
-	enum conn_rstate rs;
-	struct zap_frame fr;
-	uint64_t left;	  /* payload bytes still to come */
-	struct zput *put; /* R_PUT: where they go */
-	struct store_waiter w;
-	struct store_budget budget; /* the connection's share of buffer memory */
-	STAILQ_HEAD(, out) outq;
-	size_t out_bytes;
-	unsigned inflight; /* requests not yet answered */
-	unsigned refs;	   /* struct req pointing here */
-	bool reading, waiting, eof, dead;
-};
-
-struct conn *conn_new(struct server *srv, int fd);
-void conn_close(struct conn *c, const char *why);
 
 /* Requests take a reference on their connection; the last one frees a closed one. */
 struct req *req_new(struct conn *c, uint64_t id);
@@ -67,11 +95,5 @@ void req_free(struct req *r);
  */
 int conn_queue(struct conn *c, struct req *r, const void *msg, size_t mlen, const void *data,
 	       size_t dlen, bool last);
-
-/* Re-evaluates whether the connection may read, after limits change. Never frees c. */
-void conn_update(struct conn *c);
-
-/* Closes c if it stalled mid-request or stopped reading for longer than timeout seconds. */
-bool conn_sweep(struct conn *c, time_t now, unsigned timeout);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include <libzbd/zbd.h>
 #include <linux/nvme_ioctl.h>
 
 #include "pool.h"
@@ -100,15 +101,104 @@ int zdev_check_geometry(const struct zdev_opts *o, const struct zdev_info *info,
 	uint64_t size = info->zone_size * info->nr_zones;
 	char a[32], b[32];
 
-	/* A real device's geometry is its own: --size/--zone-size may only name it. */
+	/* A device's geometry is its own: --size/--zone-size may only name it. */
 	if (o->zone_size && o->zone_size != info->zone_size)
 		return zerr_set(err, -EINVAL, "%s has zone size %s, not the %s asked for", o->path,
 				format_size(info->zone_size, a, sizeof(a)),
 				format_size(o->zone_size, b, sizeof(b)));
-	if (o->size && o->size != size)
+	/* In whole zones: an image was made with size / zone_size of them. */
+	if (o->size && o->size / info->zone_size != info->nr_zones)
 		return zerr_set(err, -EINVAL, "%s holds %s in %u zones, not the %s asked for",
 				o->path, format_size(size, a, sizeof(a)), info->nr_zones,
 				format_size(o->size, b, sizeof(b)));
+	return 0;
+}
+
+bool zdev_bad_append(const struct zdev *d, uint32_t zone, uint32_t len)
+{
+	return zone >= d->info.nr_zones || len == 0 || len % ZDEV_BLOCK;
+}
+
+bool zdev_bad_read(const struct zdev *d, uint64_t addr, uint32_t len)
+{
+	return len == 0 || len % ZDEV_BLOCK || addr % ZDEV_BLOCK ||
+	       addr + len > (uint64_t)d->info.nr_zones * d->info.zone_size;
+}
+
+bool zdev_lblock_ok(uint64_t lblock)
+{
+	return lblock && ZDEV_BLOCK % lblock == 0;
+}
+
+bool zdev_over_limit(const struct zdev_info *info, uint32_t open)
+{
+	uint32_t limit = info->max_active ? info->max_active : UINT32_MAX;
+
+	if (info->max_open)
+		limit = MIN(limit, info->max_open);
+	return open >= limit;
+}
+
+static uint32_t lower_limit(uint32_t dev, uint32_t asked)
+{
+	return !asked ? dev : !dev ? asked : MIN(dev, asked);
+}
+
+void zdev_zbd_limits(struct zdev_info *info, const struct zbd_info *zi, const struct zdev_opts *o)
+{
+	/* libzbd: 0 no limit, (unsigned)-1 unknown. */
+	uint32_t open = zi->max_nr_open_zones == UINT32_MAX ? 0 : zi->max_nr_open_zones;
+	uint32_t active = zi->max_nr_active_zones == UINT32_MAX ? 0 : zi->max_nr_active_zones;
+
+	info->max_open = lower_limit(open, o->max_open);
+	info->max_active = lower_limit(active, o->max_active);
+}
+
+static enum zdev_cond zbd_cond(const struct zbd_zone *z)
+{
+	if (z->type == ZBD_ZONE_TYPE_CNV)
+		return ZDEV_CONV;
+	switch (z->cond) {
+	case ZBD_ZONE_COND_EMPTY:
+		return ZDEV_EMPTY;
+	case ZBD_ZONE_COND_IMP_OPEN:
+	case ZBD_ZONE_COND_EXP_OPEN:
+	case ZBD_ZONE_COND_CLOSED:
+		return ZDEV_OPEN;
+	case ZBD_ZONE_COND_FULL:
+		return ZDEV_FULL;
+	case ZBD_ZONE_COND_READONLY:
+		return ZDEV_READONLY;
+	default:
+		return ZDEV_OFFLINE;
+	}
+}
+
+void zdev_zbd_zone(struct zdev_zone *z, const struct zbd_zone *r)
+{
+	z->start = r->start;
+	z->cap = r->capacity;
+	z->cond = zbd_cond(r);
+	z->wp = z->cond == ZDEV_EMPTY ? 0 : MIN(r->wp - r->start, r->capacity);
+	/* Nothing more goes into these: their write pointer is their capacity. */
+	if (z->cond == ZDEV_FULL || z->cond == ZDEV_OFFLINE || z->cond == ZDEV_CONV)
+		z->wp = z->cap;
+}
+
+int zdev_zbd_report(int fd, const struct zdev_info *info, struct zbd_zone *rep,
+		    struct zdev_zone *zones)
+{
+	unsigned int nr = info->nr_zones;
+
+	if (zbd_report_zones(fd, 0, 0, ZBD_RO_ALL, rep, &nr) < 0)
+		return -errno ? -errno : -EIO;
+	if (nr != info->nr_zones)
+		return -EIO;
+	for (uint32_t i = 0; i < nr; i++) {
+		if (rep[i].start != (uint64_t)i * info->zone_size || rep[i].capacity > rep[i].len)
+			return -EIO;
+		zdev_zbd_zone(&zones[i], &rep[i]);
+	}
 	return 0;
 }
 
@@ -197,6 +287,9 @@ void zdev_attach(struct zdev *d, struct zring *ring, const struct zpool *pool)
 	if (d->ops->attach)
 		d->ops->attach(d);
 }
+
+/* Pool buffers go to the device as they are: each is whole blocks, block-aligned. */
+_Static_assert(ZPOOL_MIN % ZDEV_BLOCK == 0, "pool buffers must be whole blocks");
 
 bool zdev_fixed(const struct zdev *d, const void *buf)
 {

@@ -16,6 +16,15 @@
 #include "util.h"
 
 struct zpool;
+struct zbd_info;
+struct zbd_zone;
+
+/*
+ * zappend's I/O block: every append and read is whole blocks of it, at an
+ * address aligned to it, so it must be a multiple of the medium's logical
+ * block (NVMe and SMR disks have 512 or 4096 bytes).
+ */
+#define ZDEV_BLOCK 4096u
 
 enum zdev_cond {
 	ZDEV_EMPTY,
@@ -37,12 +46,26 @@ struct zdev_info {
 	const char *backend;
 	uint64_t zone_size; /* bytes from one zone start to the next */
 	uint32_t nr_zones;
-	uint32_t block;	     /* logical block size */
+	/*
+	 * The device's block as the superblock records it: lblock on nvme and
+	 * zbd, ZDEV_BLOCK on the file backend, whose image format is built on it
+	 * whatever the file system beneath takes.
+	 */
+	uint32_t block;
+	/*
+	 * The medium's logical block size, the smallest aligned I/O it takes: the
+	 * namespace's LBA size, the block device's logical block size, or the
+	 * image's file system's direct-I/O alignment.
+	 */
+	uint32_t lblock;
 	uint32_t max_append; /* most bytes one append may carry */
 	uint32_t max_open;   /* device limits; 0: none */
 	uint32_t max_active;
 	unsigned ring_flags; /* IORING_SETUP_* the backend needs */
 };
+
+/* What a zdev_io is doing, for the backends (zdev_io.kind). */
+enum { ZDEV_IO_APPEND, ZDEV_IO_READ, ZDEV_IO_FLUSH, ZDEV_IO_RESET, ZDEV_IO_FINISH };
 
 struct zdev_io {
 	struct zring_op op; /* private to the backend */
@@ -98,6 +121,8 @@ struct zdev_opts {
 
 #define ZDEV_FILE_DEFAULT_SIZE	    (4 * GiB)
 #define ZDEV_FILE_DEFAULT_ZONE_SIZE (64 * MiB)
+/* The image's header block: device byte A is byte ZDEV_FILE_HDR + A of the file. */
+#define ZDEV_FILE_HDR ZDEV_BLOCK
 
 int zdev_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err);
 void zdev_close(struct zdev *d); /* accepts NULL */
@@ -170,12 +195,27 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err);
 
 /*
+ * Helpers of every backend.
+ * zdev_bad_append, zdev_bad_read: whether the operation breaks the
+ *   interface's rules (whole ZDEV_BLOCKs, aligned, inside the device): the
+ *   backend fails it with -EINVAL.
+ * zdev_lblock_ok: whether ZDEV_BLOCKs are whole logical blocks of the medium.
+ * zdev_over_limit: whether another zone may not open while open ones are
+ *   written to and not full (NVMe's Too Many Active Zones, emulated).
+ * zdev_check_geometry: refuses --size/--zone-size that differ from the device's.
+ */
+bool zdev_bad_append(const struct zdev *d, uint32_t zone, uint32_t len);
+bool zdev_bad_read(const struct zdev *d, uint64_t addr, uint32_t len);
+bool zdev_lblock_ok(uint64_t lblock);
+bool zdev_over_limit(const struct zdev_info *info, uint32_t open);
+int zdev_check_geometry(const struct zdev_opts *o, const struct zdev_info *info, struct zerr *err);
+
+/*
  * Helpers of the real-device backends.
  * zdev_sysfs_read: /sys/block/<blk>/<attr> into buf (newline dropped); 0 or -errno.
  * zdev_node_name: the kernel name of a block or char device node, from
  *   /sys/dev/{block,char}/MAJ:MIN ("nvme0n1", "ng0n1"), and which it is.
  * zdev_block_name: the same for a block device node only; 0 or -errno.
- * zdev_check_geometry: refuses --size/--zone-size that differ from the device's.
  * zdev_claim: opens the block device blk exclusively (O_EXCL), so that no
  *   other daemon uses the namespace, whichever of its nodes it names; *fd
  *   keeps the claim until closed. 0, or -EBUSY with a reason.
@@ -184,7 +224,19 @@ int zdev_sysfs_read(const char *blk, const char *attr, char *buf, size_t len);
 int zdev_sysfs_u64(const char *blk, const char *attr, uint64_t *v);
 int zdev_node_name(const char *path, bool *blk, char *name, size_t len);
 int zdev_block_name(const char *path, char *name, size_t len);
-int zdev_check_geometry(const struct zdev_opts *o, const struct zdev_info *info, struct zerr *err);
 int zdev_claim(const char *blk, int *fd, struct zerr *err);
+
+/*
+ * libzbd's answers as the device interface's.
+ * zdev_zbd_limits: the device's open and active zone limits, lowered to
+ *   those asked for in o (on a real device they can only lower its own).
+ * zdev_zbd_zone: one zone's report.
+ * zdev_zbd_report: every zone of the device open as fd, into zones; rep has
+ *   room for nr_zones reports. -EIO if the answer does not fit the geometry.
+ */
+void zdev_zbd_limits(struct zdev_info *info, const struct zbd_info *zi, const struct zdev_opts *o);
+void zdev_zbd_zone(struct zdev_zone *z, const struct zbd_zone *r);
+int zdev_zbd_report(int fd, const struct zdev_info *info, struct zbd_zone *rep,
+		    struct zdev_zone *zones);
 
 #endif

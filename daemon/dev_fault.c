@@ -15,8 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* dev_file.c's header block: device byte A is file offset FILE_HDR + A of the image. */
-#define FILE_HDR   4096u
 #define NO_ADDR	   UINT64_MAX
 #define MAX_RANGES 16u
 
@@ -36,7 +34,6 @@ struct fault_spec {
 	uint64_t bad_addr_at;
 };
 
-enum { FK_APPEND, FK_READ, FK_FLUSH, FK_RESET, FK_FINISH };
 enum { LIE_NONE, LIE_FAIL, LIE_ADDR };
 
 struct fault_dev {
@@ -268,7 +265,7 @@ static bool roll(struct fault_dev *f, double pct)
 /* Whether [addr, addr + len) touches a block of the image never written (a hole). */
 static bool touches_hole(const struct fault_dev *f, uint64_t addr, uint32_t len)
 {
-	off_t off = FILE_HDR + addr;
+	off_t off = ZDEV_FILE_HDR + addr;
 	off_t hole = lseek(f->probe, off, SEEK_HOLE);
 
 	return hole >= 0 && (uint64_t)hole < (uint64_t)off + len;
@@ -312,7 +309,7 @@ static void hold_done(struct zring_op *op, const struct io_uring_cqe *cqe)
 /* Holds the completion back on a timeout of the ring, if the dice say so. */
 static bool held_back(struct fault_dev *f, struct fault_io *fio)
 {
-	bool flush = fio->kind == FK_FLUSH;
+	bool flush = fio->kind == ZDEV_IO_FLUSH;
 	uint64_t max = flush ? f->spec.flush_delay_us : f->spec.delay_us, us;
 
 	if (!roll(f, flush ? f->spec.flush_delay : f->spec.delay))
@@ -349,9 +346,9 @@ static void inner_done(struct zdev_io *in)
 
 	fio->out->res = in->res;
 	f->dev.fixed_refused = f->in->fixed_refused;
-	if (fio->kind == FK_APPEND)
+	if (fio->kind == ZDEV_IO_APPEND)
 		append_result(f, fio);
-	else if (fio->kind == FK_RESET && in->res >= 0)
+	else if (fio->kind == ZDEV_IO_RESET && in->res >= 0)
 		f->landed[fio->zone] = NO_ADDR;
 	if (!held_back(f, fio))
 		deliver(fio);
@@ -402,7 +399,7 @@ static void fault_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len,
 {
 	struct fault_dev *f = fdev(d);
 	uint64_t n = ++f->appends;
-	struct fault_io *fio = fio_new(d, io, FK_APPEND, zone, buf, len);
+	struct fault_io *fio = fio_new(d, io, ZDEV_IO_APPEND, zone, buf, len);
 
 	if (!fio)
 		return;
@@ -436,7 +433,7 @@ static void fault_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len,
 static void fault_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io)
 {
 	struct fault_dev *f = fdev(d);
-	struct fault_io *fio = fio_new(d, io, FK_READ, 0, buf, len);
+	struct fault_io *fio = fio_new(d, io, ZDEV_IO_READ, 0, buf, len);
 
 	io->addr = addr;
 	if (!fio)
@@ -449,7 +446,7 @@ static void fault_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, s
 
 static void fault_flush(struct zdev *d, struct zdev_io *io)
 {
-	struct fault_io *fio = fio_new(d, io, FK_FLUSH, 0, NULL, 0);
+	struct fault_io *fio = fio_new(d, io, ZDEV_IO_FLUSH, 0, NULL, 0);
 
 	if (fio)
 		zdev_flush(fdev(d)->in, &fio->in);
@@ -457,7 +454,7 @@ static void fault_flush(struct zdev *d, struct zdev_io *io)
 
 static void fault_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
 {
-	struct fault_io *fio = fio_new(d, io, FK_RESET, zone, NULL, 0);
+	struct fault_io *fio = fio_new(d, io, ZDEV_IO_RESET, zone, NULL, 0);
 
 	if (!fio)
 		return;
@@ -469,7 +466,7 @@ static void fault_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
 
 static void fault_finish(struct zdev *d, uint32_t zone, struct zdev_io *io)
 {
-	struct fault_io *fio = fio_new(d, io, FK_FINISH, zone, NULL, 0);
+	struct fault_io *fio = fio_new(d, io, ZDEV_IO_FINISH, zone, NULL, 0);
 
 	if (fio)
 		zdev_finish(fdev(d)->in, zone, &fio->in);

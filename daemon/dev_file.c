@@ -1,7 +1,10 @@
 /*
  * The default backend: a zoned device emulated in a regular file.
  *
- * Layout: one 4 KiB header block (magic, geometry, CRC), then the zones.
+ * Layout: one header block (magic, geometry, CRC), then the zones. Its block
+ * is ZDEV_BLOCK whatever direct-I/O alignment the file system beneath takes
+ * (info.lblock): an image's layout does not depend on where it lies.
+ *
  * Zone append is emulated faithfully: the backend assigns each append its
  * offset from an in-memory write pointer at submission and returns it on
  * completion, so many appends to one zone are in flight together.
@@ -29,12 +32,8 @@
 #include "crc32c.h"
 #include "dev.h"
 
-#define HDR_SIZE    4096u
 #define HDR_MAGIC   "ZAPFDEV1"
 #define HDR_VERSION 1u
-#define BLOCK	    4096u
-
-enum { IO_APPEND, IO_READ, IO_FLUSH, IO_RESET, IO_FINISH };
 
 struct file_dev {
 	struct zdev dev;
@@ -53,7 +52,7 @@ static struct file_dev *fdev(struct zdev *d)
 
 static void encode_header(uint8_t *h, uint64_t zone_size, uint32_t nr_zones)
 {
-	memset(h, 0, HDR_SIZE);
+	memset(h, 0, ZDEV_FILE_HDR);
 	memcpy(h, HDR_MAGIC, 8);
 	put_le32(h + 8, HDR_VERSION);
 	put_le32(h + 12, nr_zones);
@@ -93,7 +92,7 @@ static int create_image(const struct zdev_opts *o, struct zerr *err)
 {
 	uint64_t size = o->size ? o->size : ZDEV_FILE_DEFAULT_SIZE;
 	uint64_t zs = o->zone_size ? o->zone_size : ZDEV_FILE_DEFAULT_ZONE_SIZE;
-	uint8_t h[HDR_SIZE];
+	uint8_t h[ZDEV_FILE_HDR];
 	uint64_t nr;
 	int fd, ret;
 	char a[32], b[32];
@@ -116,8 +115,8 @@ static int create_image(const struct zdev_opts *o, struct zerr *err)
 		return zerr_set(err, ret, "cannot create %s: %s", o->path, strerror(-ret));
 	}
 	encode_header(h, zs, nr);
-	if (ftruncate(fd, HDR_SIZE + nr * zs) < 0 || pwrite(fd, h, HDR_SIZE, 0) != HDR_SIZE ||
-	    fsync(fd) < 0) {
+	if (ftruncate(fd, ZDEV_FILE_HDR + nr * zs) < 0 ||
+	    pwrite(fd, h, ZDEV_FILE_HDR, 0) != ZDEV_FILE_HDR || fsync(fd) < 0) {
 		ret = -errno;
 		/* Empty, it is created again at the next start. */
 		if (ftruncate(fd, 0) < 0)
@@ -190,34 +189,33 @@ static void load_zones(struct file_dev *f)
 
 	for (uint32_t i = 0; i < f->dev.info.nr_zones; i++) {
 		struct zdev_zone *z = &f->zones[i];
-		uint64_t at = HDR_SIZE + i * zs;
+		uint64_t at = ZDEV_FILE_HDR + i * zs;
 		uint64_t end = last_data(f->fd, at, at + zs) - at;
 
 		z->start = i * zs;
-		z->cap = zs - BLOCK;
+		z->cap = zs - ZDEV_BLOCK;
 		if (end > z->cap) {
 			z->wp = z->cap;
 			z->cond = ZDEV_FULL;
 		} else {
-			z->wp = ALIGN_UP(end, BLOCK);
+			z->wp = ALIGN_UP(end, ZDEV_BLOCK);
 			z->cond = z->wp ? ZDEV_OPEN : ZDEV_EMPTY;
 		}
 	}
 }
 
-static int check_geometry(const struct zdev_opts *o, uint64_t zs, uint32_t nr, struct zerr *err)
+/*
+ * The file system's direct-I/O alignment (STATX_DIOALIGN, Linux 6.1); where
+ * the kernel does not say, ZDEV_BLOCK, which every image has always used.
+ */
+static uint32_t dio_align(int fd)
 {
-	char a[32], b[32];
+	struct statx stx;
 
-	if (o->zone_size && o->zone_size != zs)
-		return zerr_set(err, -EINVAL, "%s has zone size %s, not the %s asked for", o->path,
-				format_size(zs, a, sizeof(a)),
-				format_size(o->zone_size, b, sizeof(b)));
-	if (o->size && o->size / zs != nr)
-		return zerr_set(err, -EINVAL, "%s holds %s in %u zones, not the %s asked for",
-				o->path, format_size(nr * zs, a, sizeof(a)), nr,
-				format_size(o->size, b, sizeof(b)));
-	return 0;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) ||
+	    !(stx.stx_mask & STATX_DIOALIGN) || !stx.stx_dio_offset_align)
+		return ZDEV_BLOCK;
+	return stx.stx_dio_offset_align;
 }
 
 static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr *err)
@@ -235,7 +233,13 @@ static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr
 					"%s: the file system does not support O_DIRECT", o->path);
 		return zerr_set(err, -errno, "cannot open %s: %s", o->path, strerror(errno));
 	}
-	if (fstat(f->fd, &st) < 0 || pread(f->fd, h, HDR_SIZE, 0) != HDR_SIZE)
+	f->dev.info.lblock = dio_align(f->fd);
+	if (!zdev_lblock_ok(f->dev.info.lblock))
+		return zerr_set(err, -EINVAL,
+				"%s: the file system aligns direct I/O to %u bytes; the emulated "
+				"device needs an alignment that divides %u",
+				o->path, f->dev.info.lblock, ZDEV_BLOCK);
+	if (fstat(f->fd, &st) < 0 || pread(f->fd, h, ZDEV_FILE_HDR, 0) != ZDEV_FILE_HDR)
 		return zerr_set(err, -EIO, "%s: cannot read the device header", o->path);
 	ret = decode_header(h, &zs, &nr);
 	if (ret == -EPROTONOSUPPORT)
@@ -247,16 +251,13 @@ static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr
 				o->path);
 	if (zs < 2 * MiB || zs % MiB || nr < 4)
 		return zerr_set(err, -EBADMSG, "%s: impossible geometry in its header", o->path);
-	if ((uint64_t)st.st_size < HDR_SIZE + nr * zs)
+	if ((uint64_t)st.st_size < ZDEV_FILE_HDR + nr * zs)
 		return zerr_set(err, -EBADMSG, "%s is truncated: %llu bytes, its zones need %llu",
 				o->path, (unsigned long long)st.st_size,
-				(unsigned long long)(HDR_SIZE + nr * zs));
-	ret = check_geometry(o, zs, nr, err);
-	if (ret)
-		return ret;
+				(unsigned long long)(ZDEV_FILE_HDR + nr * zs));
 	f->dev.info.zone_size = zs;
 	f->dev.info.nr_zones = nr;
-	return 0;
+	return zdev_check_geometry(o, &f->dev.info, err);
 }
 
 static void file_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
@@ -264,14 +265,15 @@ static void file_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
 	struct zdev_io *io = container_of(op, struct zdev_io, op);
 
 	io->res = cqe->res;
-	if ((io->kind == IO_APPEND || io->kind == IO_READ || io->kind == IO_FINISH) &&
+	if ((io->kind == ZDEV_IO_APPEND || io->kind == ZDEV_IO_READ ||
+	     io->kind == ZDEV_IO_FINISH) &&
 	    cqe->res >= 0 && (uint32_t)cqe->res != io->len)
 		io->res = -EIO;
 	/* A sparse image's file system filling up: an O_DIRECT write fails or falls short. */
-	if (io->kind == IO_APPEND &&
+	if (io->kind == ZDEV_IO_APPEND &&
 	    (cqe->res == -ENOSPC || cqe->res == -EDQUOT || (cqe->res >= 0 && io->res == -EIO)))
 		io->res = -EDQUOT;
-	if (io->res >= 0 && io->kind == IO_FINISH)
+	if (io->res >= 0 && io->kind == ZDEV_IO_FINISH)
 		io->res = 0;
 	io->done(io);
 }
@@ -282,7 +284,7 @@ static void prep_rw(struct zring_op *op, struct io_uring_sqe *sqe)
 	int fd = fdev(io->dev)->fd;
 	bool fixed = zdev_fixed(io->dev, io->buf);
 
-	if (io->kind == IO_READ) {
+	if (io->kind == ZDEV_IO_READ) {
 		if (fixed)
 			io_uring_prep_read_fixed(sqe, fd, io->buf, io->len, io->off, 0);
 		else
@@ -319,17 +321,13 @@ static void submit(struct zdev *d, struct zdev_io *io, int kind,
 	zring_queue(d->ring, &io->op);
 }
 
-/* Whether opening one more zone would exceed --max-active-zones or --max-open-zones. */
-static bool over_limit(const struct file_dev *f)
+static uint32_t open_zones(const struct file_dev *f)
 {
-	uint32_t limit = f->dev.info.max_active ? f->dev.info.max_active : UINT32_MAX;
-	uint32_t active = 0;
+	uint32_t n = 0;
 
-	if (f->dev.info.max_open)
-		limit = MIN(limit, f->dev.info.max_open);
 	for (uint32_t i = 0; i < f->dev.info.nr_zones; i++)
-		active += f->zones[i].cond == ZDEV_OPEN;
-	return active >= limit;
+		n += f->zones[i].cond == ZDEV_OPEN;
+	return n;
 }
 
 static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, struct zdev_io *io)
@@ -337,7 +335,7 @@ static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 	struct file_dev *f = fdev(d);
 	struct zdev_zone *z;
 
-	if (zone >= d->info.nr_zones || len == 0 || len % BLOCK) {
+	if (zdev_bad_append(d, zone, len)) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
@@ -350,38 +348,38 @@ static void file_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 		zdev_fail(d, io, -ENOSPC);
 		return;
 	}
-	if (z->cond == ZDEV_EMPTY && over_limit(f)) {
+	if (z->cond == ZDEV_EMPTY && zdev_over_limit(&d->info, open_zones(f))) {
 		/* As NVMe's Too Many Active Zones: the host must finish a zone first. */
 		zdev_fail(d, io, -EBUSY);
 		return;
 	}
 	/* The device, not the caller, decides where the data lands. */
 	io->addr = z->start + z->wp;
-	io->off = HDR_SIZE + io->addr;
+	io->off = ZDEV_FILE_HDR + io->addr;
 	io->buf = buf;
 	io->len = len;
 	io->zone = zone;
 	z->wp += len;
 	z->cond = ZDEV_OPEN;
-	submit(d, io, IO_APPEND, prep_rw);
+	submit(d, io, ZDEV_IO_APPEND, prep_rw);
 }
 
 static void file_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io)
 {
-	if (len % BLOCK || addr % BLOCK || addr + len > d->info.nr_zones * d->info.zone_size) {
+	if (zdev_bad_read(d, addr, len)) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
 	io->addr = addr;
-	io->off = HDR_SIZE + addr;
+	io->off = ZDEV_FILE_HDR + addr;
 	io->buf = buf;
 	io->len = len;
-	submit(d, io, IO_READ, prep_rw);
+	submit(d, io, ZDEV_IO_READ, prep_rw);
 }
 
 static void file_flush(struct zdev *d, struct zdev_io *io)
 {
-	submit(d, io, IO_FLUSH, prep_flush);
+	submit(d, io, ZDEV_IO_FLUSH, prep_flush);
 }
 
 static void reset_done(struct zring_op *op, const struct io_uring_cqe *cqe)
@@ -404,8 +402,8 @@ static void file_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
 		return;
 	}
 	io->zone = zone;
-	io->off = HDR_SIZE + fdev(d)->zones[zone].start;
-	submit(d, io, IO_RESET, prep_punch);
+	io->off = ZDEV_FILE_HDR + fdev(d)->zones[zone].start;
+	submit(d, io, ZDEV_IO_RESET, prep_punch);
 	io->op.complete = reset_done;
 }
 
@@ -423,9 +421,9 @@ static void file_finish(struct zdev *d, uint32_t zone, struct zdev_io *io)
 	z->cond = ZDEV_FULL;
 	io->zone = zone;
 	io->buf = f->marker;
-	io->len = BLOCK;
-	io->off = HDR_SIZE + z->start + d->info.zone_size - BLOCK;
-	submit(d, io, IO_FINISH, prep_rw);
+	io->len = ZDEV_BLOCK;
+	io->off = ZDEV_FILE_HDR + z->start + d->info.zone_size - ZDEV_BLOCK;
+	submit(d, io, ZDEV_IO_FINISH, prep_rw);
 }
 
 static int file_report(struct zdev *d, struct zdev_zone *zones)
@@ -467,11 +465,11 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 	f->fd = f->lock_fd = -1;
 	f->dev.ops = &file_ops;
 	f->dev.info.backend = "file";
-	f->dev.info.block = BLOCK;
+	f->dev.info.block = ZDEV_BLOCK;
 	f->dev.info.max_append = 1 * MiB;
 	f->dev.info.max_open = o->max_open;
 	f->dev.info.max_active = o->max_active;
-	if (posix_memalign(&f->marker, BLOCK, HDR_SIZE)) {
+	if (posix_memalign(&f->marker, ZDEV_BLOCK, ZDEV_FILE_HDR)) {
 		ret = -ENOMEM;
 		goto fail;
 	}
@@ -492,7 +490,7 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 		goto fail;
 	}
 	load_zones(f);
-	memset(f->marker, 0, BLOCK);
+	memset(f->marker, 0, ZDEV_BLOCK);
 	memcpy(f->marker, "ZAPFFIN1", 8);
 	*out = &f->dev;
 	return 0;

@@ -62,9 +62,6 @@
 #define NVME_ZSA_FINISH	    0x02
 #define NVME_ZSA_RESET	    0x04
 
-#define BLOCK 4096u
-
-enum { IO_APPEND, IO_READ, IO_FLUSH, IO_RESET, IO_FINISH };
 #define IO_KIND	 0xff
 #define IO_FIXED 0x100 /* this submission used a registered buffer */
 
@@ -130,26 +127,26 @@ static void nvme_prep(struct zring_op *op, struct io_uring_sqe *sqe)
 	c->nsid = n->nsid;
 	io->kind &= IO_KIND;
 	switch (io->kind) {
-	case IO_APPEND:
+	case ZDEV_IO_APPEND:
 		c->opcode = NVME_OP_ZONE_APPEND;
 		lba = (io->zone * io->dev->info.zone_size) >> n->lba_shift;
 		buf = io->buf;
 		len = io->len;
 		break;
-	case IO_READ:
+	case ZDEV_IO_READ:
 		c->opcode = NVME_OP_READ;
 		lba = (io->addr + io->off) >> n->lba_shift;
 		buf = (uint8_t *)io->buf + io->off;
 		len = read_chunk(n, io);
 		break;
-	case IO_FLUSH:
+	case ZDEV_IO_FLUSH:
 		c->opcode = NVME_OP_FLUSH;
 		break;
-	case IO_RESET:
-	case IO_FINISH:
+	case ZDEV_IO_RESET:
+	case ZDEV_IO_FINISH:
 		c->opcode = NVME_OP_ZONE_SEND;
 		lba = (io->zone * io->dev->info.zone_size) >> n->lba_shift;
-		c->cdw13 = io->kind == IO_RESET ? NVME_ZSA_RESET : NVME_ZSA_FINISH;
+		c->cdw13 = io->kind == ZDEV_IO_RESET ? NVME_ZSA_RESET : NVME_ZSA_FINISH;
 		break;
 	}
 	c->cdw10 = (uint32_t)lba;
@@ -171,7 +168,8 @@ static bool append_ok(const struct nvme_dev *n, const struct zdev_io *io, uint64
 {
 	uint64_t start = io->zone * n->dev.info.zone_size;
 
-	return addr >= start && addr % BLOCK == 0 && addr + io->len <= start + n->cap[io->zone];
+	return addr >= start && addr % ZDEV_BLOCK == 0 &&
+	       addr + io->len <= start + n->cap[io->zone];
 }
 
 static void nvme_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
@@ -202,7 +200,7 @@ static void nvme_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
 		return;
 	}
 	switch (kind) {
-	case IO_APPEND: {
+	case ZDEV_IO_APPEND: {
 		/* The LBA where the data landed: the Zone Append's result, in big_cqe[0]. */
 		uint64_t addr = cqe->big_cqe[0] << n->lba_shift;
 
@@ -210,7 +208,7 @@ static void nvme_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
 		io->res = append_ok(n, io, addr) ? (int)io->len : -EIO;
 		break;
 	}
-	case IO_READ:
+	case ZDEV_IO_READ:
 		io->off += read_chunk(n, io);
 		if (io->off < io->len) {
 			zring_queue(n->dev.ring, &io->op);
@@ -236,7 +234,7 @@ static void submit(struct zdev *d, struct zdev_io *io, int kind)
 static void nvme_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, struct zdev_io *io)
 {
 	/* Never split: the store keeps every append within info.max_append. */
-	if (zone >= d->info.nr_zones || len == 0 || len % BLOCK || len > d->info.max_append) {
+	if (zdev_bad_append(d, zone, len) || len > d->info.max_append) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
@@ -244,13 +242,12 @@ static void nvme_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, 
 	io->buf = buf;
 	io->len = len;
 	io->addr = 0;
-	submit(d, io, IO_APPEND);
+	submit(d, io, ZDEV_IO_APPEND);
 }
 
 static void nvme_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io)
 {
-	if (len == 0 || len % BLOCK || addr % BLOCK ||
-	    addr + len > (uint64_t)d->info.nr_zones * d->info.zone_size) {
+	if (zdev_bad_read(d, addr, len)) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
@@ -258,12 +255,12 @@ static void nvme_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, st
 	io->buf = buf;
 	io->len = len;
 	io->off = 0;
-	submit(d, io, IO_READ);
+	submit(d, io, ZDEV_IO_READ);
 }
 
 static void nvme_flush(struct zdev *d, struct zdev_io *io)
 {
-	submit(d, io, IO_FLUSH);
+	submit(d, io, ZDEV_IO_FLUSH);
 }
 
 static void zone_op(struct zdev *d, uint32_t zone, struct zdev_io *io, int kind)
@@ -278,56 +275,23 @@ static void zone_op(struct zdev *d, uint32_t zone, struct zdev_io *io, int kind)
 
 static void nvme_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
 {
-	zone_op(d, zone, io, IO_RESET);
+	zone_op(d, zone, io, ZDEV_IO_RESET);
 }
 
 static void nvme_finish(struct zdev *d, uint32_t zone, struct zdev_io *io)
 {
-	zone_op(d, zone, io, IO_FINISH);
-}
-
-/* libzbd's zones as the store's; shared with nothing, so kept here and in dev_zbd.c alike. */
-static enum zdev_cond zbd_cond(const struct zbd_zone *z)
-{
-	switch (z->cond) {
-	case ZBD_ZONE_COND_EMPTY:
-		return ZDEV_EMPTY;
-	case ZBD_ZONE_COND_IMP_OPEN:
-	case ZBD_ZONE_COND_EXP_OPEN:
-	case ZBD_ZONE_COND_CLOSED:
-		return ZDEV_OPEN;
-	case ZBD_ZONE_COND_FULL:
-		return ZDEV_FULL;
-	case ZBD_ZONE_COND_READONLY:
-		return ZDEV_READONLY;
-	default:
-		return ZDEV_OFFLINE;
-	}
+	zone_op(d, zone, io, ZDEV_IO_FINISH);
 }
 
 static int nvme_report(struct zdev *d, struct zdev_zone *zones)
 {
 	struct nvme_dev *n = ndev(d);
-	unsigned int nr = d->info.nr_zones;
+	int ret = zdev_zbd_report(n->zfd, &d->info, n->rep, zones);
 
-	if (zbd_report_zones(n->zfd, 0, 0, ZBD_RO_ALL, n->rep, &nr) < 0)
-		return -errno ? -errno : -EIO;
-	if (nr != d->info.nr_zones)
-		return -EIO;
-	for (uint32_t i = 0; i < nr; i++) {
-		const struct zbd_zone *r = &n->rep[i];
-		struct zdev_zone *z = &zones[i];
-
-		if (r->start != (uint64_t)i * d->info.zone_size || r->capacity > r->len)
-			return -EIO;
-		z->start = r->start;
-		z->cap = r->capacity;
-		z->cond = zbd_cond(r);
-		z->wp = z->cond == ZDEV_EMPTY ? 0 : MIN(r->wp - r->start, r->capacity);
-		if (z->cond == ZDEV_FULL)
-			z->wp = z->cap;
-		n->cap[i] = z->cap;
-	}
+	if (ret)
+		return ret;
+	for (uint32_t i = 0; i < d->info.nr_zones; i++)
+		n->cap[i] = zones[i].cap;
 	return 0;
 }
 
@@ -366,11 +330,11 @@ static int probe(struct nvme_dev *n)
 	struct io_uring ring;
 	struct io_uring_cqe *cqe;
 	struct io_uring_sqe *sqe;
-	struct zdev_io io = { .dev = &n->dev, .kind = IO_READ, .len = BLOCK };
+	struct zdev_io io = { .dev = &n->dev, .kind = ZDEV_IO_READ, .len = ZDEV_BLOCK };
 	struct zring fake = { .fixed_buffers = false };
 	int ret;
 
-	if (posix_memalign(&io.buf, BLOCK, BLOCK))
+	if (posix_memalign(&io.buf, ZDEV_BLOCK, ZDEV_BLOCK))
 		return -ENOMEM;
 	ret = io_uring_queue_init(2, &ring, IORING_SETUP_SQE128 | IORING_SETUP_CQE32);
 	if (ret < 0)
@@ -429,33 +393,28 @@ static int geometry(struct nvme_dev *n, const char *blk, const struct zbd_info *
 	    zdev_sysfs_u64(blk, "queue/max_segments", &segs) ||
 	    zdev_sysfs_u64(blk, "queue/zone_append_max_bytes", &zamax))
 		return zerr_set(err, -EIO, "/sys/block/%s: cannot read the queue limits", blk);
-	if (lbs < 512 || lbs > BLOCK || BLOCK % lbs)
+	if (!zdev_lblock_ok(lbs))
 		return zerr_set(err, -EINVAL,
-				"%s: LBA size %llu; zappend needs one that divides 4096", blk,
-				(unsigned long long)lbs);
+				"%s: LBA size %llu; zappend needs one that divides %u", blk,
+				(unsigned long long)lbs, ZDEV_BLOCK);
 	n->lba_shift = __builtin_ctzll(lbs);
-	/* One page a segment: a plain buffer's pages need not be contiguous. */
-	n->max_xfer = MIN(hw_kb * KiB, segs * 4096);
-	n->max_xfer = MIN(n->max_xfer, 64 * MiB) / BLOCK * BLOCK;
-	info->max_append = MIN(zamax, n->max_xfer) / BLOCK * BLOCK;
+	/*
+	 * A segment a page: a plain buffer's pages need not be contiguous. Pages
+	 * are no smaller than a block, and buffers are block-aligned.
+	 */
+	n->max_xfer = MIN(hw_kb * KiB, segs * ZDEV_BLOCK);
+	n->max_xfer = MIN(n->max_xfer, 64 * MiB) / ZDEV_BLOCK * ZDEV_BLOCK;
+	info->max_append = MIN(zamax, n->max_xfer) / ZDEV_BLOCK * ZDEV_BLOCK;
 	if (!n->max_xfer || !info->max_append)
 		return zerr_set(err, -EINVAL, "%s: transfer limits too small (zone append %llu)",
 				blk, (unsigned long long)zamax);
-	info->block = lbs;
+	info->block = info->lblock = lbs;
 	info->zone_size = zi->zone_size;
 	info->nr_zones = zi->nr_zones;
-	if (info->zone_size % BLOCK || info->nr_zones < 4)
+	if (info->zone_size % ZDEV_BLOCK || info->nr_zones < 4)
 		return zerr_set(err, -EINVAL, "%s: %u zones of %llu bytes: too few or unaligned",
 				blk, info->nr_zones, (unsigned long long)info->zone_size);
-	/* libzbd: 0 no limit, (unsigned)-1 unknown. */
-	info->max_open = zi->max_nr_open_zones == UINT32_MAX ? 0 : zi->max_nr_open_zones;
-	info->max_active = zi->max_nr_active_zones == UINT32_MAX ? 0 : zi->max_nr_active_zones;
 	return 0;
-}
-
-static uint32_t lower_limit(uint32_t dev, uint32_t asked)
-{
-	return !asked ? dev : !dev ? asked : MIN(dev, asked);
 }
 
 int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
@@ -515,8 +474,7 @@ int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 	ret = geometry(n, blk, &zi, err);
 	if (ret)
 		goto fail;
-	n->dev.info.max_open = lower_limit(n->dev.info.max_open, o->max_open);
-	n->dev.info.max_active = lower_limit(n->dev.info.max_active, o->max_active);
+	zdev_zbd_limits(&n->dev.info, &zi, o);
 	ret = zdev_check_geometry(o, &n->dev.info, err);
 	if (ret)
 		goto fail;

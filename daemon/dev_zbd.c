@@ -34,10 +34,7 @@
 
 #include "dev.h"
 
-#define BLOCK	  4096u
 #define BATCH_MAX 64u /* appends coalesced into one write */
-
-enum { IO_APPEND, IO_READ, IO_FLUSH, IO_RESET, IO_FINISH };
 
 struct batch {
 	struct zring_op op;
@@ -73,36 +70,6 @@ static struct zbd_dev *zdev_to(struct zdev *d)
 	return container_of(d, struct zbd_dev, dev);
 }
 
-static enum zdev_cond zbd_cond(const struct zbd_zone *z)
-{
-	if (z->type == ZBD_ZONE_TYPE_CNV)
-		return ZDEV_CONV;
-	switch (z->cond) {
-	case ZBD_ZONE_COND_EMPTY:
-		return ZDEV_EMPTY;
-	case ZBD_ZONE_COND_IMP_OPEN:
-	case ZBD_ZONE_COND_EXP_OPEN:
-	case ZBD_ZONE_COND_CLOSED:
-		return ZDEV_OPEN;
-	case ZBD_ZONE_COND_FULL:
-		return ZDEV_FULL;
-	case ZBD_ZONE_COND_READONLY:
-		return ZDEV_READONLY;
-	default:
-		return ZDEV_OFFLINE;
-	}
-}
-
-static void zone_from_report(struct zdev_zone *z, const struct zbd_zone *r)
-{
-	z->start = r->start;
-	z->cap = r->capacity;
-	z->cond = zbd_cond(r);
-	z->wp = z->cond == ZDEV_EMPTY ? 0 : MIN(r->wp - r->start, r->capacity);
-	if (z->cond == ZDEV_FULL || z->cond == ZDEV_OFFLINE || z->cond == ZDEV_CONV)
-		z->wp = z->cap;
-}
-
 /* Reads one zone's write pointer and condition back from the device. */
 static void resync(struct zbd_dev *z, uint32_t zone)
 {
@@ -113,7 +80,7 @@ static void resync(struct zbd_dev *z, uint32_t zone)
 
 	if (zbd_report_zones(z->fd, (off_t)zone * zsz, zsz, ZBD_RO_ALL, &r, &nr) < 0 || nr != 1)
 		return;
-	zone_from_report(&dz, &r);
+	zdev_zbd_zone(&dz, &r);
 	z->zs[zone].wp = dz.wp;
 	z->zs[zone].cond = dz.cond;
 }
@@ -170,14 +137,14 @@ static void zone_op(struct zbd_dev *z, struct zdev_io *io)
 	uint64_t zsz = z->dev.info.zone_size;
 	int ret;
 
-	if (io->kind == IO_RESET)
+	if (io->kind == ZDEV_IO_RESET)
 		ret = zbd_reset_zones(z->fd, (off_t)io->zone * zsz, zsz);
 	else
 		ret = zbd_finish_zones(z->fd, (off_t)io->zone * zsz, zsz);
 	if (ret < 0) {
 		ret = -errno ? -errno : -EIO;
 		resync(z, io->zone);
-	} else if (io->kind == IO_RESET) {
+	} else if (io->kind == ZDEV_IO_RESET) {
 		s->wp = 0;
 		s->cond = ZDEV_EMPTY;
 	} else {
@@ -219,7 +186,7 @@ static void drain_refused(struct zbd_dev *z, struct zstate *s)
 	while (!s->busy && s->queue) {
 		struct zdev_io *io = s->queue;
 
-		if (io->kind != IO_APPEND) {
+		if (io->kind != ZDEV_IO_APPEND) {
 			zone_op(z, pop(s));
 			continue;
 		}
@@ -255,7 +222,7 @@ static void run_queue(struct zbd_dev *z, uint32_t zone)
 	b->zone = zone;
 	b->off = (uint64_t)zone * z->dev.info.zone_size + s->wp;
 	last = &b->ios;
-	while (s->queue && s->queue->kind == IO_APPEND && b->n < BATCH_MAX &&
+	while (s->queue && s->queue->kind == ZDEV_IO_APPEND && b->n < BATCH_MAX &&
 	       (b->n == 0 || b->bytes + s->queue->len <= z->max_io) &&
 	       !refuses(s, b->bytes + s->queue->len)) {
 		struct zdev_io *io = pop(s);
@@ -286,18 +253,13 @@ static void enqueue(struct zbd_dev *z, struct zdev_io *io)
 	run_queue(z, io->zone);
 }
 
-static bool over_limit(const struct zbd_dev *z)
+static uint32_t open_zones(const struct zbd_dev *z)
 {
-	uint32_t limit = z->dev.info.max_active ? z->dev.info.max_active : UINT32_MAX;
-	uint32_t active = 0;
+	uint32_t n = 0;
 
-	if (z->dev.info.max_open)
-		limit = MIN(limit, z->dev.info.max_open);
-	if (limit == UINT32_MAX)
-		return false;
 	for (uint32_t i = 0; i < z->dev.info.nr_zones; i++)
-		active += z->zs[i].cond == ZDEV_OPEN;
-	return active >= limit;
+		n += z->zs[i].cond == ZDEV_OPEN;
+	return n;
 }
 
 static void zbd_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, struct zdev_io *io)
@@ -306,7 +268,7 @@ static void zbd_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, s
 	struct zstate *s;
 	int ret;
 
-	if (zone >= d->info.nr_zones || len == 0 || len % BLOCK) {
+	if (zdev_bad_append(d, zone, len)) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
@@ -316,13 +278,13 @@ static void zbd_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len, s
 		zdev_fail(d, io, ret);
 		return;
 	}
-	if (s->cond == ZDEV_EMPTY && over_limit(z)) {
+	if (s->cond == ZDEV_EMPTY && zdev_over_limit(&d->info, open_zones(z))) {
 		/* As NVMe's Too Many Active Zones: the host must finish a zone first. */
 		zdev_fail(d, io, -EBUSY);
 		return;
 	}
 	io->dev = d;
-	io->kind = IO_APPEND;
+	io->kind = ZDEV_IO_APPEND;
 	io->zone = zone;
 	io->buf = buf;
 	io->len = len;
@@ -336,7 +298,7 @@ static void rw_complete(struct zring_op *op, const struct io_uring_cqe *cqe)
 	struct zdev_io *io = container_of(op, struct zdev_io, op);
 
 	io->res = cqe->res;
-	if (io->kind == IO_READ && cqe->res >= 0)
+	if (io->kind == ZDEV_IO_READ && cqe->res >= 0)
 		io->res = (uint32_t)cqe->res == io->len ? cqe->res : -EIO;
 	io->done(io);
 }
@@ -355,13 +317,12 @@ static void read_prep(struct zring_op *op, struct io_uring_sqe *sqe)
 static void zbd_read(struct zdev *d, uint64_t addr, void *buf, uint32_t len, struct zdev_io *io)
 {
 	/* The block layer splits a large read itself. */
-	if (len == 0 || len % BLOCK || addr % BLOCK ||
-	    addr + len > (uint64_t)d->info.nr_zones * d->info.zone_size) {
+	if (zdev_bad_read(d, addr, len)) {
 		zdev_fail(d, io, -EINVAL);
 		return;
 	}
 	io->dev = d;
-	io->kind = IO_READ;
+	io->kind = ZDEV_IO_READ;
 	io->addr = addr;
 	io->buf = buf;
 	io->len = len;
@@ -380,7 +341,7 @@ static void flush_prep(struct zring_op *op, struct io_uring_sqe *sqe)
 static void zbd_flush(struct zdev *d, struct zdev_io *io)
 {
 	io->dev = d;
-	io->kind = IO_FLUSH;
+	io->kind = ZDEV_IO_FLUSH;
 	io->op.prep = flush_prep;
 	io->op.complete = rw_complete;
 	zring_queue(d->ring, &io->op);
@@ -400,29 +361,24 @@ static void zbd_zone_cmd(struct zdev *d, uint32_t zone, struct zdev_io *io, int 
 
 static void zbd_reset(struct zdev *d, uint32_t zone, struct zdev_io *io)
 {
-	zbd_zone_cmd(d, zone, io, IO_RESET);
+	zbd_zone_cmd(d, zone, io, ZDEV_IO_RESET);
 }
 
 static void zbd_finish(struct zdev *d, uint32_t zone, struct zdev_io *io)
 {
-	zbd_zone_cmd(d, zone, io, IO_FINISH);
+	zbd_zone_cmd(d, zone, io, ZDEV_IO_FINISH);
 }
 
 static int zbd_report(struct zdev *d, struct zdev_zone *zones)
 {
 	struct zbd_dev *z = zdev_to(d);
-	unsigned int nr = d->info.nr_zones;
+	int ret = zdev_zbd_report(z->fd, &d->info, z->rep, zones);
 
-	if (zbd_report_zones(z->fd, 0, 0, ZBD_RO_ALL, z->rep, &nr) < 0)
-		return -errno ? -errno : -EIO;
-	if (nr != d->info.nr_zones)
-		return -EIO;
-	for (uint32_t i = 0; i < nr; i++) {
+	if (ret)
+		return ret;
+	for (uint32_t i = 0; i < d->info.nr_zones; i++) {
 		struct zstate *s = &z->zs[i];
 
-		if (z->rep[i].start != (uint64_t)i * d->info.zone_size)
-			return -EIO;
-		zone_from_report(&zones[i], &z->rep[i]);
 		if (!s->busy && !s->queue) {
 			s->wp = zones[i].wp;
 			s->cap = zones[i].cap;
@@ -454,11 +410,6 @@ static const struct zdev_ops zbd_ops = {
 	.report = zbd_report,
 	.close = zbd_close_dev,
 };
-
-static uint32_t lower_limit(uint32_t dev, uint32_t asked)
-{
-	return !asked ? dev : !dev ? asked : MIN(dev, asked);
-}
 
 int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
 {
@@ -492,30 +443,30 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 			ret = zerr_set(err, ret, "cannot open %s: %s", o->path, strerror(-ret));
 		goto fail;
 	}
-	if (zi.lblock_size < 512 || zi.lblock_size > BLOCK || BLOCK % zi.lblock_size ||
-	    zi.zone_size % BLOCK || zi.nr_zones < 4) {
+	if (!zdev_lblock_ok(zi.lblock_size) || zi.zone_size % ZDEV_BLOCK || zi.nr_zones < 4) {
 		ret = zerr_set(err, -EINVAL,
 			       "%s: %u zones of %llu bytes, blocks of %u: zappend needs 4 or "
-			       "more zones, 4 KiB aligned, and blocks dividing 4 KiB",
-			       o->path, zi.nr_zones, zi.zone_size, zi.lblock_size);
+			       "more zones, aligned to %u bytes, and blocks dividing %u",
+			       o->path, zi.nr_zones, zi.zone_size, zi.lblock_size, ZDEV_BLOCK,
+			       ZDEV_BLOCK);
 		goto fail;
 	}
-	info->block = zi.lblock_size;
+	info->block = info->lblock = zi.lblock_size;
 	info->zone_size = zi.zone_size;
 	info->nr_zones = zi.nr_zones;
-	info->max_open = zi.max_nr_open_zones == UINT32_MAX ? 0 : zi.max_nr_open_zones;
-	info->max_active = zi.max_nr_active_zones == UINT32_MAX ? 0 : zi.max_nr_active_zones;
-	info->max_open = lower_limit(info->max_open, o->max_open);
-	info->max_active = lower_limit(info->max_active, o->max_active);
-	/* One request a write: within max_sectors_kb, a page a segment. */
+	zdev_zbd_limits(info, &zi, o);
+	/*
+	 * One request a write: within max_sectors_kb, a segment a page. Pages are
+	 * no smaller than a block, and buffers are block-aligned.
+	 */
 	z->max_io = 1 * MiB;
 	if (zdev_block_name(o->path, name, sizeof(name)) == 0) {
 		if (zdev_sysfs_u64(name, "queue/max_sectors_kb", &kb) == 0 && kb)
 			z->max_io = MIN(z->max_io, kb * KiB);
 		if (zdev_sysfs_u64(name, "queue/max_segments", &segs) == 0 && segs)
-			z->max_io = MIN(z->max_io, segs * 4096);
+			z->max_io = MIN(z->max_io, segs * ZDEV_BLOCK);
 	}
-	z->max_io = MAX(z->max_io / BLOCK * BLOCK, BLOCK);
+	z->max_io = MAX(z->max_io / ZDEV_BLOCK * ZDEV_BLOCK, ZDEV_BLOCK);
 	info->max_append = z->max_io;
 	ret = zdev_check_geometry(o, info, err);
 	if (ret)

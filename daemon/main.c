@@ -129,8 +129,8 @@ static int load_allow_lists(struct zapd *d, const struct options *o, struct zerr
 static void conn_limits(const struct zapd *d, const struct options *o, struct server_cfg *cfg)
 {
 	cfg->max_connections = o->max_connections;
-	cfg->max_inflight = o->max_inflight_conn;
-	cfg->max_queued = o->max_queued_conn;
+	cfg->conn.max_inflight = o->max_inflight_conn;
+	cfg->conn.max_queued = o->max_queued_conn;
 	cfg->idle_timeout = o->idle_timeout;
 	cfg->allow_uids = d->allow_uids;
 	cfg->n_allow_uids = d->n_allow_uids;
@@ -457,8 +457,9 @@ int main(int argc, char **argv)
 		teardown(d);
 		return 1;
 	}
-	log_notice(&d->log, "serving %s on %s (backend %s, sync %s)", d->opt.device, d->socket_path,
-		   d->dev->info.backend, d->opt.sync ? "always" : "none");
+	log_notice(&d->log, "serving %s on %s (backend %s, logical block %u bytes, sync %s)",
+		   d->opt.device, d->socket_path, d->dev->info.backend, d->dev->info.lblock,
+		   d->opt.sync ? "always" : "none");
 	/* Only now: the index is rebuilt and the listener is in the event loop. */
 	svc_notify(&d->svc, "READY=1\nSTATUS=serving %zu keys on %s", zidx_count(d->store.idx),
 		   d->socket_path);

@@ -11,7 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "frame.h"
 #include "zappend.pb-c.h"
 
 #define LIST_DEFAULT	 1000u
@@ -107,7 +107,7 @@ static void put_done(void *arg, const struct zput_result *res)
 	struct conn *c = q->c;
 	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
 
-	if (!c->dead) {
+	if (!conn_closed(c)) {
 		if (res->err) {
 			respond_err(c, q->id, res->err, NULL);
 		} else {
@@ -130,10 +130,10 @@ static void limit_message(struct server *srv, char *buf, size_t len, size_t klen
 			 (unsigned long long)vlen, (unsigned long long)srv->store->cfg.max_value);
 }
 
-static void do_put(struct conn *c, const Zappend__Request *rq, uint32_t plen)
+static void do_put(struct server *srv, struct conn *c, const Zappend__Request *rq, uint32_t plen)
 {
-	struct server *srv = c->srv;
 	struct req *q = req_new(c, rq->id);
+	struct zput *put;
 	char msg[128];
 	int ret;
 
@@ -141,8 +141,8 @@ static void do_put(struct conn *c, const Zappend__Request *rq, uint32_t plen)
 		respond_err(c, rq->id, -ENOMEM, NULL);
 		return;
 	}
-	ret = store_put_begin(srv->store, rq->key.data, rq->key.len, plen, &c->budget, put_done, q,
-			      &c->put);
+	ret = store_put_begin(srv->store, rq->key.data, rq->key.len, plen, conn_budget(c), put_done,
+			      q, &put);
 	if (ret) {
 		if (ret == -E2BIG)
 			limit_message(srv, msg, sizeof(msg), rq->key.len, plen);
@@ -153,10 +153,10 @@ static void do_put(struct conn *c, const Zappend__Request *rq, uint32_t plen)
 		req_free(q);
 		return;
 	}
-	c->rs = R_PUT;
+	conn_expect_payload(c, put);
 }
 
-static void do_del(struct conn *c, const Zappend__Request *rq)
+static void do_del(struct server *srv, struct conn *c, const Zappend__Request *rq)
 {
 	struct req *q = req_new(c, rq->id);
 	int ret;
@@ -165,7 +165,7 @@ static void do_del(struct conn *c, const Zappend__Request *rq)
 		respond_err(c, rq->id, -ENOMEM, NULL);
 		return;
 	}
-	ret = store_del(c->srv->store, rq->key.data, rq->key.len, &c->budget, put_done, q);
+	ret = store_del(srv->store, rq->key.data, rq->key.len, conn_budget(c), put_done, q);
 	if (ret) {
 		respond_err(c, rq->id, ret, NULL);
 		req_free(q);
@@ -182,12 +182,12 @@ static void get_chunk(void *arg, int err, const struct zget_chunk *ch)
 
 	if (err) {
 		/* The store ended the get; a client drops the pieces it already has. */
-		if (!c->dead)
+		if (!conn_closed(c))
 			respond_err(c, q->id, err, NULL);
 		req_free(q);
 		return;
 	}
-	if (c->dead) {
+	if (conn_closed(c)) {
 		store_get_abort(q->g);
 		req_free(q);
 		return;
@@ -203,7 +203,7 @@ static void get_chunk(void *arg, int err, const struct zget_chunk *ch)
 	}
 }
 
-static void do_get(struct conn *c, const Zappend__Request *rq)
+static void do_get(struct server *srv, struct conn *c, const Zappend__Request *rq)
 {
 	struct req *q = req_new(c, rq->id);
 	int ret;
@@ -212,7 +212,7 @@ static void do_get(struct conn *c, const Zappend__Request *rq)
 		respond_err(c, rq->id, -ENOMEM, NULL);
 		return;
 	}
-	ret = store_get(c->srv->store, rq->key.data, rq->key.len, &c->budget, get_chunk, q, &q->g);
+	ret = store_get(srv->store, rq->key.data, rq->key.len, conn_budget(c), get_chunk, q, &q->g);
 	if (ret) {
 		respond_err(c, rq->id, ret, NULL);
 		req_free(q);
@@ -255,7 +255,7 @@ static int scan_key(const void *key, size_t klen, void *arg)
 	return 0;
 }
 
-static void do_list(struct conn *c, const Zappend__Request *rq)
+static void do_list(struct server *srv, struct conn *c, const Zappend__Request *rq)
 {
 	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
 	size_t limit = rq->limit ? MIN(rq->limit, LIST_MAX) : LIST_DEFAULT;
@@ -267,7 +267,7 @@ static void do_list(struct conn *c, const Zappend__Request *rq)
 		respond_err(c, rq->id, -ENOMEM, NULL);
 		goto out;
 	}
-	ret = zidx_list(c->srv->store->idx, rq->key.data, rq->key.len, rq->start_after.data,
+	ret = zidx_list(srv->store->idx, rq->key.data, rq->key.len, rq->start_after.data,
 			rq->start_after.len, limit, list_key, &a, &more);
 	if (ret < 0) {
 		respond_err(c, rq->id, ret, NULL);
@@ -282,7 +282,7 @@ out:
 	free(a.keys);
 }
 
-static void do_scan(struct conn *c, const Zappend__Request *rq)
+static void do_scan(struct server *srv, struct conn *c, const Zappend__Request *rq)
 {
 	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
 	size_t count = rq->limit ? MIN(rq->limit, LIST_MAX) : LIST_DEFAULT;
@@ -290,7 +290,7 @@ static void do_scan(struct conn *c, const Zappend__Request *rq)
 	uint64_t cursor = rq->cursor;
 	int ret;
 
-	ret = zidx_scan(c->srv->store->idx, rq->key.data, rq->key.len, &cursor, count,
+	ret = zidx_scan(srv->store->idx, rq->key.data, rq->key.len, &cursor, count,
 			LIST_MAX_BYTES / 2, scan_key, &a);
 	if (ret < 0) {
 		respond_err(c, rq->id, ret,
@@ -356,17 +356,6 @@ static void stat_s(struct stat_acc *a, const char *name, const char *v)
 	it->s = (char *)v;
 }
 
-/* Memory the connections' input buffers hold. */
-static uint64_t input_buffers(const struct server *srv)
-{
-	const struct conn *c;
-	uint64_t n = 0;
-
-	LIST_FOREACH(c, &srv->conns, link)
-	n += c->in_cap;
-	return n;
-}
-
 static void collect_stats(struct server *srv, struct stat_acc *a)
 {
 	const struct store *st = srv->store;
@@ -419,16 +408,16 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "recovery_zones_scanned", st->st.zones_scanned);
 	stat_u(a, "recovery_zones_summarised", st->st.zones_summarised);
 	stat_u(a, "summary_bytes", st->st.summary_bytes);
-	stat_u(a, "connections", srv->nconns);
-	stat_u(a, "connection_buffer_bytes", input_buffers(srv));
+	stat_u(a, "connections", srv->conns.n);
+	stat_u(a, "connection_buffer_bytes", conns_buffer_bytes(&srv->conns));
 	stat_u(a, "connections_total", srv->st.connections);
 	stat_u(a, "connections_rejected", srv->st.rejected);
-	stat_u(a, "bad_frames", srv->st.bad_frames);
+	stat_u(a, "bad_frames", srv->conns.bad_frames);
 	stat_u(a, "connections_idle_closed", srv->st.idle_closed);
 	stat_u(a, "connections_denied", srv->st.denied);
 	stat_u(a, "max_connections", srv->cfg.max_connections);
-	stat_u(a, "max_inflight_per_connection", srv->cfg.max_inflight);
-	stat_u(a, "max_queued_bytes_per_connection", srv->cfg.max_queued);
+	stat_u(a, "max_inflight_per_connection", srv->cfg.conn.max_inflight);
+	stat_u(a, "max_queued_bytes_per_connection", srv->cfg.conn.max_queued);
 	stat_u(a, "idle_timeout_seconds", srv->cfg.idle_timeout);
 	stat_u(a, "buffer_pool_bytes", st->pool->size);
 	stat_u(a, "buffer_pool_free", st->pool->free_bytes);
@@ -440,21 +429,21 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_s(a, "version", PACKAGE_VERSION);
 }
 
-static void do_stat(struct conn *c, const Zappend__Request *rq)
+static void do_stat(struct server *srv, struct conn *c, const Zappend__Request *rq)
 {
 	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
 	struct stat_acc a = { .n = 0 };
 
-	collect_stats(c->srv, &a);
+	collect_stats(srv, &a);
 	r.id = rq->id;
 	r.n_stats = a.n;
 	r.stats = a.ptrs;
 	send_response(c, &r, NULL, NULL, 0, true);
 }
 
-static void do_zones(struct conn *c, const Zappend__Request *rq)
+static void do_zones(struct server *srv, struct conn *c, const Zappend__Request *rq)
 {
-	const struct zones *zs = &c->srv->store->zones;
+	const struct zones *zs = &srv->store->zones;
 	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
 	Zappend__ZoneInfo *zi = calloc(zs->n, sizeof(*zi));
 	Zappend__ZoneInfo **zp = calloc(zs->n, sizeof(*zp));
@@ -491,8 +480,10 @@ out:
 
 /* --- dispatch --- */
 
-void server_request(struct conn *c, const uint8_t *msg, size_t mlen, uint32_t plen)
+static void on_request(struct conns *cs, struct conn *c, const uint8_t *msg, size_t mlen,
+		       uint32_t plen)
 {
+	struct server *srv = container_of(cs, struct server, conns);
 	Zappend__Request *rq = zappend__request__unpack(NULL, mlen, msg);
 	char why[64];
 
@@ -503,25 +494,25 @@ void server_request(struct conn *c, const uint8_t *msg, size_t mlen, uint32_t pl
 	}
 	switch (rq->op) {
 	case ZAPPEND__OP__OP_PUT:
-		do_put(c, rq, plen);
+		do_put(srv, c, rq, plen);
 		break;
 	case ZAPPEND__OP__OP_GET:
-		do_get(c, rq);
+		do_get(srv, c, rq);
 		break;
 	case ZAPPEND__OP__OP_DEL:
-		do_del(c, rq);
+		do_del(srv, c, rq);
 		break;
 	case ZAPPEND__OP__OP_STAT:
-		do_stat(c, rq);
+		do_stat(srv, c, rq);
 		break;
 	case ZAPPEND__OP__OP_LIST:
-		do_list(c, rq);
+		do_list(srv, c, rq);
 		break;
 	case ZAPPEND__OP__OP_ZONES:
-		do_zones(c, rq);
+		do_zones(srv, c, rq);
 		break;
 	case ZAPPEND__OP__OP_SCAN:
-		do_scan(c, rq);
+		do_scan(srv, c, rq);
 		break;
 	default:
 		snprintf(why, sizeof(why), "unknown request type %d", (int)rq->op);
@@ -556,6 +547,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		const struct ucred *peer;
 		struct conn *c;
 
 		if (fd < 0) {
@@ -563,7 +555,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 				log_warn(srv->log, "accept: %s", strerror(errno));
 			return;
 		}
-		if (srv->nconns >= srv->cfg.max_connections) {
+		if (srv->conns.n >= srv->cfg.max_connections) {
 			srv->st.rejected++;
 			log_warn(srv->log,
 				 "refusing a connection: %u connections is the limit "
@@ -572,25 +564,24 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			close(fd);
 			continue;
 		}
-		c = conn_new(srv, fd);
+		c = conn_new(&srv->conns, fd);
 		if (!c) {
 			log_warn(srv->log, "refusing a connection: out of memory");
 			close(fd);
 			continue;
 		}
-		LIST_INSERT_HEAD(&srv->conns, c, link);
-		srv->nconns++;
 		srv->st.connections++;
-		if (!allowed(&srv->cfg, c->uid, c->gid)) {
+		peer = conn_peer(c);
+		if (!allowed(&srv->cfg, peer->uid, peer->gid)) {
 			srv->st.denied++;
 			log_warn(srv->log,
 				 "refusing client pid %d uid %u gid %u: not an allowed user",
-				 (int)c->pid, (unsigned)c->uid, (unsigned)c->gid);
+				 (int)peer->pid, (unsigned)peer->uid, (unsigned)peer->gid);
 			conn_close(c, NULL);
 			continue;
 		}
-		log_debug(srv->log, "client pid %d uid %u gid %u connected", (int)c->pid,
-			  (unsigned)c->uid, (unsigned)c->gid);
+		log_debug(srv->log, "client pid %d uid %u gid %u connected", (int)peer->pid,
+			  (unsigned)peer->uid, (unsigned)peer->gid);
 	}
 }
 
@@ -661,7 +652,6 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 	struct timespec now;
-	struct conn *c, *next;
 
 	if (srv->store->dev->fixed_refused && !srv->fixed_refusal_logged) {
 		srv->fixed_refusal_logged = true;
@@ -670,10 +660,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	}
 	store_tick(srv->store);
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	for (c = LIST_FIRST(&srv->conns); c; c = next) {
-		next = LIST_NEXT(c, link);
-		srv->st.idle_closed += conn_sweep(c, now.tv_sec, srv->cfg.idle_timeout);
-	}
+	srv->st.idle_closed += conns_sweep(&srv->conns, now.tv_sec, srv->cfg.idle_timeout);
 }
 
 int server_start(struct server *srv, struct event_base *base, struct store *store,
@@ -684,14 +671,14 @@ int server_start(struct server *srv, struct event_base *base, struct store *stor
 	srv->store = store;
 	srv->log = log;
 	srv->cfg = *cfg;
-	if (!srv->cfg.max_inflight)
-		srv->cfg.max_inflight = SERVER_MAX_INFLIGHT;
-	if (!srv->cfg.max_queued)
-		srv->cfg.max_queued = SERVER_MAX_QUEUED;
+	if (!srv->cfg.conn.max_inflight)
+		srv->cfg.conn.max_inflight = SERVER_MAX_INFLIGHT;
+	if (!srv->cfg.conn.max_queued)
+		srv->cfg.conn.max_queued = SERVER_MAX_QUEUED;
 	if (!srv->cfg.idle_timeout)
 		srv->cfg.idle_timeout = SERVER_IDLE_TIMEOUT;
 	srv->started = time(NULL);
-	LIST_INIT(&srv->conns);
+	conns_init(&srv->conns, base, log, &srv->cfg.conn, on_request);
 	srv->lfd =
 	    cfg->inherit ? cfg->inherited_fd : listen_on(cfg->socket_path, cfg->socket_gid, err);
 	if (srv->lfd < 0)
@@ -711,16 +698,7 @@ int server_start(struct server *srv, struct event_base *base, struct store *stor
 
 static bool quiet(const struct server *srv)
 {
-	const struct conn *c;
-
-	if (!store_idle(srv->store))
-		return false;
-	LIST_FOREACH(c, &srv->conns, link)
-	{
-		if (c->inflight || !STAILQ_EMPTY(&c->outq))
-			return false;
-	}
-	return true;
+	return store_idle(srv->store) && conns_idle(&srv->conns);
 }
 
 static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
@@ -739,11 +717,9 @@ static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
 
 void server_stop(struct server *srv)
 {
-	struct conn *c;
-
-	if (srv->stopping)
+	if (srv->conns.stopping)
 		return;
-	srv->stopping = true;
+	conns_stop(&srv->conns);
 	store_stop(srv->store);
 	if (srv->lev) {
 		event_free(srv->lev);
@@ -753,8 +729,6 @@ void server_stop(struct server *srv)
 		if (!srv->cfg.inherit)
 			unlink(srv->cfg.socket_path);
 	}
-	LIST_FOREACH(c, &srv->conns, link)
-	conn_update(c);
 	srv->stop_timer = evtimer_new(srv->base, on_stop_tick, srv);
 	if (!srv->stop_timer)
 		event_base_loopexit(srv->base, NULL);
@@ -764,8 +738,7 @@ void server_stop(struct server *srv)
 
 void server_done(struct server *srv)
 {
-	while (!LIST_EMPTY(&srv->conns))
-		conn_close(LIST_FIRST(&srv->conns), NULL);
+	conns_close_all(&srv->conns);
 	if (srv->lev)
 		event_free(srv->lev);
 	if (srv->lfd >= 0)

@@ -1,22 +1,21 @@
 /*
- * The socket side: a libevent listener on a Unix stream socket, connections
- * reading framed requests (values straight into store buffers) and writing
- * framed responses, possibly out of order, values straight from store buffers.
+ * The socket side: a libevent listener on a Unix stream socket, and the
+ * requests its connections (conn.c) read: each is dispatched to the store
+ * and answered, possibly out of order, values straight from store buffers.
  */
 #ifndef ZAPD_SERVER_H
 #define ZAPD_SERVER_H
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/queue.h>
 #include <time.h>
 
+#include "conn.h"
 #include "log.h"
 #include "store.h"
 
 struct event_base;
 struct event;
-struct conn;
 
 struct server_cfg {
 	const char *socket_path;
@@ -29,8 +28,7 @@ struct server_cfg {
 	bool inherit;
 	int inherited_fd;
 	unsigned max_connections;
-	unsigned max_inflight;	    /* requests in flight per connection; 0: the default */
-	size_t max_queued;	    /* response bytes queued per connection; 0: the default */
+	struct conn_limits conn;    /* 0s: the defaults */
 	unsigned idle_timeout;	    /* seconds a half-sent request or unread responses may wait */
 	const uint32_t *allow_uids; /* peers allowed by uid or gid; none listed: everyone */
 	size_t n_allow_uids;
@@ -45,7 +43,6 @@ struct server_cfg {
 struct server_stats {
 	uint64_t connections; /* accepted so far */
 	uint64_t rejected;    /* refused: too many connections */
-	uint64_t bad_frames;  /* connections closed for a broken stream */
 	uint64_t idle_closed; /* connections closed for stalling mid-request or not reading */
 	uint64_t denied;      /* refused: peer not among the allowed uids/gids */
 };
@@ -59,9 +56,7 @@ struct server {
 	struct event *lev;
 	struct event *stop_timer;
 	struct event *sweep_timer; /* once a second: connections stuck mid-request */
-	LIST_HEAD(, conn) conns;
-	unsigned nconns;
-	bool stopping;
+	struct conns conns;
 	unsigned stop_ticks;
 	bool fixed_refusal_logged;
 	time_t started;
@@ -73,8 +68,5 @@ int server_start(struct server *srv, struct event_base *base, struct store *stor
 /* Stops accepting and reading; the loop exits once in-flight work is answered. */
 void server_stop(struct server *srv);
 void server_done(struct server *srv);
-
-/* For conn.c: one decoded frame's header; plen payload bytes follow. */
-void server_request(struct conn *c, const uint8_t *msg, size_t mlen, uint32_t plen);
 
 #endif

@@ -248,7 +248,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		fz_die("connect %s: %s", D.sock, strerror(errno));
-	while (!closed || D.srv.nconns || D.srv.st.connections == accepted) {
+	while (!closed || D.srv.conns.n || D.srv.st.connections == accepted) {
 		bool progress = false;
 
 		if (sent < size) {
