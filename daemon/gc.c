@@ -54,7 +54,7 @@ int gc_init(struct gc *g, struct store *s, enum gc_policy policy)
 	 * whole pool, and GC must not wait for them. The window is sized at the
 	 * first victim, once the format's largest record is known.
 	 */
-	if (posix_memalign(&g->ckpt, ZREC_BLOCK, ZREC_BLOCK))
+	if (posix_memalign(&g->ckpt, ZDEV_BLOCK, ZDEV_BLOCK))
 		return -ENOMEM;
 	return 0;
 }
@@ -137,7 +137,7 @@ static double score(const struct gc *g, const struct zone *z)
  */
 static bool worth(const struct gc *g, const struct zone *z)
 {
-	uint64_t keep = zone_keep(z), avg = z->nrecs ? z->recs / z->nrecs : ZREC_BLOCK;
+	uint64_t keep = zone_keep(z), avg = z->nrecs ? z->recs / z->nrecs : ZDEV_BLOCK;
 	double copies = (double)keep / MAX(avg, ZREC_ALIGN);
 	uint64_t cost = (uint64_t)(copies * zones_entry_meta(COPY_KLEN, false) +
 				   (double)keep / z->cap * z->max_rec / 2);
@@ -233,7 +233,7 @@ static uint32_t pick_victim(const struct gc *g)
 		if (z->state != ZS_FULL || !worth(g, z))
 			continue;
 		/* Room for all of it (a tombstone expected to go may stay) and the checkpoint. */
-		keep += keep / 32 + (i == newest ? ZREC_BLOCK : 0);
+		keep += keep / 32 + (i == newest ? ZDEV_BLOCK : 0);
 		if (keep > room_for(zs, &memo, keep ? z->max_rec : 0))
 			continue;
 		sc = score(g, z);
@@ -254,13 +254,13 @@ bool gc_can_free(const struct gc *g)
 static bool window(struct gc *g)
 {
 	/* A record that starts late in its block still fits whole. */
-	uint32_t len = MAX(WINDOW, g->s->rec_limit + ZREC_BLOCK);
+	uint32_t len = MAX(WINDOW, g->s->rec_limit + ZDEV_BLOCK);
 
 	if (g->win && g->win_cap >= len)
 		return true;
 	free(g->win);
 	g->win_cap = 0;
-	if (posix_memalign((void **)&g->win, ZREC_BLOCK, len)) {
+	if (posix_memalign((void **)&g->win, ZDEV_BLOCK, len)) {
 		g->win = NULL;
 		return false;
 	}
@@ -392,11 +392,11 @@ static void ckpt_done(struct zdev_io *io)
 	struct gc *g = container_of(io, struct gc, io);
 
 	zones_append_done(&g->s->zones, g->ckpt_zone);
-	if (io->res < 0 || store_landed(g->s, g->ckpt_zone, io->addr, ZREC_BLOCK)) {
+	if (io->res < 0 || store_landed(g->s, g->ckpt_zone, io->addr, ZDEV_BLOCK)) {
 		finish_victim(g, false);
 		return;
 	}
-	zones_add_dead(&g->s->zones, g->ckpt_zone, ZREC_BLOCK);
+	zones_add_dead(&g->s->zones, g->ckpt_zone, ZDEV_BLOCK);
 	g->state = GC_FLUSH;
 	step(g);
 }
@@ -412,14 +412,14 @@ static void checkpoint(struct gc *g)
 		step(g);
 		return;
 	}
-	if (zones_reserve(&s->zones, ZC_GC, ZREC_BLOCK, 0, &g->ckpt_zone)) {
+	if (zones_reserve(&s->zones, ZC_GC, ZDEV_BLOCK, 0, &g->ckpt_zone)) {
 		finish_victim(g, false);
 		return;
 	}
-	memset(g->ckpt, 0, ZREC_BLOCK);
+	memset(g->ckpt, 0, ZDEV_BLOCK);
 	zrec_seal(g->ckpt, &r, s->tag);
 	g->io.done = ckpt_done;
-	zdev_append(s->dev, g->ckpt_zone, g->ckpt, ZREC_BLOCK, &g->io);
+	zdev_append(s->dev, g->ckpt_zone, g->ckpt, ZDEV_BLOCK, &g->io);
 }
 
 /* --- copying --- */
@@ -507,7 +507,7 @@ static struct gc_pack *pack_new(struct gc *g)
 {
 	struct gc_pack *pk = calloc(1, sizeof(*pk));
 
-	if (!pk || posix_memalign((void **)&pk->buf, ZREC_BLOCK, g->s->rec_max)) {
+	if (!pk || posix_memalign((void **)&pk->buf, ZDEV_BLOCK, g->s->rec_max)) {
 		free(pk);
 		return NULL;
 	}
@@ -629,14 +629,14 @@ static int handle(struct gc *g, const struct zrec *r, uint64_t addr, const uint8
 static uint32_t sweep(struct gc *g, uint32_t off)
 {
 	struct store *s = g->s;
-	uint64_t wstart = s->zones.z[g->victim].start + g->pos / ZREC_BLOCK * ZREC_BLOCK;
+	uint64_t wstart = s->zones.z[g->victim].start + g->pos / ZDEV_BLOCK * ZDEV_BLOCK;
 	struct zrec r;
 	int ret;
 
 	while (off < g->win_len && !g->failed) {
 		ret = zrec_parse(g->win + off, g->win_len - off, s->tag, &r);
 		/* Straddles the window's end: the next window starts with its block. */
-		if (ret == -ENODATA && off >= ZREC_BLOCK)
+		if (ret == -ENODATA && off >= ZDEV_BLOCK)
 			break;
 		/*
 		 * Padding, or torn: the next append starts on a block, and records
@@ -656,7 +656,7 @@ static uint32_t sweep(struct gc *g, uint32_t off)
 static void read_done(struct zdev_io *io)
 {
 	struct gc *g = container_of(io, struct gc, io);
-	uint32_t from = g->pos % ZREC_BLOCK;
+	uint32_t from = g->pos % ZDEV_BLOCK;
 
 	/* What cannot be read cannot be copied: the victim stays. */
 	if (io->res < 0)
@@ -676,7 +676,7 @@ static void scan_next(struct gc *g)
 {
 	struct store *s = g->s;
 	struct zone *z = &s->zones.z[g->victim];
-	uint64_t at = g->pos / ZREC_BLOCK * ZREC_BLOCK;
+	uint64_t at = g->pos / ZDEV_BLOCK * ZDEV_BLOCK;
 
 	if (g->failed || g->stopping) {
 		finish_victim(g, false);

@@ -22,8 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ZREC_BLOCK   4096u /* appends are whole blocks */
-#define ZREC_ALIGN   8u	   /* records start on this */
+#include "dev.h" /* ZDEV_BLOCK: appends are whole blocks */
+
+#define ZREC_ALIGN   8u /* records start on this */
 #define ZREC_HDR     20u
 #define ZREC_EXT     24u
 #define ZREC_KEY_MAX 1024u
@@ -60,7 +61,7 @@ static inline uint64_t zrec_align(uint64_t n)
 
 static inline uint64_t zrec_block_up(uint64_t n)
 {
-	return (n + ZREC_BLOCK - 1) / ZREC_BLOCK * ZREC_BLOCK;
+	return (n + ZDEV_BLOCK - 1) / ZDEV_BLOCK * ZDEV_BLOCK;
 }
 
 /* Whether a record of this type and chunk count carries the extension. */

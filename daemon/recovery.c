@@ -21,7 +21,7 @@
 #define SEQ_AFTER_LOSS (1ull << 32)
 
 /* Every record fits, however late in its block it starts: no format allows a longer one. */
-#define SCAN_BUF (ZSUPER_REC_LIMIT + ZREC_BLOCK)
+#define SCAN_BUF (ZSUPER_REC_LIMIT + ZDEV_BLOCK)
 
 /* A chunk of a multi-record value, held until all its siblings are found. */
 struct part {
@@ -63,17 +63,17 @@ static int read_salvage(struct scan *sc, uint64_t addr, uint8_t *buf, uint32_t l
 		ret = zdev_read_sync(sc->s->dev, addr, buf, len);
 		if (ret >= 0 || ret == -ENOMEM)
 			return ret < 0 ? ret : 0;
-		if (len > ZREC_BLOCK)
+		if (len > ZDEV_BLOCK)
 			break; /* the halves get their own tries */
 	}
-	if (len <= ZREC_BLOCK) {
+	if (len <= ZDEV_BLOCK) {
 		memset(buf, 0, len);
 		if (!sc->bad)
 			sc->bad_at = addr % sc->s->zones.zone_size;
 		sc->bad += len;
 		return 0;
 	}
-	half = len / 2 / ZREC_BLOCK * ZREC_BLOCK;
+	half = len / 2 / ZDEV_BLOCK * ZDEV_BLOCK;
 	ret = read_salvage(sc, addr, buf, half);
 	return ret ? ret : read_salvage(sc, addr + half, buf + half, len - half);
 }
@@ -84,7 +84,7 @@ static int load(struct scan *sc, uint64_t addr, uint64_t end)
 	uint32_t len;
 	int ret;
 
-	addr = addr / ZREC_BLOCK * ZREC_BLOCK;
+	addr = addr / ZDEV_BLOCK * ZDEV_BLOCK;
 	len = MIN(SCAN_BUF, end - addr);
 	ret = read_salvage(sc, addr, sc->buf, len);
 
@@ -181,7 +181,7 @@ static int scan_record(struct scan *sc, uint64_t pos, uint64_t end, struct zrec 
 	avail = sc->at + sc->len - pos;
 	ret = zrec_head(sc->buf + (pos - sc->at), avail, r);
 	if (!ret && r->len > avail && pos + r->len <= end &&
-	    pos / ZREC_BLOCK * ZREC_BLOCK > sc->at) {
+	    pos / ZDEV_BLOCK * ZDEV_BLOCK > sc->at) {
 		/* Straddles the window's end: the next window starts with it. */
 		ret = load(sc, pos, end);
 		if (ret)
@@ -319,14 +319,14 @@ static int count_live(const void *key, size_t klen, const struct zent *e, void *
  */
 static int write_super(struct store *s, const struct zdev_zone *mz, uint32_t meta)
 {
-	uint32_t step = MIN(ZSUPER_GAP, s->dev->info.max_append) / ZREC_BLOCK * ZREC_BLOCK;
-	uint64_t pos = 0, end = (ZSUPER_COPIES - 1) * ZSUPER_GAP + ZREC_BLOCK;
+	uint32_t step = MIN(ZSUPER_GAP, s->dev->info.max_append) / ZDEV_BLOCK * ZDEV_BLOCK;
+	uint64_t pos = 0, end = (ZSUPER_COPIES - 1) * ZSUPER_GAP + ZDEV_BLOCK;
 	uint8_t *buf, *zeros;
 	int ret = 0;
 
-	if (posix_memalign((void **)&buf, ZREC_BLOCK, step))
+	if (posix_memalign((void **)&buf, ZDEV_BLOCK, step))
 		return -ENOMEM;
-	if (posix_memalign((void **)&zeros, ZREC_BLOCK, step)) {
+	if (posix_memalign((void **)&zeros, ZDEV_BLOCK, step)) {
 		free(buf);
 		return -ENOMEM;
 	}
@@ -367,7 +367,7 @@ static int format(struct store *s, struct zdev_zone *dz, uint32_t meta, struct z
 			return zerr_set(err, ret, "format: cannot reset zone %u: %s", i,
 					strerror(-ret));
 	}
-	if (dz[meta].cap < (ZSUPER_COPIES - 1) * ZSUPER_GAP + ZREC_BLOCK)
+	if (dz[meta].cap < (ZSUPER_COPIES - 1) * ZSUPER_GAP + ZDEV_BLOCK)
 		return zerr_set(err, -EINVAL, "format: zone %u is too small for the superblock",
 				meta);
 	zsuper_new(&s->sb, info, s->rec_max);
@@ -402,10 +402,10 @@ static int read_copies(struct store *s, const struct zdev_zone *mz, uint8_t *buf
 {
 	int ret = -EBADMSG, first = 0;
 
-	for (uint32_t i = 0; i < ZSUPER_COPIES && i * ZSUPER_GAP + ZREC_BLOCK <= mz->cap; i++) {
-		ret = zdev_read_sync(s->dev, mz->start + i * ZSUPER_GAP, buf, ZREC_BLOCK);
+	for (uint32_t i = 0; i < ZSUPER_COPIES && i * ZSUPER_GAP + ZDEV_BLOCK <= mz->cap; i++) {
+		ret = zdev_read_sync(s->dev, mz->start + i * ZSUPER_GAP, buf, ZDEV_BLOCK);
 		if (ret >= 0)
-			ret = zsuper_decode(buf, ZREC_BLOCK, &s->sb);
+			ret = zsuper_decode(buf, ZDEV_BLOCK, &s->sb);
 		if (!ret || ret == -EPROTONOSUPPORT || ret == -EPROTO) {
 			if (!ret && i)
 				store_log(s, LOG_WARNING, "superblock copy 0 %s: using copy %u",
@@ -429,7 +429,7 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
 		return zerr_set(err, -EROFS, "no zone with a write pointer for the superblock");
 	if (force || all_empty(dz, info->nr_zones))
 		return format(s, dz, meta, err);
-	if (posix_memalign((void **)&buf, ZREC_BLOCK, ZREC_BLOCK))
+	if (posix_memalign((void **)&buf, ZDEV_BLOCK, ZDEV_BLOCK))
 		return -ENOMEM;
 	ret = read_copies(s, &dz[meta], buf);
 	free(buf);
@@ -464,10 +464,10 @@ static int last_written(struct scan *sc, const struct zone *z, uint64_t *end)
 
 		if (ret)
 			return ret;
-		for (uint64_t b = hi; b > lo; b -= ZREC_BLOCK) {
-			const uint64_t *w = (const uint64_t *)(sc->buf + (b - ZREC_BLOCK - lo));
+		for (uint64_t b = hi; b > lo; b -= ZDEV_BLOCK) {
+			const uint64_t *w = (const uint64_t *)(sc->buf + (b - ZDEV_BLOCK - lo));
 
-			for (size_t k = 0; k < ZREC_BLOCK / 8; k++) {
+			for (size_t k = 0; k < ZDEV_BLOCK / 8; k++) {
 				if (w[k]) {
 					*end = b;
 					return 0;
@@ -502,7 +502,7 @@ static int read_part(struct scan *sc, const struct zone *z, uint64_t off, uint64
 	if (in_buf(sc, z->start + off, len)) {
 		at = sc->buf + (z->start + off - sc->at);
 	} else {
-		if (posix_memalign((void **)own, ZREC_BLOCK, len))
+		if (posix_memalign((void **)own, ZDEV_BLOCK, len))
 			return -ENOMEM;
 		/* A part that cannot be read is a summary that cannot be used. */
 		ret = -EBADMSG;
@@ -541,8 +541,8 @@ static int summary_end(struct scan *sc, const struct zone *z, uint64_t *end)
 
 	if (ret)
 		return ret;
-	if (z->cap >= ZREC_BLOCK &&
-	    zsum_footer_get(sc->buf + (z->cap - ZREC_BLOCK - lo), sc->s->tag)) {
+	if (z->cap >= ZDEV_BLOCK &&
+	    zsum_footer_get(sc->buf + (z->cap - ZDEV_BLOCK - lo), sc->s->tag)) {
 		*end = z->cap;
 		return 0;
 	}
@@ -555,14 +555,14 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps, u
 	uint64_t end, off, len;
 	int ret = summary_end(sc, z, &end);
 
-	if (ret || end < ZREC_BLOCK)
+	if (ret || end < ZDEV_BLOCK)
 		return ret ? ret : -EBADMSG;
-	len = zsum_footer_get(sc->buf + (end - ZREC_BLOCK - (sc->at - z->start)), sc->s->tag);
+	len = zsum_footer_get(sc->buf + (end - ZDEV_BLOCK - (sc->at - z->start)), sc->s->tag);
 	if (len > end)
 		return -EBADMSG;
 	off = end - len;
 	while (ps->n < ARRAY_SIZE(ps->buf)) {
-		uint8_t blk[ZREC_BLOCK] __attribute__((aligned(ZREC_BLOCK)));
+		uint8_t blk[ZDEV_BLOCK] __attribute__((aligned(ZDEV_BLOCK)));
 		const uint8_t *head = blk;
 		struct zrec *r = &ps->r[ps->n], before;
 
@@ -578,13 +578,13 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps, u
 		}
 		/* The part before: its header says how long it is. */
 		off = r->voff;
-		if (off + ZREC_BLOCK > z->cap)
+		if (off + ZDEV_BLOCK > z->cap)
 			return -EBADMSG;
-		if (in_buf(sc, z->start + off, ZREC_BLOCK))
+		if (in_buf(sc, z->start + off, ZDEV_BLOCK))
 			head = sc->buf + (z->start + off - sc->at);
-		else if (zdev_read_sync(sc->s->dev, z->start + off, blk, ZREC_BLOCK) < 0)
+		else if (zdev_read_sync(sc->s->dev, z->start + off, blk, ZDEV_BLOCK) < 0)
 			return -EBADMSG;
-		if (zrec_head(head, ZREC_BLOCK, &before))
+		if (zrec_head(head, ZDEV_BLOCK, &before))
 			return -EBADMSG;
 		len = before.len;
 	}
@@ -715,7 +715,7 @@ static int scan_all(struct store *s, struct zerr *err)
 	struct scan sc = { .s = s };
 	int ret = 0;
 
-	if (posix_memalign((void **)&sc.buf, ZREC_BLOCK, SCAN_BUF))
+	if (posix_memalign((void **)&sc.buf, ZDEV_BLOCK, SCAN_BUF))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < s->zones.n; i++)
 		sc.written += s->zones.z[i].state != ZS_META && s->zones.z[i].used;
@@ -764,7 +764,7 @@ static void tile_records(struct store *s)
 		return;
 	avail = zs->z[i].cap - ZSUM_BASE_RESERVE;
 	n = DIV_UP(avail, s->rec_max);
-	len = (avail - n * zones_entry_meta(TILE_KLEN, true)) / n / ZREC_BLOCK * ZREC_BLOCK;
+	len = (avail - n * zones_entry_meta(TILE_KLEN, true)) / n / ZDEV_BLOCK * ZDEV_BLOCK;
 	/* Never so short that a value takes many more records than it must. */
 	if (len >= s->rec_max / 2 && len < s->rec_max)
 		s->rec_max = len;

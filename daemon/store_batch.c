@@ -42,7 +42,7 @@ static void chunk_rebuf(struct store *s, struct zchunk *c, const uint8_t *rec)
 		p->held += c->alloc;
 		if (p->budget)
 			p->budget->held += c->alloc;
-	} else if (!posix_memalign(&c->buf, ZREC_BLOCK, c->alloc)) {
+	} else if (!posix_memalign(&c->buf, ZDEV_BLOCK, c->alloc)) {
 		c->heap = true;
 	} else {
 		c->buf = NULL;
@@ -109,7 +109,7 @@ static void batch_push(struct zbatch *b, struct zchunk *c, const void *rec)
  */
 static struct zbatch *batch_split(struct store *s, struct zbatch *b)
 {
-	uint32_t cut = b->len / ZREC_BLOCK * ZREC_BLOCK;
+	uint32_t cut = b->len / ZDEV_BLOCK * ZDEV_BLOCK;
 	struct zchunk **pc = &b->chunks, *c;
 	struct zbatch *rest;
 

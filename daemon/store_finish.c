@@ -69,7 +69,7 @@ static void *meta_buf(uint32_t len)
 {
 	void *buf;
 
-	if (posix_memalign(&buf, ZREC_BLOCK, len))
+	if (posix_memalign(&buf, ZDEV_BLOCK, len))
 		return NULL;
 	memset(buf, 0, len);
 	return buf;

@@ -212,15 +212,15 @@ void zsum_footer_put(void *rec, size_t len, uint64_t tag)
 	uint8_t *f = (uint8_t *)rec + len - ZSUM_FOOTER;
 
 	put_le32(f, ZSUM_FOOTER_MAGIC);
-	put_le32(f + 4, len / ZREC_BLOCK);
+	put_le32(f + 4, len / ZDEV_BLOCK);
 	put_le64(f + 8, tag);
 }
 
 uint64_t zsum_footer_get(const void *blk, uint64_t tag)
 {
-	const uint8_t *f = (const uint8_t *)blk + ZREC_BLOCK - ZSUM_FOOTER;
+	const uint8_t *f = (const uint8_t *)blk + ZDEV_BLOCK - ZSUM_FOOTER;
 
 	if (get_le32(f) != ZSUM_FOOTER_MAGIC || get_le64(f + 8) != tag)
 		return 0;
-	return (uint64_t)get_le32(f + 4) * ZREC_BLOCK;
+	return (uint64_t)get_le32(f + 4) * ZDEV_BLOCK;
 }

@@ -32,7 +32,7 @@ size_t zsuper_encode(const struct zsuper *sb, void *buf)
 	struct zrec r = { .type = ZREC_SUPER, .dlen = SUPER_DLEN };
 	uint8_t *d = zrec_data(buf, false, 0);
 
-	memset(buf, 0, ZREC_BLOCK);
+	memset(buf, 0, ZDEV_BLOCK);
 	memcpy(d, sb->uuid, 16);
 	put_le32(d + 16, sb->version);
 	put_le32(d + 20, sb->nr_zones);
@@ -73,7 +73,7 @@ int zsuper_decode(const void *buf, size_t len, struct zsuper *sb)
 	sb->ctime = get_le64(r.data + 40);
 	if (sb->version > ZSUPER_VERSION)
 		return -EPROTONOSUPPORT;
-	if (sb->rec_max < ZREC_BLOCK || sb->rec_max % ZREC_BLOCK || sb->rec_max > ZSUPER_REC_LIMIT)
+	if (sb->rec_max < ZDEV_BLOCK || sb->rec_max % ZDEV_BLOCK || sb->rec_max > ZSUPER_REC_LIMIT)
 		return -EBADMSG;
 	return 0;
 }

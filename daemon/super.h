@@ -37,7 +37,7 @@ struct zsuper {
 /* A new superblock for this device, with a random uuid, for records up to rec_max bytes. */
 void zsuper_new(struct zsuper *sb, const struct zdev_info *info, uint32_t rec_max);
 
-/* Writes the superblock record into buf (ZREC_BLOCK bytes); returns its length. */
+/* Writes the superblock record into buf (ZDEV_BLOCK bytes); returns its length. */
 size_t zsuper_encode(const struct zsuper *sb, void *buf);
 
 /*

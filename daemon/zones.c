@@ -551,12 +551,12 @@ int zones_landed(struct zones *zs, uint32_t zone, uint64_t addr, uint32_t len)
 	uint64_t off = addr - z->start;
 
 	if (addr < z->start || off < z->base || off + len > MIN(z->used, z->cap) ||
-	    off % ZREC_BLOCK || len % ZREC_BLOCK)
+	    off % ZDEV_BLOCK || len % ZDEV_BLOCK)
 		return -EIO;
 	/* Without memory for the map, the bounds above are all that is checked. */
 	if (!z->landed)
-		z->landed = calloc(DIV_UP(z->cap / ZREC_BLOCK, 8), 1);
-	if (z->landed && !mark_landed(z->landed, off / ZREC_BLOCK, len / ZREC_BLOCK))
+		z->landed = calloc(DIV_UP(z->cap / ZDEV_BLOCK, 8), 1);
+	if (z->landed && !mark_landed(z->landed, off / ZDEV_BLOCK, len / ZDEV_BLOCK))
 		return -EIO;
 	z->wp = MAX(z->wp, off + len);
 	return 0;

@@ -276,7 +276,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		one_record(p, size - off, in_tag, &h, hret);
 		one_record(p, size - off, ZSUPER_TAG, &h, hret);
 	}
-	for (size_t off = 0; off + ZREC_BLOCK <= size; off += ZREC_BLOCK) {
+	for (size_t off = 0; off + ZDEV_BLOCK <= size; off += ZDEV_BLOCK) {
 		sink += zsum_footer_get(data + off, fz_tag());
 		sink += zsum_footer_get(data + off, in_tag);
 	}

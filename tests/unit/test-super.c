@@ -15,7 +15,7 @@ static const struct zdev_info info = { .nr_zones = 64, .zone_size = 64 << 20, .b
 
 static void test_round_trip(void **state)
 {
-	uint8_t buf[ZREC_BLOCK] __attribute__((aligned(8)));
+	uint8_t buf[ZDEV_BLOCK] __attribute__((aligned(8)));
 	struct zsuper sb, got;
 
 	(void)state;
@@ -39,7 +39,7 @@ static void test_round_trip(void **state)
 /* Formats 1 and 2 began a superblock with a 64-byte header: named as older. */
 static void test_older_format(void **state)
 {
-	uint8_t buf[ZREC_BLOCK] = { 0 };
+	uint8_t buf[ZDEV_BLOCK] = { 0 };
 	struct zsuper got;
 
 	(void)state;
@@ -58,7 +58,7 @@ static void test_older_format(void **state)
 
 static void test_newer_format(void **state)
 {
-	uint8_t buf[ZREC_BLOCK] __attribute__((aligned(8)));
+	uint8_t buf[ZDEV_BLOCK] __attribute__((aligned(8)));
 	struct zsuper sb, got;
 
 	(void)state;
@@ -71,7 +71,7 @@ static void test_newer_format(void **state)
 
 static void test_zeros(void **state)
 {
-	uint8_t buf[ZREC_BLOCK] = { 0 };
+	uint8_t buf[ZDEV_BLOCK] = { 0 };
 	struct zsuper got;
 
 	(void)state;
