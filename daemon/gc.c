@@ -638,12 +638,17 @@ static uint32_t sweep(struct gc *g, uint32_t off)
 		/* Straddles the window's end: the next window starts with its block. */
 		if (ret == -ENODATA && off >= ZDEV_BLOCK)
 			break;
+		/* Padding: the next append starts on a block. */
+		if (ret == -ENOENT || ret == -ENODATA) {
+			off = zrec_block_up(off + 1);
+			continue;
+		}
 		/*
-		 * Padding, or torn: the next append starts on a block, and records
-		 * that landed after a short write may lie inside a torn one's length.
+		 * Torn or damaged: records packed after it, or that landed inside
+		 * its length after a short write, may start 8 bytes on.
 		 */
 		if (ret) {
-			off = zrec_block_up(off + 1);
+			off += ZREC_ALIGN;
 			continue;
 		}
 		if (handle(g, &r, wstart + off, g->win + off))

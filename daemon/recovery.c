@@ -164,8 +164,9 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 static int last_written(struct scan *sc, const struct zone *z, uint64_t *end);
 
 /*
- * The record at pos, read into sc's window as needed: 0 and r; -EBADMSG when
- * none is there (padding, a hole, torn); a read's error.
+ * The record at pos, read into sc's window as needed: 0 and r; -ENOENT at
+ * padding (or a hole, which reads as zeros); -EBADMSG when no whole record
+ * is there (torn, damaged); a read's error.
  */
 static int scan_record(struct scan *sc, uint64_t pos, uint64_t end, struct zrec *r)
 {
@@ -189,7 +190,7 @@ static int scan_record(struct scan *sc, uint64_t pos, uint64_t end, struct zrec 
 		avail = sc->at + sc->len - pos;
 	}
 	if (ret)
-		return -EBADMSG;
+		return ret == -ENOENT ? ret : -EBADMSG;
 	ret = zrec_parse(sc->buf + (pos - sc->at), avail, sc->s->tag, r);
 	if (ret == -EBADMSG)
 		sc->s->st.torn_records++;
@@ -220,16 +221,21 @@ static int scan_zone(struct scan *sc, struct zone *z)
 	sc->bad = 0;
 	while (pos < end) {
 		ret = scan_record(sc, pos, end, &r);
-		if (ret < 0 && ret != -EBADMSG)
+		if (ret < 0 && ret != -EBADMSG && ret != -ENOENT)
 			return ret;
-		if (ret) {
-			/*
-			 * Padding, a hole, or a torn record: the next append starts on
-			 * a block. A write cut short moves the zone's write pointer only
-			 * past what it wrote, so appends in flight beside it may have
-			 * landed inside the length a torn header claims: look there too.
-			 */
+		/* Padding, or a hole: the next append starts on a block. */
+		if (ret == -ENOENT) {
 			pos = zrec_block_up(pos + 1);
+			continue;
+		}
+		/*
+		 * Torn or damaged: the records packed after it are whole, and a
+		 * write cut short moves the zone's write pointer only past what it
+		 * wrote, so appends in flight beside it may have landed inside the
+		 * length its header claims. The next record may start 8 bytes on.
+		 */
+		if (ret) {
+			pos += ZREC_ALIGN;
 			continue;
 		}
 		ret = found(sc, &r, pos);

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,72 @@ static uint64_t find_chunk(const struct zt_daemon *d, const char *key, uint32_t 
 	close(fd);
 	zt_check(found, "chunk %u of %s not found in the image", chunk, key);
 	return found;
+}
+
+/* Puts pipelined, so that they pack into shared blocks: where each landed. */
+#define NB 40
+static struct zap_put_info nb_at[NB];
+
+static void nb_done(zap_client *c, const struct zap_result *r, void *arg)
+{
+	(void)c;
+	zt_check(!r->err, "pipelined put: %s", zap_strerror(r->err));
+	nb_at[(uintptr_t)arg] = r->info;
+}
+
+static void nb_key(char *key, unsigned i)
+{
+	snprintf(key, 16, "nb-%02u", i);
+}
+
+/*
+ * Records share blocks: damage inside one costs that record only, not the
+ * ones packed after it in its block (a restart steps past it 8 bytes at a time).
+ */
+static void neighbours(struct zt_daemon *d)
+{
+	static uint8_t val[NB][100];
+	zap_client *c = zt_connect(d);
+	unsigned victim = NB;
+	char key[16];
+	void *got;
+	size_t glen;
+
+	for (unsigned i = 0; i < NB; i++) {
+		nb_key(key, i);
+		zt_fill(val[i], sizeof(val[i]), 1000 + i);
+		zt_ok(zap_put_async(c, key, strlen(key), val[i], sizeof(val[i]), nb_done,
+				    (void *)(uintptr_t)i));
+	}
+	zt_ok(zap_wait_all(c));
+	/* A record with a neighbour after it in its block. */
+	for (unsigned i = 0; i < NB && victim == NB; i++) {
+		for (unsigned j = 0; j < NB; j++) {
+			if (nb_at[j].zone == nb_at[i].zone && nb_at[j].offset > nb_at[i].offset &&
+			    nb_at[j].offset / 4096 == nb_at[i].offset / 4096)
+				victim = i;
+		}
+	}
+	zt_check(victim < NB, "no two of %d pipelined puts share a block", NB);
+	flip(d, FILE_HEADER + zone_start(c, nb_at[victim].zone) + nb_at[victim].offset + 40);
+	zap_close(c);
+	zt_check(zt_stop(d) == 0, "daemon did not exit cleanly");
+	zt_start(d);
+	c = zt_connect(d);
+	for (unsigned i = 0; i < NB; i++) {
+		int ret;
+
+		nb_key(key, i);
+		ret = zap_get(c, key, strlen(key), &got, &glen);
+		if (i == victim) {
+			zt_check(ret == -ENOENT, "the damaged %s: %s", key, zap_strerror(ret));
+			continue;
+		}
+		zt_check(ret == 0 && glen == sizeof(val[i]) && !memcmp(got, val[i], glen),
+			 "%s, packed beside a damaged record, lost: %s", key, zap_strerror(ret));
+		free(got);
+	}
+	zap_close(c);
 }
 
 struct victim {
@@ -124,6 +191,7 @@ int main(void)
 	zt_ok(zap_get(c, "fine", 4, &got, &glen));
 	free(got);
 	zap_close(c);
+	neighbours(&d);
 	zt_stop(&d);
 	zt_cleanup(&d);
 	free(buf);
