@@ -523,11 +523,10 @@ static struct gc_pack *pack_new(struct gc *g)
 static bool pack_full(const struct gc *g, const struct gc_pack *pk, const struct zrec *r)
 {
 	uint64_t room = zones_gc_room(&g->s->zones);
-	uint64_t now = zrec_block_up(pk->len) + pk->meta;
-	uint64_t then =
-	    zrec_block_up(pk->len + r->len) + pk->meta + zones_entry_meta(r->klen, r->nchunks > 1);
+	uint64_t now = zrec_block_up(pk->len), then = zrec_block_up(pk->len + r->len);
+	uint64_t meta = zones_entry_meta(r->klen, r->nchunks > 1);
 
-	return then > g->s->rec_max + pk->meta || (now <= room && then > room);
+	return then > g->s->rec_max || (now + pk->meta <= room && then + pk->meta + meta > room);
 }
 
 /* The record (whole at rec) joins the pack, which goes first if it has no room left. */

@@ -97,7 +97,6 @@ static void batch_push(struct zbatch *b, struct zchunk *c, const void *rec)
 	memcpy(b->buf + b->len, rec, c->len);
 	c->boff = b->len;
 	b->len += c->len;
-	b->reserved += zrec_block_up(c->len);
 	c->next = NULL;
 	*b->tail = c;
 	b->tail = &c->next;
@@ -121,9 +120,6 @@ static struct zbatch *batch_split(struct store *s, struct zbatch *b)
 	*pc = NULL;
 	b->tail = pc;
 	b->len = c->boff;
-	b->reserved = 0;
-	for (struct zchunk *m = b->chunks; m; m = m->next)
-		b->reserved += zrec_block_up(m->len);
 	while (c) {
 		struct zchunk *next = c->next;
 
@@ -136,13 +132,16 @@ static struct zbatch *batch_split(struct store *s, struct zbatch *b)
 static void batch_submit(struct store *s, struct zqueue *q)
 {
 	struct zbatch *b = q->batch;
+	uint64_t reserved = 0;
 	uint32_t alen;
 
 	q->batch = batch_split(s, b);
 	alen = zrec_block_up(b->len);
 	q->appending++;
 	/* Each record reserved a block-padded append of its own: packed, they take less. */
-	zones_unreserve(&s->zones, b->zone, b->reserved - alen);
+	for (struct zchunk *c = b->chunks; c; c = c->next)
+		reserved += zrec_block_up(c->len);
+	zones_unreserve(&s->zones, b->zone, reserved - alen);
 	memset(b->buf + b->len, 0, alen - b->len);
 	b->io.done = batch_done;
 	zdev_append(s->dev, b->zone, b->buf, alen, &b->io);

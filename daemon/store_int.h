@@ -47,8 +47,7 @@ struct zbatch {
 	struct store *s;
 	uint32_t zone;
 	uint8_t *buf;
-	uint32_t len;	   /* of its records, back to back */
-	uint32_t reserved; /* zone room its records reserved, each as an append alone */
+	uint32_t len; /* of its records, back to back */
 	struct zchunk *chunks, **tail;
 };
 

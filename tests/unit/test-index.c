@@ -294,18 +294,26 @@ static void test_reserve_fit(void **state)
 	zidx_free(idx);
 }
 
-/* Index memory beyond the keys' own bytes, for n keys of 16 bytes. */
-static double bytes_per_key(unsigned n)
+/* A new index of n keys made with fmt from 0 on, each at seq i + 1 and block i. */
+static struct zidx *filled(const char *fmt, unsigned n)
 {
 	struct zidx *idx = zidx_new();
-	char key[32];
-	double per;
+	char key[64];
 
 	assert_non_null(idx);
 	for (unsigned i = 0; i < n; i++) {
-		snprintf(key, sizeof(key), "key-%012u", i);
+		snprintf(key, sizeof(key), fmt, i);
 		assert_int_equal(update(idx, key, put1(i + 1, (uint64_t)i * 4096)), 1);
 	}
+	return idx;
+}
+
+/* Index memory beyond the keys' own bytes, for n keys of 16 bytes. */
+static double bytes_per_key(unsigned n)
+{
+	struct zidx *idx = filled("key-%012u", n);
+	double per;
+
 	per = (double)(zidx_memory(idx) - (size_t)n * 16) / n;
 	zidx_free(idx);
 	return per;
@@ -329,15 +337,10 @@ static void test_memory_per_key(void **state)
 static void test_arena_compacts(void **state)
 {
 	enum { N = 400000 };
-	struct zidx *idx = zidx_new();
+	struct zidx *idx = filled("compact-key-%020u", N);
 	char key[40];
 	size_t full;
 
-	assert_non_null(idx);
-	for (unsigned i = 0; i < N; i++) {
-		snprintf(key, sizeof(key), "compact-key-%020u", i);
-		assert_int_equal(update(idx, key, put1(i + 1, (uint64_t)i * 4096)), 1);
-	}
 	full = zidx_memory(idx);
 	for (unsigned i = 0; i < N; i++) {
 		if (i % 8 == 0)
