@@ -110,18 +110,22 @@ static const char *c_escape(uint8_t b, char tmp[5])
 	return tmp;
 }
 
+/* Runs that need no escape go out whole: ls prints millions of keys. */
 static void put_escaped(FILE *f, const uint8_t *p, size_t n)
 {
+	size_t run = 0;
 	char tmp[5];
-	const char *e;
 
 	for (size_t i = 0; i < n; i++) {
-		e = c_escape(p[i], tmp);
-		if (e)
-			fputs(e, f);
-		else
-			putc(p[i], f);
+		const char *e = c_escape(p[i], tmp);
+
+		if (!e)
+			continue;
+		fwrite(p + run, 1, i - run, f);
+		fputs(e, f);
+		run = i + 1;
 	}
+	fwrite(p + run, 1, n - run, f);
 }
 
 /* Escapes p into out (cap bytes), cut short with "..." when it does not fit. */

@@ -1202,17 +1202,92 @@ static size_t keyset_len(const uint8_t *k)
 	return k[0] | (size_t)k[1] << 8;
 }
 
-static int keyset_cmp(const void *a, const void *b)
+/* Byte d of key k plus one, or 0 past its end: a key sorts before those it begins. */
+static unsigned keyset_byte(const uint8_t *k, size_t d)
 {
-	const uint8_t *ka = *(const uint8_t *const *)a, *kb = *(const uint8_t *const *)b;
+	return d < keyset_len(k) ? k[2 + d] + 1u : 0;
+}
 
-	return key_cmp(ka + 2, keyset_len(ka), kb + 2, keyset_len(kb));
+static bool keyset_less(const uint8_t *a, const uint8_t *b, size_t d)
+{
+	size_t la = keyset_len(a), lb = keyset_len(b);
+
+	return key_cmp(a + 2 + d, la - d, b + 2 + d, lb - d) < 0;
+}
+
+static void keyset_insertion(const uint8_t **keys, size_t n, size_t d)
+{
+	for (size_t i = 1; i < n; i++) {
+		const uint8_t *k = keys[i];
+		size_t j = i;
+
+		for (; j > 0 && keyset_less(k, keys[j - 1], d); j--)
+			keys[j] = keys[j - 1];
+		keys[j] = k;
+	}
+}
+
+/* A run of keys equal in their first d bytes, still to sort. */
+struct keyrun {
+	size_t off, n, d;
+};
+
+/*
+ * Sorts keys into byte order: MSD radix sort, one byte a level, insertion
+ * sort for short runs. A listing sorts millions of keys that share long
+ * prefixes, where qsort's compare calls took most of the client's time and a
+ * core from the daemon beside it. Runs wait on a heap stack, not in
+ * recursion: keys are up to ZAP_KEY_MAX_LEN bytes deep. Runs are disjoint and
+ * hold two keys or more, so n / 2 + 1 of them is room enough.
+ */
+static int keyset_sort(const uint8_t **keys, const uint8_t **tmp, size_t n)
+{
+	struct keyrun *stack = malloc((n / 2 + 1) * sizeof(*stack));
+	size_t top = 0, count[257];
+
+	if (!stack)
+		return -ENOMEM;
+	stack[top++] = (struct keyrun){ 0, n, 0 };
+	while (top) {
+		struct keyrun r = stack[--top];
+		const uint8_t **k = keys + r.off;
+		size_t first = 0, at = 0;
+
+		if (r.n <= 32) {
+			keyset_insertion(k, r.n, r.d);
+			continue;
+		}
+		memset(count, 0, sizeof(count));
+		for (size_t i = 0; i < r.n; i++)
+			count[keyset_byte(k[i], r.d)]++;
+		while (!count[first])
+			first++;
+		if (count[first] == r.n) { /* one bucket: nothing moves at this byte */
+			if (first)
+				stack[top++] = (struct keyrun){ r.off, r.n, r.d + 1 };
+			continue;
+		}
+		for (unsigned c = 0; c < 257; c++) {
+			size_t m = count[c];
+
+			count[c] = at;
+			/* Bucket 0 holds the keys that end at d: in place already. */
+			if (c && m > 1)
+				stack[top++] = (struct keyrun){ r.off + at, m, r.d + 1 };
+			at += m;
+		}
+		for (size_t i = 0; i < r.n; i++)
+			tmp[count[keyset_byte(k[i], r.d)]++] = k[i];
+		memcpy(k, tmp, r.n * sizeof(*k));
+	}
+	free(stack);
+	return 0;
 }
 
 /* The keys in byte order, handed to fn. */
 static int keyset_emit(const struct keyset *ks, zap_list_fn fn, void *arg)
 {
-	const uint8_t **keys = malloc(MAX(ks->n, 1u) * sizeof(*keys));
+	const uint8_t **keys = malloc(MAX(ks->n, 1u) * 2 * sizeof(*keys));
 	size_t off = 0;
 	int ret = 0;
 
@@ -1222,7 +1297,7 @@ static int keyset_emit(const struct keyset *ks, zap_list_fn fn, void *arg)
 		keys[i] = ks->buf + off;
 		off += 2 + keyset_len(keys[i]);
 	}
-	qsort(keys, ks->n, sizeof(*keys), keyset_cmp);
+	ret = keyset_sort(keys, keys + ks->n, ks->n);
 	for (size_t i = 0; i < ks->n && !ret; i++)
 		ret = fn(keys[i] + 2, keyset_len(keys[i]), arg);
 	free(keys);

@@ -3,7 +3,9 @@
  * present for a whole scan comes exactly once (while other clients put and
  * delete between steps), deleted keys never, a prefix holds, and a cursor the
  * daemon did not give, or gave before a restart, is refused with INVALID.
- * zap_list, built on it, still lists in byte order.
+ * zap_list, built on it, still lists in byte order: checked against qsort on
+ * keys made to be hard for its radix sort (prefixes of each other, bytes 0x00
+ * and 0xff, long shared prefixes, runs past its insertion-sort cutoff).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -118,6 +120,73 @@ static int in_order(const void *key, size_t klen, void *arg)
 	return 0;
 }
 
+#define SORT_KEYS 3000
+
+struct skey {
+	uint16_t len;
+	uint8_t b[ZAP_KEY_MAX_LEN];
+};
+
+static int skey_cmp(const void *a, const void *b)
+{
+	const struct skey *x = a, *y = b;
+	int d = memcmp(x->b, y->b, x->len < y->len ? x->len : y->len);
+
+	return d ? d : (x->len > y->len) - (x->len < y->len);
+}
+
+/* "sort/", then bytes from a small alphabet, or a long run of 'a' and a tail. */
+static void skey_make(struct skey *k, uint64_t *rng)
+{
+	static const uint8_t abc[] = { 0x00, 0x01, 'a', 0x7f, 0xff };
+	uint64_t r = zt_rand(rng);
+	size_t n = 5;
+
+	memcpy(k->b, "sort/", 5);
+	if (r % 4 == 0) {
+		memset(k->b + n, 'a', 900);
+		n += 900;
+	}
+	for (size_t i = (r >> 8) % 12; i > 0; i--)
+		k->b[n++] = abc[zt_rand(rng) % sizeof(abc)];
+	k->len = n;
+}
+
+struct listed {
+	const struct skey *want;
+	size_t n, at;
+};
+
+static int listed_key(const void *key, size_t klen, void *arg)
+{
+	struct listed *l = arg;
+	const struct skey *w = &l->want[l->at];
+
+	zt_check(l->at < l->n, "zap_list listed more than the %zu keys put", l->n);
+	zt_check(klen == w->len && !memcmp(key, w->b, klen),
+		 "zap_list's key %zu (%zu bytes) is not qsort's (%u bytes)", l->at, klen, w->len);
+	l->at++;
+	return 0;
+}
+
+static void check_sorted_list(zap_client *c)
+{
+	static struct skey keys[SORT_KEYS];
+	struct listed l = { .want = keys };
+	uint64_t rng = 2026;
+
+	for (size_t i = 0; i < SORT_KEYS; i++) {
+		skey_make(&keys[i], &rng);
+		zt_ok(zap_put(c, keys[i].b, keys[i].len, "v", 1, NULL));
+	}
+	qsort(keys, SORT_KEYS, sizeof(keys[0]), skey_cmp);
+	for (size_t i = 0; i < SORT_KEYS; i++)
+		if (!l.n || skey_cmp(&keys[l.n - 1], &keys[i]))
+			keys[l.n++] = keys[i];
+	zt_ok(zap_list(c, "sort/", 5, listed_key, &l));
+	zt_check(l.at == l.n, "zap_list listed %zu of %zu keys", l.at, l.n);
+}
+
 int main(void)
 {
 	const char *args[] = { "--size", "1G", "--zone-size", "64M", "--sync", "none", NULL };
@@ -168,6 +237,7 @@ int main(void)
 	for (unsigned i = 0; i < N; i++)
 		zt_check(sn.times[i] == !gone[i], "after a restart, key scan/%05u listed %u times",
 			 i, sn.times[i]);
+	check_sorted_list(c);
 	zap_close(c);
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");
 	zt_cleanup(&d);
