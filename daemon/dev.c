@@ -116,18 +116,18 @@ int zdev_check_geometry(const struct zdev_opts *o, const struct zdev_info *info,
 
 bool zdev_bad_append(const struct zdev *d, uint32_t zone, uint32_t len)
 {
-	return zone >= d->info.nr_zones || len == 0 || len % ZDEV_BLOCK;
+	return zone >= d->info.nr_zones || len == 0 || len % d->info.lblock;
 }
 
 bool zdev_bad_read(const struct zdev *d, uint64_t addr, uint32_t len)
 {
-	return len == 0 || len % ZDEV_BLOCK || addr % ZDEV_BLOCK ||
+	return len == 0 || len % d->info.lblock || addr % d->info.lblock ||
 	       addr + len > (uint64_t)d->info.nr_zones * d->info.zone_size;
 }
 
-bool zdev_lblock_ok(uint64_t lblock)
+bool zdev_block_ok(uint64_t block)
 {
-	return lblock && ZDEV_BLOCK % lblock == 0;
+	return block >= ZDEV_BLOCK_MIN && block <= ZDEV_BLOCK_MAX && !(block & (block - 1));
 }
 
 bool zdev_over_limit(const struct zdev_info *info, uint32_t open)
@@ -259,7 +259,7 @@ static int open_auto(const struct zdev_opts *o, struct zdev **out, struct zerr *
 	return zdev_zbd_open(o, out, err);
 }
 
-int zdev_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
+static int open_backend(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
 {
 	if (!strcmp(o->backend, "file"))
 		return zdev_file_open(o, out, err);
@@ -272,6 +272,34 @@ int zdev_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
 				"unknown backend '%s' (this build has: auto, file, zbd, nvme)",
 				o->backend);
 	return open_auto(o, out, err);
+}
+
+/* --block: a block the medium takes whole, that a store may have. */
+static int ask_block(struct zdev *d, const struct zdev_opts *o, struct zerr *err)
+{
+	struct zdev_info *info = &d->info;
+
+	if (!o->block)
+		return 0;
+	if (!zdev_block_ok(o->block) || o->block % info->lblock)
+		return zerr_set(err, -EINVAL,
+				"--block %u: a block is a power of two from %u to %u bytes, "
+				"and %s takes whole blocks of %u",
+				o->block, ZDEV_BLOCK_MIN, ZDEV_BLOCK_MAX, o->path, info->lblock);
+	info->block = o->block;
+	info->block_asked = true;
+	return 0;
+}
+
+int zdev_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err)
+{
+	int ret = open_backend(o, out, err);
+
+	if (!ret && (ret = ask_block(*out, o, err))) {
+		zdev_close(*out);
+		*out = NULL;
+	}
+	return ret;
 }
 
 void zdev_close(struct zdev *d)
@@ -289,7 +317,7 @@ void zdev_attach(struct zdev *d, struct zring *ring, const struct zpool *pool)
 }
 
 /* Pool buffers go to the device as they are: each is whole blocks, block-aligned. */
-_Static_assert(ZPOOL_MIN % ZDEV_BLOCK == 0, "pool buffers must be whole blocks");
+_Static_assert(ZPOOL_MIN % ZDEV_BLOCK_MAX == 0, "pool buffers must be whole blocks");
 
 bool zdev_fixed(const struct zdev *d, const void *buf)
 {

@@ -20,11 +20,12 @@ struct zbd_info;
 struct zbd_zone;
 
 /*
- * zappend's I/O block: every append and read is whole blocks of it, at an
- * address aligned to it, so it must be a multiple of the medium's logical
- * block (NVMe and SMR disks have 512 or 4096 bytes).
+ * The largest block a store may have, and the alignment of every I/O buffer
+ * (a page): a store's block is a power of two from 512 bytes up that divides
+ * it, so that buffers and lengths in whole ZDEV_BLOCK_MAX fit any store.
  */
-#define ZDEV_BLOCK 4096u
+#define ZDEV_BLOCK_MAX 4096u
+#define ZDEV_BLOCK_MIN 512u
 
 enum zdev_cond {
 	ZDEV_EMPTY,
@@ -47,11 +48,15 @@ struct zdev_info {
 	uint64_t zone_size; /* bytes from one zone start to the next */
 	uint32_t nr_zones;
 	/*
-	 * The device's block as the superblock records it: lblock on nvme and
-	 * zbd, ZDEV_BLOCK on the file backend, whose image format is built on it
-	 * whatever the file system beneath takes.
+	 * The block a new format gives the store (every append and read is
+	 * whole blocks of it, aligned): lblock on nvme and zbd; on the file
+	 * backend the file system's block (at most ZDEV_BLOCK_MAX), since direct
+	 * I/O that is aligned to its DIO alignment but not to its block is
+	 * serialised and zero-filled by ext4 and XFS (3x slower, bench/run).
+	 * --block chooses another (block_asked).
 	 */
 	uint32_t block;
+	bool block_asked;
 	/*
 	 * The medium's logical block size, the smallest aligned I/O it takes: the
 	 * namespace's LBA size, the block device's logical block size, or the
@@ -116,13 +121,17 @@ struct zdev_opts {
 	uint64_t zone_size;
 	uint32_t max_open;
 	uint32_t max_active;
-	bool format; /* file backend: recreate with the geometry asked */
+	uint32_t block; /* for a new format: 0 for the device's */
+	bool format;	/* file backend: recreate with the geometry asked */
 };
 
 #define ZDEV_FILE_DEFAULT_SIZE	    (4 * GiB)
 #define ZDEV_FILE_DEFAULT_ZONE_SIZE (64 * MiB)
-/* The image's header block: device byte A is byte ZDEV_FILE_HDR + A of the file. */
-#define ZDEV_FILE_HDR ZDEV_BLOCK
+/*
+ * The image's header: device byte A is byte ZDEV_FILE_HDR + A of the file.
+ * Also the image's unit: each zone's last unit holds its finish marker.
+ */
+#define ZDEV_FILE_HDR 4096u
 
 int zdev_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err);
 void zdev_close(struct zdev *d); /* accepts NULL */
@@ -197,16 +206,17 @@ int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 /*
  * Helpers of every backend.
  * zdev_bad_append, zdev_bad_read: whether the operation breaks the
- *   interface's rules (whole ZDEV_BLOCKs, aligned, inside the device): the
- *   backend fails it with -EINVAL.
- * zdev_lblock_ok: whether ZDEV_BLOCKs are whole logical blocks of the medium.
+ *   interface's rules (whole logical blocks, aligned, inside the device):
+ *   the backend fails it with -EINVAL.
+ * zdev_block_ok: whether a block (a logical block, a store's) is a power of
+ *   two from ZDEV_BLOCK_MIN up that divides ZDEV_BLOCK_MAX.
  * zdev_over_limit: whether another zone may not open while open ones are
  *   written to and not full (NVMe's Too Many Active Zones, emulated).
  * zdev_check_geometry: refuses --size/--zone-size that differ from the device's.
  */
 bool zdev_bad_append(const struct zdev *d, uint32_t zone, uint32_t len);
 bool zdev_bad_read(const struct zdev *d, uint64_t addr, uint32_t len);
-bool zdev_lblock_ok(uint64_t lblock);
+bool zdev_block_ok(uint64_t block);
 bool zdev_over_limit(const struct zdev_info *info, uint32_t open);
 int zdev_check_geometry(const struct zdev_opts *o, const struct zdev_info *info, struct zerr *err);
 

@@ -1,8 +1,8 @@
 /*
  * The default backend: a zoned device emulated in a regular file.
  *
- * Layout: one header block (magic, geometry, CRC), then the zones. Its block
- * is ZDEV_BLOCK whatever direct-I/O alignment the file system beneath takes
+ * Layout: a header of ZDEV_FILE_HDR bytes (magic, geometry, CRC), then the
+ * zones, whatever direct-I/O alignment the file system beneath takes
  * (info.lblock): an image's layout does not depend on where it lies.
  *
  * Zone append is emulated faithfully: the backend assigns each append its
@@ -193,12 +193,14 @@ static void load_zones(struct file_dev *f)
 		uint64_t end = last_data(f->fd, at, at + zs) - at;
 
 		z->start = i * zs;
-		z->cap = zs - ZDEV_BLOCK;
+		z->cap = zs - ZDEV_FILE_HDR;
 		if (end > z->cap) {
 			z->wp = z->cap;
 			z->cond = ZDEV_FULL;
 		} else {
-			z->wp = ALIGN_UP(end, ZDEV_BLOCK);
+			/* The file system allocates whole blocks: up to one any store's block
+			 * divides. */
+			z->wp = ALIGN_UP(end, ZDEV_BLOCK_MAX);
 			z->cond = z->wp ? ZDEV_OPEN : ZDEV_EMPTY;
 		}
 	}
@@ -206,7 +208,7 @@ static void load_zones(struct file_dev *f)
 
 /*
  * The file system's direct-I/O alignment (STATX_DIOALIGN, Linux 6.1); where
- * the kernel does not say, ZDEV_BLOCK, which every image has always used.
+ * the kernel does not say, ZDEV_FILE_HDR, which every image has always used.
  */
 static uint32_t dio_align(int fd)
 {
@@ -214,8 +216,8 @@ static uint32_t dio_align(int fd)
 
 	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) ||
 	    !(stx.stx_mask & STATX_DIOALIGN) || !stx.stx_dio_offset_align)
-		return ZDEV_BLOCK;
-	return stx.stx_dio_offset_align;
+		return ZDEV_FILE_HDR;
+	return MAX(stx.stx_dio_offset_align, ZDEV_BLOCK_MIN);
 }
 
 static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr *err)
@@ -234,13 +236,16 @@ static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr
 		return zerr_set(err, -errno, "cannot open %s: %s", o->path, strerror(errno));
 	}
 	f->dev.info.lblock = dio_align(f->fd);
-	if (!zdev_lblock_ok(f->dev.info.lblock))
+	if (!zdev_block_ok(f->dev.info.lblock))
 		return zerr_set(err, -EINVAL,
 				"%s: the file system aligns direct I/O to %u bytes; the emulated "
 				"device needs an alignment that divides %u",
-				o->path, f->dev.info.lblock, ZDEV_BLOCK);
+				o->path, f->dev.info.lblock, ZDEV_BLOCK_MAX);
 	if (fstat(f->fd, &st) < 0 || pread(f->fd, h, ZDEV_FILE_HDR, 0) != ZDEV_FILE_HDR)
 		return zerr_set(err, -EIO, "%s: cannot read the device header", o->path);
+	f->dev.info.block = MAX(f->dev.info.lblock, MIN((uint32_t)st.st_blksize, ZDEV_FILE_HDR));
+	if (!zdev_block_ok(f->dev.info.block))
+		f->dev.info.block = ZDEV_FILE_HDR;
 	ret = decode_header(h, &zs, &nr);
 	if (ret == -EPROTONOSUPPORT)
 		return zerr_set(err, ret, "%s: emulated device of a newer version", o->path);
@@ -421,8 +426,8 @@ static void file_finish(struct zdev *d, uint32_t zone, struct zdev_io *io)
 	z->cond = ZDEV_FULL;
 	io->zone = zone;
 	io->buf = f->marker;
-	io->len = ZDEV_BLOCK;
-	io->off = ZDEV_FILE_HDR + z->start + d->info.zone_size - ZDEV_BLOCK;
+	io->len = ZDEV_FILE_HDR;
+	io->off = ZDEV_FILE_HDR + z->start + d->info.zone_size - ZDEV_FILE_HDR;
 	submit(d, io, ZDEV_IO_FINISH, prep_rw);
 }
 
@@ -465,11 +470,10 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 	f->fd = f->lock_fd = -1;
 	f->dev.ops = &file_ops;
 	f->dev.info.backend = "file";
-	f->dev.info.block = ZDEV_BLOCK;
 	f->dev.info.max_append = 1 * MiB;
 	f->dev.info.max_open = o->max_open;
 	f->dev.info.max_active = o->max_active;
-	if (posix_memalign(&f->marker, ZDEV_BLOCK, ZDEV_FILE_HDR)) {
+	if (posix_memalign(&f->marker, ZDEV_BLOCK_MAX, ZDEV_FILE_HDR)) {
 		ret = -ENOMEM;
 		goto fail;
 	}
@@ -490,7 +494,7 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 		goto fail;
 	}
 	load_zones(f);
-	memset(f->marker, 0, ZDEV_BLOCK);
+	memset(f->marker, 0, ZDEV_FILE_HDR);
 	memcpy(f->marker, "ZAPFFIN1", 8);
 	*out = &f->dev;
 	return 0;

@@ -168,7 +168,7 @@ static bool append_ok(const struct nvme_dev *n, const struct zdev_io *io, uint64
 {
 	uint64_t start = io->zone * n->dev.info.zone_size;
 
-	return addr >= start && addr % ZDEV_BLOCK == 0 &&
+	return addr >= start && addr % n->dev.info.lblock == 0 &&
 	       addr + io->len <= start + n->cap[io->zone];
 }
 
@@ -330,11 +330,11 @@ static int probe(struct nvme_dev *n)
 	struct io_uring ring;
 	struct io_uring_cqe *cqe;
 	struct io_uring_sqe *sqe;
-	struct zdev_io io = { .dev = &n->dev, .kind = ZDEV_IO_READ, .len = ZDEV_BLOCK };
+	struct zdev_io io = { .dev = &n->dev, .kind = ZDEV_IO_READ, .len = ZDEV_BLOCK_MAX };
 	struct zring fake = { .fixed_buffers = false };
 	int ret;
 
-	if (posix_memalign(&io.buf, ZDEV_BLOCK, ZDEV_BLOCK))
+	if (posix_memalign(&io.buf, ZDEV_BLOCK_MAX, ZDEV_BLOCK_MAX))
 		return -ENOMEM;
 	ret = io_uring_queue_init(2, &ring, IORING_SETUP_SQE128 | IORING_SETUP_CQE32);
 	if (ret < 0)
@@ -393,25 +393,25 @@ static int geometry(struct nvme_dev *n, const char *blk, const struct zbd_info *
 	    zdev_sysfs_u64(blk, "queue/max_segments", &segs) ||
 	    zdev_sysfs_u64(blk, "queue/zone_append_max_bytes", &zamax))
 		return zerr_set(err, -EIO, "/sys/block/%s: cannot read the queue limits", blk);
-	if (!zdev_lblock_ok(lbs))
+	if (!zdev_block_ok(lbs))
 		return zerr_set(err, -EINVAL,
-				"%s: LBA size %llu; zappend needs one that divides %u", blk,
-				(unsigned long long)lbs, ZDEV_BLOCK);
+				"%s: LBA size %llu; zappend needs a power of two from %u to %u",
+				blk, (unsigned long long)lbs, ZDEV_BLOCK_MIN, ZDEV_BLOCK_MAX);
 	n->lba_shift = __builtin_ctzll(lbs);
 	/*
 	 * A segment a page: a plain buffer's pages need not be contiguous. Pages
 	 * are no smaller than a block, and buffers are block-aligned.
 	 */
-	n->max_xfer = MIN(hw_kb * KiB, segs * ZDEV_BLOCK);
-	n->max_xfer = MIN(n->max_xfer, 64 * MiB) / ZDEV_BLOCK * ZDEV_BLOCK;
-	info->max_append = MIN(zamax, n->max_xfer) / ZDEV_BLOCK * ZDEV_BLOCK;
+	n->max_xfer = MIN(hw_kb * KiB, segs * ZDEV_BLOCK_MAX);
+	n->max_xfer = MIN(n->max_xfer, 64 * MiB) / ZDEV_BLOCK_MAX * ZDEV_BLOCK_MAX;
+	info->max_append = MIN(zamax, n->max_xfer) / ZDEV_BLOCK_MAX * ZDEV_BLOCK_MAX;
 	if (!n->max_xfer || !info->max_append)
 		return zerr_set(err, -EINVAL, "%s: transfer limits too small (zone append %llu)",
 				blk, (unsigned long long)zamax);
 	info->block = info->lblock = lbs;
 	info->zone_size = zi->zone_size;
 	info->nr_zones = zi->nr_zones;
-	if (info->zone_size % ZDEV_BLOCK || info->nr_zones < 4)
+	if (info->zone_size % lbs || info->nr_zones < 4)
 		return zerr_set(err, -EINVAL, "%s: %u zones of %llu bytes: too few or unaligned",
 				blk, info->nr_zones, (unsigned long long)info->zone_size);
 	return 0;

@@ -443,12 +443,13 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 			ret = zerr_set(err, ret, "cannot open %s: %s", o->path, strerror(-ret));
 		goto fail;
 	}
-	if (!zdev_lblock_ok(zi.lblock_size) || zi.zone_size % ZDEV_BLOCK || zi.nr_zones < 4) {
+	if (!zdev_block_ok(zi.lblock_size) || zi.zone_size % zi.lblock_size || zi.nr_zones < 4) {
 		ret = zerr_set(err, -EINVAL,
 			       "%s: %u zones of %llu bytes, blocks of %u: zappend needs 4 or "
-			       "more zones, aligned to %u bytes, and blocks dividing %u",
-			       o->path, zi.nr_zones, zi.zone_size, zi.lblock_size, ZDEV_BLOCK,
-			       ZDEV_BLOCK);
+			       "more zones, in whole blocks, and blocks of a power of two from %u "
+			       "to %u",
+			       o->path, zi.nr_zones, zi.zone_size, zi.lblock_size, ZDEV_BLOCK_MIN,
+			       ZDEV_BLOCK_MAX);
 		goto fail;
 	}
 	info->block = info->lblock = zi.lblock_size;
@@ -464,9 +465,9 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 		if (zdev_sysfs_u64(name, "queue/max_sectors_kb", &kb) == 0 && kb)
 			z->max_io = MIN(z->max_io, kb * KiB);
 		if (zdev_sysfs_u64(name, "queue/max_segments", &segs) == 0 && segs)
-			z->max_io = MIN(z->max_io, segs * ZDEV_BLOCK);
+			z->max_io = MIN(z->max_io, segs * ZDEV_BLOCK_MAX);
 	}
-	z->max_io = MAX(z->max_io / ZDEV_BLOCK * ZDEV_BLOCK, ZDEV_BLOCK);
+	z->max_io = MAX(z->max_io / ZDEV_BLOCK_MAX * ZDEV_BLOCK_MAX, ZDEV_BLOCK_MAX);
 	info->max_append = z->max_io;
 	ret = zdev_check_geometry(o, info, err);
 	if (ret)

@@ -54,7 +54,7 @@ int gc_init(struct gc *g, struct store *s, enum gc_policy policy)
 	 * whole pool, and GC must not wait for them. The window is sized at the
 	 * first victim, once the format's largest record is known.
 	 */
-	if (posix_memalign(&g->ckpt, ZDEV_BLOCK, ZDEV_BLOCK))
+	if (posix_memalign(&g->ckpt, ZDEV_BLOCK_MAX, ZDEV_BLOCK_MAX))
 		return -ENOMEM;
 	return 0;
 }
@@ -137,7 +137,7 @@ static double score(const struct gc *g, const struct zone *z)
  */
 static bool worth(const struct gc *g, const struct zone *z)
 {
-	uint64_t keep = zone_keep(z), avg = z->nrecs ? z->recs / z->nrecs : ZDEV_BLOCK;
+	uint64_t keep = zone_keep(z), avg = z->nrecs ? z->recs / z->nrecs : g->s->zones.block;
 	double copies = (double)keep / MAX(avg, ZREC_ALIGN);
 	uint64_t cost = (uint64_t)(copies * zones_entry_meta(COPY_KLEN, false) +
 				   (double)keep / z->cap * z->max_rec / 2);
@@ -233,7 +233,7 @@ static uint32_t pick_victim(const struct gc *g)
 		if (z->state != ZS_FULL || !worth(g, z))
 			continue;
 		/* Room for all of it (a tombstone expected to go may stay) and the checkpoint. */
-		keep += keep / 32 + (i == newest ? ZDEV_BLOCK : 0);
+		keep += keep / 32 + (i == newest ? zs->block : 0);
 		if (keep > room_for(zs, &memo, keep ? z->max_rec : 0))
 			continue;
 		sc = score(g, z);
@@ -254,13 +254,13 @@ bool gc_can_free(const struct gc *g)
 static bool window(struct gc *g)
 {
 	/* A record that starts late in its block still fits whole. */
-	uint32_t len = MAX(WINDOW, g->s->rec_limit + ZDEV_BLOCK);
+	uint32_t len = MAX(WINDOW, g->s->rec_limit + ZDEV_BLOCK_MAX);
 
 	if (g->win && g->win_cap >= len)
 		return true;
 	free(g->win);
 	g->win_cap = 0;
-	if (posix_memalign((void **)&g->win, ZDEV_BLOCK, len)) {
+	if (posix_memalign((void **)&g->win, ZDEV_BLOCK_MAX, len)) {
 		g->win = NULL;
 		return false;
 	}
@@ -392,11 +392,11 @@ static void ckpt_done(struct zdev_io *io)
 	struct gc *g = container_of(io, struct gc, io);
 
 	zones_append_done(&g->s->zones, g->ckpt_zone);
-	if (io->res < 0 || store_landed(g->s, g->ckpt_zone, io->addr, ZDEV_BLOCK)) {
+	if (io->res < 0 || store_landed(g->s, g->ckpt_zone, io->addr, g->s->zones.block)) {
 		finish_victim(g, false);
 		return;
 	}
-	zones_add_dead(&g->s->zones, g->ckpt_zone, ZDEV_BLOCK);
+	zones_add_dead(&g->s->zones, g->ckpt_zone, g->s->zones.block);
 	g->state = GC_FLUSH;
 	step(g);
 }
@@ -412,14 +412,14 @@ static void checkpoint(struct gc *g)
 		step(g);
 		return;
 	}
-	if (zones_reserve(&s->zones, ZC_GC, ZDEV_BLOCK, 0, &g->ckpt_zone)) {
+	if (zones_reserve(&s->zones, ZC_GC, s->zones.block, 0, &g->ckpt_zone)) {
 		finish_victim(g, false);
 		return;
 	}
-	memset(g->ckpt, 0, ZDEV_BLOCK);
+	memset(g->ckpt, 0, s->zones.block);
 	zrec_seal(g->ckpt, &r, s->tag);
 	g->io.done = ckpt_done;
-	zdev_append(s->dev, g->ckpt_zone, g->ckpt, ZDEV_BLOCK, &g->io);
+	zdev_append(s->dev, g->ckpt_zone, g->ckpt, s->zones.block, &g->io);
 }
 
 /* --- copying --- */
@@ -451,7 +451,7 @@ static void pack_done(struct zdev_io *io)
 	struct gc_pack *pk = container_of(io, struct gc_pack, io);
 	struct gc *g = pk->g;
 	struct store *s = g->s;
-	uint32_t alen = zrec_block_up(pk->len);
+	uint32_t alen = store_block_up(g->s, pk->len);
 	bool ok = io->res >= 0 && !store_landed(s, pk->zone, io->addr, alen);
 
 	zones_append_done(&s->zones, pk->zone);
@@ -487,7 +487,7 @@ static int pack_submit(struct gc *g)
 {
 	struct store *s = g->s;
 	struct gc_pack *pk = g->pack;
-	uint32_t alen = zrec_block_up(pk->len);
+	uint32_t alen = store_block_up(g->s, pk->len);
 	int ret;
 
 	g->pack = NULL;
@@ -507,7 +507,7 @@ static struct gc_pack *pack_new(struct gc *g)
 {
 	struct gc_pack *pk = calloc(1, sizeof(*pk));
 
-	if (!pk || posix_memalign((void **)&pk->buf, ZDEV_BLOCK, g->s->rec_max)) {
+	if (!pk || posix_memalign((void **)&pk->buf, ZDEV_BLOCK_MAX, g->s->rec_max)) {
 		free(pk);
 		return NULL;
 	}
@@ -523,7 +523,7 @@ static struct gc_pack *pack_new(struct gc *g)
 static bool pack_full(const struct gc *g, const struct gc_pack *pk, const struct zrec *r)
 {
 	uint64_t room = zones_gc_room(&g->s->zones);
-	uint64_t now = zrec_block_up(pk->len), then = zrec_block_up(pk->len + r->len);
+	uint64_t now = store_block_up(g->s, pk->len), then = store_block_up(g->s, pk->len + r->len);
 	uint64_t meta = zones_entry_meta(r->klen, r->nchunks > 1);
 
 	return then > g->s->rec_max || (now + pk->meta <= room && then + pk->meta + meta > room);
@@ -628,18 +628,18 @@ static int handle(struct gc *g, const struct zrec *r, uint64_t addr, const uint8
 static uint32_t sweep(struct gc *g, uint32_t off)
 {
 	struct store *s = g->s;
-	uint64_t wstart = s->zones.z[g->victim].start + g->pos / ZDEV_BLOCK * ZDEV_BLOCK;
+	uint64_t wstart = s->zones.z[g->victim].start + g->pos / s->zones.block * s->zones.block;
 	struct zrec r;
 	int ret;
 
 	while (off < g->win_len && !g->failed) {
 		ret = zrec_parse(g->win + off, g->win_len - off, s->tag, &r);
 		/* Straddles the window's end: the next window starts with its block. */
-		if (ret == -ENODATA && off >= ZDEV_BLOCK)
+		if (ret == -ENODATA && off >= s->zones.block)
 			break;
 		/* Padding: the next append starts on a block. */
 		if (ret == -ENOENT || ret == -ENODATA) {
-			off = zrec_block_up(off + 1);
+			off = store_block_up(g->s, off + 1);
 			continue;
 		}
 		/*
@@ -660,7 +660,7 @@ static uint32_t sweep(struct gc *g, uint32_t off)
 static void read_done(struct zdev_io *io)
 {
 	struct gc *g = container_of(io, struct gc, io);
-	uint32_t from = g->pos % ZDEV_BLOCK;
+	uint32_t from = g->pos % g->s->zones.block;
 
 	/* What cannot be read cannot be copied: the victim stays. */
 	if (io->res < 0)
@@ -680,7 +680,7 @@ static void scan_next(struct gc *g)
 {
 	struct store *s = g->s;
 	struct zone *z = &s->zones.z[g->victim];
-	uint64_t at = g->pos / ZDEV_BLOCK * ZDEV_BLOCK;
+	uint64_t at = g->pos / s->zones.block * s->zones.block;
 
 	if (g->failed || g->stopping) {
 		finish_victim(g, false);

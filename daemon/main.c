@@ -200,7 +200,9 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	RESTART_ONLY(!same_str(o.device, d->opt.device), "device");
 	RESTART_ONLY(!same_str(o.socket, d->opt.socket), "socket");
 	RESTART_ONLY(!same_str(o.backend, d->opt.backend), "backend");
-	RESTART_ONLY(o.size != d->opt.size || o.zone_size != d->opt.zone_size, "size or zone-size");
+	RESTART_ONLY(o.size != d->opt.size || o.zone_size != d->opt.zone_size ||
+			 o.block != d->opt.block,
+		     "size, zone-size or block");
 	RESTART_ONLY(o.sync != d->opt.sync, "sync");
 	RESTART_ONLY(o.max_value != d->opt.max_value, "max-value");
 	RESTART_ONLY(o.buffer_pool != d->opt.buffer_pool, "buffer-pool");
@@ -244,6 +246,7 @@ static int setup_io(struct zapd *d, struct zerr *err)
 		.backend = d->opt.backend,
 		.size = d->opt.size,
 		.zone_size = d->opt.zone_size,
+		.block = d->opt.block > UINT32_MAX ? UINT32_MAX : d->opt.block,
 		.max_open = d->opt.max_open_zones,
 		.max_active = d->opt.max_active_zones,
 		.format = d->opt.format,
@@ -457,9 +460,11 @@ int main(int argc, char **argv)
 		teardown(d);
 		return 1;
 	}
-	log_notice(&d->log, "serving %s on %s (backend %s, logical block %u bytes, sync %s)",
-		   d->opt.device, d->socket_path, d->dev->info.backend, d->dev->info.lblock,
-		   d->opt.sync ? "always" : "none");
+	log_notice(&d->log,
+		   "serving %s on %s (backend %s, blocks of %u bytes, logical blocks of %u, "
+		   "sync %s)",
+		   d->opt.device, d->socket_path, d->dev->info.backend, d->store.zones.block,
+		   d->dev->info.lblock, d->opt.sync ? "always" : "none");
 	/* Only now: the index is rebuilt and the listener is in the event loop. */
 	svc_notify(&d->svc, "READY=1\nSTATUS=serving %zu keys on %s", zidx_count(d->store.idx),
 		   d->socket_path);

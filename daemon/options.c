@@ -48,6 +48,8 @@ static const struct opt_def defs[] = {
 	{ "size", OPT_SIZE, O(size), "SIZE", "file backend: image size at creation (4G)" },
 	{ "zone-size", OPT_SIZE, O(zone_size), "SIZE",
 	  "file backend: zone size at creation (64M)" },
+	{ "block", OPT_SIZE, O(block), "SIZE",
+	  "a new format's block, 512 to 4K (the device's; on a file, its file system's)" },
 	{ "format", OPT_FLAG, O(format), NULL, "wipe the device and format it" },
 	{ "rescan", OPT_FLAG, O(rescan), NULL,
 	  "ignore zone summaries at start: scan every zone (slower)" },

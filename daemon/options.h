@@ -21,6 +21,7 @@ struct options {
 	char *backend;
 	uint64_t size;
 	uint64_t zone_size;
+	uint64_t block; /* a new format's block: 0 for the device's */
 	uint64_t max_value;
 	uint64_t buffer_pool;
 	unsigned open_zones;

@@ -22,8 +22,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dev.h" /* ZDEV_BLOCK: appends are whole blocks */
-
 #define ZREC_ALIGN   8u /* records start on this */
 #define ZREC_HDR     20u
 #define ZREC_EXT     24u
@@ -59,9 +57,10 @@ static inline uint64_t zrec_align(uint64_t n)
 	return (n + ZREC_ALIGN - 1) & ~(uint64_t)(ZREC_ALIGN - 1);
 }
 
-static inline uint64_t zrec_block_up(uint64_t n)
+/* n rounded up to whole blocks: an append's length (block: a power of two). */
+static inline uint64_t zrec_block_up(uint64_t n, uint32_t block)
 {
-	return (n + ZDEV_BLOCK - 1) / ZDEV_BLOCK * ZDEV_BLOCK;
+	return (n + block - 1) & ~(uint64_t)(block - 1);
 }
 
 /* Whether a record of this type and chunk count carries the extension. */

@@ -21,7 +21,7 @@
 #define SEQ_AFTER_LOSS (1ull << 32)
 
 /* Every record fits, however late in its block it starts: no format allows a longer one. */
-#define SCAN_BUF (ZSUPER_REC_LIMIT + ZDEV_BLOCK)
+#define SCAN_BUF (ZSUPER_REC_LIMIT + ZDEV_BLOCK_MAX)
 
 /* A chunk of a multi-record value, held until all its siblings are found. */
 struct part {
@@ -56,24 +56,24 @@ struct scan {
  */
 static int read_salvage(struct scan *sc, uint64_t addr, uint8_t *buf, uint32_t len)
 {
-	uint32_t half;
+	uint32_t half, block = sc->s->zones.block;
 	int ret;
 
 	for (int i = 0; i < READ_TRIES; i++) {
 		ret = zdev_read_sync(sc->s->dev, addr, buf, len);
 		if (ret >= 0 || ret == -ENOMEM)
 			return ret < 0 ? ret : 0;
-		if (len > ZDEV_BLOCK)
+		if (len > block)
 			break; /* the halves get their own tries */
 	}
-	if (len <= ZDEV_BLOCK) {
+	if (len <= block) {
 		memset(buf, 0, len);
 		if (!sc->bad)
 			sc->bad_at = addr % sc->s->zones.zone_size;
 		sc->bad += len;
 		return 0;
 	}
-	half = len / 2 / ZDEV_BLOCK * ZDEV_BLOCK;
+	half = len / 2 / block * block;
 	ret = read_salvage(sc, addr, buf, half);
 	return ret ? ret : read_salvage(sc, addr + half, buf + half, len - half);
 }
@@ -84,7 +84,7 @@ static int load(struct scan *sc, uint64_t addr, uint64_t end)
 	uint32_t len;
 	int ret;
 
-	addr = addr / ZDEV_BLOCK * ZDEV_BLOCK;
+	addr = addr / sc->s->zones.block * sc->s->zones.block;
 	len = MIN(SCAN_BUF, end - addr);
 	ret = read_salvage(sc, addr, sc->buf, len);
 
@@ -182,7 +182,7 @@ static int scan_record(struct scan *sc, uint64_t pos, uint64_t end, struct zrec 
 	avail = sc->at + sc->len - pos;
 	ret = zrec_head(sc->buf + (pos - sc->at), avail, r);
 	if (!ret && r->len > avail && pos + r->len <= end &&
-	    pos / ZDEV_BLOCK * ZDEV_BLOCK > sc->at) {
+	    pos / sc->s->zones.block * sc->s->zones.block > sc->at) {
 		/* Straddles the window's end: the next window starts with it. */
 		ret = load(sc, pos, end);
 		if (ret)
@@ -225,7 +225,7 @@ static int scan_zone(struct scan *sc, struct zone *z)
 			return ret;
 		/* Padding, or a hole: the next append starts on a block. */
 		if (ret == -ENOENT) {
-			pos = zrec_block_up(pos + 1);
+			pos = store_block_up(sc->s, pos + 1);
 			continue;
 		}
 		/*
@@ -242,7 +242,7 @@ static int scan_zone(struct scan *sc, struct zone *z)
 		if (ret)
 			return ret;
 		pos += r.len;
-		z->data_end = MAX(z->data_end, zrec_block_up(pos - z->start));
+		z->data_end = MAX(z->data_end, store_block_up(sc->s, pos - z->start));
 	}
 	if (sc->bad) {
 		store_log(sc->s, LOG_WARNING,
@@ -325,14 +325,14 @@ static int count_live(const void *key, size_t klen, const struct zent *e, void *
  */
 static int write_super(struct store *s, const struct zdev_zone *mz, uint32_t meta)
 {
-	uint32_t step = MIN(ZSUPER_GAP, s->dev->info.max_append) / ZDEV_BLOCK * ZDEV_BLOCK;
-	uint64_t pos = 0, end = (ZSUPER_COPIES - 1) * ZSUPER_GAP + ZDEV_BLOCK;
+	uint32_t step = MIN(ZSUPER_GAP, s->dev->info.max_append) / ZDEV_BLOCK_MAX * ZDEV_BLOCK_MAX;
+	uint64_t pos = 0, end = (ZSUPER_COPIES - 1) * ZSUPER_GAP + ZSUPER_COPY_LEN;
 	uint8_t *buf, *zeros;
 	int ret = 0;
 
-	if (posix_memalign((void **)&buf, ZDEV_BLOCK, step))
+	if (posix_memalign((void **)&buf, ZDEV_BLOCK_MAX, step))
 		return -ENOMEM;
-	if (posix_memalign((void **)&zeros, ZDEV_BLOCK, step)) {
+	if (posix_memalign((void **)&zeros, ZDEV_BLOCK_MAX, step)) {
 		free(buf);
 		return -ENOMEM;
 	}
@@ -373,7 +373,7 @@ static int format(struct store *s, struct zdev_zone *dz, uint32_t meta, struct z
 			return zerr_set(err, ret, "format: cannot reset zone %u: %s", i,
 					strerror(-ret));
 	}
-	if (dz[meta].cap < (ZSUPER_COPIES - 1) * ZSUPER_GAP + ZDEV_BLOCK)
+	if (dz[meta].cap < (ZSUPER_COPIES - 1) * ZSUPER_GAP + ZSUPER_COPY_LEN)
 		return zerr_set(err, -EINVAL, "format: zone %u is too small for the superblock",
 				meta);
 	zsuper_new(&s->sb, info, s->rec_max);
@@ -408,10 +408,11 @@ static int read_copies(struct store *s, const struct zdev_zone *mz, uint8_t *buf
 {
 	int ret = -EBADMSG, first = 0;
 
-	for (uint32_t i = 0; i < ZSUPER_COPIES && i * ZSUPER_GAP + ZDEV_BLOCK <= mz->cap; i++) {
-		ret = zdev_read_sync(s->dev, mz->start + i * ZSUPER_GAP, buf, ZDEV_BLOCK);
+	for (uint32_t i = 0; i < ZSUPER_COPIES && i * ZSUPER_GAP + ZSUPER_COPY_LEN <= mz->cap;
+	     i++) {
+		ret = zdev_read_sync(s->dev, mz->start + i * ZSUPER_GAP, buf, ZSUPER_COPY_LEN);
 		if (ret >= 0)
-			ret = zsuper_decode(buf, ZDEV_BLOCK, &s->sb);
+			ret = zsuper_decode(buf, ZSUPER_COPY_LEN, &s->sb);
 		if (!ret || ret == -EPROTONOSUPPORT || ret == -EPROTO) {
 			if (!ret && i)
 				store_log(s, LOG_WARNING, "superblock copy 0 %s: using copy %u",
@@ -435,7 +436,7 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
 		return zerr_set(err, -EROFS, "no zone with a write pointer for the superblock");
 	if (force || all_empty(dz, info->nr_zones))
 		return format(s, dz, meta, err);
-	if (posix_memalign((void **)&buf, ZDEV_BLOCK, ZDEV_BLOCK))
+	if (posix_memalign((void **)&buf, ZDEV_BLOCK_MAX, ZSUPER_COPY_LEN))
 		return -ENOMEM;
 	ret = read_copies(s, &dz[meta], buf);
 	free(buf);
@@ -464,16 +465,18 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
  */
 static int last_written(struct scan *sc, const struct zone *z, uint64_t *end)
 {
+	uint32_t block = sc->s->zones.block;
+
 	for (uint64_t hi = z->cap; hi > 0;) {
 		uint64_t lo = hi > SCAN_BUF ? hi - SCAN_BUF : 0;
 		int ret = load(sc, z->start + lo, z->start + hi);
 
 		if (ret)
 			return ret;
-		for (uint64_t b = hi; b > lo; b -= ZDEV_BLOCK) {
-			const uint64_t *w = (const uint64_t *)(sc->buf + (b - ZDEV_BLOCK - lo));
+		for (uint64_t b = hi; b > lo; b -= block) {
+			const uint64_t *w = (const uint64_t *)(sc->buf + (b - block - lo));
 
-			for (size_t k = 0; k < ZDEV_BLOCK / 8; k++) {
+			for (size_t k = 0; k < block / 8; k++) {
 				if (w[k]) {
 					*end = b;
 					return 0;
@@ -508,7 +511,7 @@ static int read_part(struct scan *sc, const struct zone *z, uint64_t off, uint64
 	if (in_buf(sc, z->start + off, len)) {
 		at = sc->buf + (z->start + off - sc->at);
 	} else {
-		if (posix_memalign((void **)own, ZDEV_BLOCK, len))
+		if (posix_memalign((void **)own, ZDEV_BLOCK_MAX, len))
 			return -ENOMEM;
 		/* A part that cannot be read is a summary that cannot be used. */
 		ret = -EBADMSG;
@@ -543,12 +546,13 @@ struct parts {
 static int summary_end(struct scan *sc, const struct zone *z, uint64_t *end)
 {
 	uint64_t lo = z->cap > SCAN_BUF ? z->cap - SCAN_BUF : 0;
+	uint32_t block = sc->s->zones.block;
 	int ret = load(sc, z->start + lo, z->start + z->cap);
 
 	if (ret)
 		return ret;
-	if (z->cap >= ZDEV_BLOCK &&
-	    zsum_footer_get(sc->buf + (z->cap - ZDEV_BLOCK - lo), sc->s->tag)) {
+	if (z->cap >= block &&
+	    zsum_footer_get(sc->buf + (z->cap - block - lo), block, sc->s->tag)) {
 		*end = z->cap;
 		return 0;
 	}
@@ -558,17 +562,18 @@ static int summary_end(struct scan *sc, const struct zone *z, uint64_t *end)
 /* Reads the summary's parts into ps; *first: where the first part, and so the summary, begins. */
 static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps, uint64_t *first)
 {
+	uint32_t block = sc->s->zones.block;
 	uint64_t end, off, len;
 	int ret = summary_end(sc, z, &end);
 
-	if (ret || end < ZDEV_BLOCK)
+	if (ret || end < block)
 		return ret ? ret : -EBADMSG;
-	len = zsum_footer_get(sc->buf + (end - ZDEV_BLOCK - (sc->at - z->start)), sc->s->tag);
+	len = zsum_footer_get(sc->buf + (end - block - (sc->at - z->start)), block, sc->s->tag);
 	if (len > end)
 		return -EBADMSG;
 	off = end - len;
 	while (ps->n < ARRAY_SIZE(ps->buf)) {
-		uint8_t blk[ZDEV_BLOCK] __attribute__((aligned(ZDEV_BLOCK)));
+		uint8_t blk[ZDEV_BLOCK_MAX] __attribute__((aligned(ZDEV_BLOCK_MAX)));
 		const uint8_t *head = blk;
 		struct zrec *r = &ps->r[ps->n], before;
 
@@ -584,13 +589,13 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps, u
 		}
 		/* The part before: its header says how long it is. */
 		off = r->voff;
-		if (off + ZDEV_BLOCK > z->cap)
+		if (off % block || off + block > z->cap)
 			return -EBADMSG;
-		if (in_buf(sc, z->start + off, ZDEV_BLOCK))
+		if (in_buf(sc, z->start + off, block))
 			head = sc->buf + (z->start + off - sc->at);
-		else if (zdev_read_sync(sc->s->dev, z->start + off, blk, ZDEV_BLOCK) < 0)
+		else if (zdev_read_sync(sc->s->dev, z->start + off, blk, block) < 0)
 			return -EBADMSG;
-		if (zrec_head(head, ZDEV_BLOCK, &before))
+		if (zrec_head(head, block, &before))
 			return -EBADMSG;
 		len = before.len;
 	}
@@ -721,7 +726,7 @@ static int scan_all(struct store *s, struct zerr *err)
 	struct scan sc = { .s = s };
 	int ret = 0;
 
-	if (posix_memalign((void **)&sc.buf, ZDEV_BLOCK, SCAN_BUF))
+	if (posix_memalign((void **)&sc.buf, ZDEV_BLOCK_MAX, SCAN_BUF))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < s->zones.n; i++)
 		sc.written += s->zones.z[i].state != ZS_META && s->zones.z[i].used;
@@ -770,10 +775,25 @@ static void tile_records(struct store *s)
 		return;
 	avail = zs->z[i].cap - ZSUM_BASE_RESERVE;
 	n = DIV_UP(avail, s->rec_max);
-	len = (avail - n * zones_entry_meta(TILE_KLEN, true)) / n / ZDEV_BLOCK * ZDEV_BLOCK;
+	len = (avail - n * zones_entry_meta(TILE_KLEN, true)) / n / zs->block * zs->block;
 	/* Never so short that a value takes many more records than it must. */
 	if (len >= s->rec_max / 2 && len < s->rec_max)
 		s->rec_max = len;
+}
+
+/* Appends are whole blocks, aligned: every zone must start on one and hold whole ones. */
+static int check_blocks(const struct store *s, const struct zdev_zone *dz, struct zerr *err)
+{
+	uint32_t block = zsuper_block(&s->sb);
+
+	for (uint32_t i = 0; i < s->dev->info.nr_zones; i++) {
+		if (dz[i].cond != ZDEV_CONV && (dz[i].start % block || dz[i].cap % block))
+			return zerr_set(err, -EINVAL,
+					"zone %u (at %llu, %llu bytes) is not whole %u-byte blocks",
+					i, (unsigned long long)dz[i].start,
+					(unsigned long long)dz[i].cap, block);
+	}
+	return 0;
 }
 
 int store_mount(struct store *s, bool force_format, struct zerr *err)
@@ -791,6 +811,8 @@ int store_mount(struct store *s, bool force_format, struct zerr *err)
 		goto out;
 	}
 	ret = read_super(s, dz, force_format, err);
+	if (!ret)
+		ret = check_blocks(s, dz, err);
 	if (ret < 0)
 		goto out;
 	s->tag = zsuper_tag(&s->sb);

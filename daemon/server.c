@@ -367,6 +367,7 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "live_bytes", sp.live);
 	stat_u(a, "used_bytes", sp.used);
 	stat_u(a, "capacity_bytes", sp.capacity);
+	stat_u(a, "block_bytes", st->zones.block);
 	stat_u(a, "zones_total", sp.zones);
 	stat_u(a, "zones_empty", sp.empty);
 	stat_u(a, "zones_open", sp.open);

@@ -105,7 +105,7 @@ int store_check_key(size_t klen)
 
 int store_zones_init(struct store *s, const struct zdev_zone *dz)
 {
-	int ret = zones_init(&s->zones, &s->dev->info, dz, s->cfg.open_zones);
+	int ret = zones_init(&s->zones, &s->dev->info, dz, zsuper_block(&s->sb), s->cfg.open_zones);
 
 	if (ret)
 		return ret;

@@ -20,6 +20,7 @@
 #include "inflight.h"
 #include "log.h"
 #include "pool.h"
+#include "record.h"
 #include "ring.h"
 #include "super.h"
 #include "zones.h"
@@ -114,6 +115,12 @@ struct store {
 	struct gc gc;
 	struct store_stats st;
 };
+
+/* n rounded up to whole blocks of the store's: the room an append of n bytes takes. */
+static inline uint64_t store_block_up(const struct store *s, uint64_t n)
+{
+	return zrec_block_up(n, s->zones.block);
+}
 
 /* A line in the daemon's log, if it has one (tests and fuzzing run without). */
 #define store_log(s, prio, ...)                                                                    \

@@ -42,14 +42,14 @@ static void chunk_rebuf(struct store *s, struct zchunk *c, const uint8_t *rec)
 		p->held += c->alloc;
 		if (p->budget)
 			p->budget->held += c->alloc;
-	} else if (!posix_memalign(&c->buf, ZDEV_BLOCK, c->alloc)) {
+	} else if (!posix_memalign(&c->buf, ZDEV_BLOCK_MAX, c->alloc)) {
 		c->heap = true;
 	} else {
 		c->buf = NULL;
 		return;
 	}
 	memcpy(c->buf, rec, c->len);
-	memset((uint8_t *)c->buf + c->len, 0, zrec_block_up(c->len) - c->len);
+	memset((uint8_t *)c->buf + c->len, 0, store_block_up(s, c->len) - c->len);
 }
 
 static void batch_done(struct zdev_io *io)
@@ -57,7 +57,7 @@ static void batch_done(struct zdev_io *io)
 	struct zbatch *b = container_of(io, struct zbatch, io);
 	struct store *s = b->s;
 	struct zchunk *c, *next;
-	uint32_t alen = zrec_block_up(b->len);
+	uint32_t alen = store_block_up(s, b->len);
 	bool misplaced = io->res >= 0 && store_landed(s, b->zone, io->addr, alen);
 
 	if (io->res >= 0 && !misplaced)
@@ -108,7 +108,7 @@ static void batch_push(struct zbatch *b, struct zchunk *c, const void *rec)
  */
 static struct zbatch *batch_split(struct store *s, struct zbatch *b)
 {
-	uint32_t cut = b->len / ZDEV_BLOCK * ZDEV_BLOCK;
+	uint32_t cut = b->len / s->zones.block * s->zones.block;
 	struct zchunk **pc = &b->chunks, *c;
 	struct zbatch *rest;
 
@@ -136,11 +136,11 @@ static void batch_submit(struct store *s, struct zqueue *q)
 	uint32_t alen;
 
 	q->batch = batch_split(s, b);
-	alen = zrec_block_up(b->len);
+	alen = store_block_up(s, b->len);
 	q->appending++;
 	/* Each record reserved a block-padded append of its own: packed, they take less. */
 	for (struct zchunk *c = b->chunks; c; c = c->next)
-		reserved += zrec_block_up(c->len);
+		reserved += store_block_up(s, c->len);
 	zones_unreserve(&s->zones, b->zone, reserved - alen);
 	memset(b->buf + b->len, 0, alen - b->len);
 	b->io.done = batch_done;
@@ -155,7 +155,7 @@ bool batch_add(struct store *s, struct zchunk *c)
 	if (c->len > BATCH_SMALL || !q->appending || BATCH_MAX > s->rec_max)
 		return false;
 	/* A full batch goes now, beside what is in flight: no use waiting for more. */
-	if (q->batch && zrec_block_up(q->batch->len + c->len) > BATCH_MAX)
+	if (q->batch && store_block_up(s, q->batch->len + c->len) > BATCH_MAX)
 		batch_submit(s, q);
 	if (!q->batch && !(q->batch = batch_new(s, c->zone)))
 		return false;

@@ -69,7 +69,7 @@ static void *meta_buf(uint32_t len)
 {
 	void *buf;
 
-	if (posix_memalign(&buf, ZDEV_BLOCK, len))
+	if (posix_memalign(&buf, ZDEV_BLOCK_MAX, len))
 		return NULL;
 	memset(buf, 0, len);
 	return buf;
@@ -97,9 +97,9 @@ static void part_done(struct zdev_io *io)
 }
 
 /* One part's record: its entries, and room for the footer. */
-static uint32_t part_len(size_t n)
+static uint32_t part_len(const struct store *s, size_t n)
 {
-	return zrec_block_up(zrec_len(true, 0, n + ZSUM_FOOTER));
+	return store_block_up(s, zrec_len(true, 0, n + ZSUM_FOOTER));
 }
 
 /* The next part of the summary, as large as one record allows; the first one even if empty. */
@@ -108,7 +108,7 @@ static void summary_next(struct zone_op *op)
 	struct store *s = op->s;
 	struct zone *z = &s->zones.z[op->zone];
 	size_t n = zsum_part_len(&z->sum, op->pos, s->rec_max);
-	uint32_t len = part_len(n);
+	uint32_t len = part_len(s, n);
 	struct zrec r = {
 		.type = ZREC_SUMMARY,
 		.seq = s->next_seq - 1, /* the counter's high mark, for restarts */
@@ -131,7 +131,7 @@ static void summary_next(struct zone_op *op)
 	 * zone, and a restart would take the summary's first parts for all of it.
 	 */
 	if (op->pos == z->sum.len)
-		zsum_footer_put(op->buf, len, s->tag);
+		zsum_footer_put(op->buf, len, s->zones.block, s->tag);
 	zrec_seal(op->buf, &r, s->tag);
 	z->used += len;
 	op->io.done = part_done;
@@ -172,17 +172,17 @@ static void pad_next(struct zone_op *op)
 }
 
 /* Bytes the summary's parts take, or UINT64_MAX if an entry fits no part. */
-static uint64_t summary_bytes(const struct zone *z, uint32_t rec_max)
+static uint64_t summary_bytes(const struct store *s, const struct zone *z)
 {
 	uint64_t total = 0;
 	size_t pos = 0;
 
 	do {
-		size_t n = zsum_part_len(&z->sum, pos, rec_max);
+		size_t n = zsum_part_len(&z->sum, pos, s->rec_max);
 
 		if (!n && pos < z->sum.len)
 			return UINT64_MAX;
-		total += part_len(n);
+		total += part_len(s, n);
 		pos += n;
 	} while (pos < z->sum.len);
 	return total;
@@ -201,7 +201,7 @@ static void summary_flushed(struct zdev_io *io)
 		zone_finish(op);
 		return;
 	}
-	total = summary_bytes(z, s->rec_max);
+	total = summary_bytes(s, z);
 	/* A summary that does not fit (it always does) goes unpadded: a restart looks for it. */
 	op->pad = total <= z->cap - z->wp ? z->cap - z->wp - total : 0;
 	pad_next(op);

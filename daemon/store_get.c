@@ -162,7 +162,7 @@ static void *get_buf(struct zget *g, uint32_t len)
 	g->alloc = len;
 	g->heap = len > zpool_max(s->pool);
 	if (g->heap)
-		return posix_memalign(&g->buf, ZDEV_BLOCK, len) ? NULL : g->buf;
+		return posix_memalign(&g->buf, ZDEV_BLOCK_MAX, len) ? NULL : g->buf;
 	/* Gets together hold at most their share of the pool, one always may. */
 	if (all->held && all->held + len > all->limit) {
 		store_wait_on(&all->waiting, &g->w);
@@ -183,8 +183,8 @@ static void get_read(struct zget *g)
 {
 	const struct zloc *l = &g->locs[g->next];
 	struct store *s = g->s;
-	uint64_t at = l->addr / ZDEV_BLOCK * ZDEV_BLOCK;
-	uint32_t len = zrec_block_up(l->addr + l->len) - at;
+	uint64_t at = l->addr / s->zones.block * s->zones.block;
+	uint32_t len = store_block_up(s, l->addr + l->len) - at;
 
 	g->boff = l->addr - at;
 	g->buf = get_buf(g, len);

@@ -176,7 +176,7 @@ static void chunk_done(struct zdev_io *io)
 	struct store *s = c->p->s;
 	uint32_t zone = c->zone;
 
-	uint32_t alen = zrec_block_up(c->len);
+	uint32_t alen = store_block_up(s, c->len);
 	bool misplaced = io->res >= 0 && store_landed(s, zone, io->addr, alen);
 
 	if (io->res >= 0 && !misplaced)
@@ -191,7 +191,7 @@ static void chunk_append(struct store *s, struct zchunk *c)
 		return;
 	s->zq[c->zone].appending++;
 	c->io.done = chunk_done;
-	zdev_append(s->dev, c->zone, c->buf, zrec_block_up(c->len), &c->io);
+	zdev_append(s->dev, c->zone, c->buf, store_block_up(s, c->len), &c->io);
 }
 
 static void chunk_fail(struct store *s, struct zchunk *c, int err)
@@ -210,7 +210,7 @@ static int chunk_reserve(struct store *s, struct zchunk *c)
 	uint64_t meta = zones_entry_meta(p->klen, p->nchunks > 1);
 	/* A whole append's room, as it may go alone; store_batch.c gives back what packing saves.
 	 */
-	uint32_t len = zrec_block_up(c->len);
+	uint32_t len = store_block_up(s, c->len);
 	bool small = c->len <= BATCH_SMALL;
 	int ret;
 
@@ -249,7 +249,7 @@ static void chunk_submit(struct zput *p, struct zchunk *c)
 
 	c->len = zrec_seal(c->buf, &r, s->tag);
 	/* Alone, the append is the record and zeros to the block: padding, to a reader. */
-	memset((uint8_t *)c->buf + c->len, 0, zrec_block_up(c->len) - c->len);
+	memset((uint8_t *)c->buf + c->len, 0, store_block_up(s, c->len) - c->len);
 	p->submitted++;
 	chunk_place(s, c);
 }
@@ -381,7 +381,7 @@ void *store_put_buf(struct zput *p, size_t *room, struct store_waiter *w)
 		uint32_t idx = p->submitted;
 		uint64_t left = p->vlen - (uint64_t)idx * p->dmax;
 		uint32_t dlen = MIN(left, p->dmax);
-		uint32_t alloc = zrec_block_up(zrec_len(p->nchunks > 1, p->klen, dlen));
+		uint32_t alloc = store_block_up(s, zrec_len(p->nchunks > 1, p->klen, dlen));
 		void *buf;
 
 		if (p->held + alloc > PUT_MAX_HELD) {

@@ -207,20 +207,20 @@ size_t zsum_part_len(const struct zsum *s, size_t pos, size_t rec_max)
 	return n;
 }
 
-void zsum_footer_put(void *rec, size_t len, uint64_t tag)
+void zsum_footer_put(void *rec, size_t len, uint32_t block, uint64_t tag)
 {
 	uint8_t *f = (uint8_t *)rec + len - ZSUM_FOOTER;
 
 	put_le32(f, ZSUM_FOOTER_MAGIC);
-	put_le32(f + 4, len / ZDEV_BLOCK);
+	put_le32(f + 4, len / block);
 	put_le64(f + 8, tag);
 }
 
-uint64_t zsum_footer_get(const void *blk, uint64_t tag)
+uint64_t zsum_footer_get(const void *blk, uint32_t block, uint64_t tag)
 {
-	const uint8_t *f = (const uint8_t *)blk + ZDEV_BLOCK - ZSUM_FOOTER;
+	const uint8_t *f = (const uint8_t *)blk + block - ZSUM_FOOTER;
 
 	if (get_le32(f) != ZSUM_FOOTER_MAGIC || get_le64(f + 8) != tag)
 		return 0;
-	return (uint64_t)get_le32(f + 4) * ZDEV_BLOCK;
+	return (uint64_t)get_le32(f + 4) * block;
 }

@@ -56,10 +56,13 @@ int zsum_next(const uint8_t *buf, size_t len, struct zsum_pos *at, struct zrec *
 /* How many entry bytes from *pos on fit in one record of at most rec_max bytes. */
 size_t zsum_part_len(const struct zsum *s, size_t pos, size_t rec_max);
 
-/* Writes the footer into the last bytes of a sealed summary record of len bytes. */
-void zsum_footer_put(void *rec, size_t len, uint64_t tag);
+/*
+ * Writes the footer into the last bytes of a sealed summary record of len
+ * bytes, whole blocks of the store's block; it gives the length in blocks.
+ */
+void zsum_footer_put(void *rec, size_t len, uint32_t block, uint64_t tag);
 /* Length of the summary record whose last block is blk, or 0 if blk has no footer. */
-uint64_t zsum_footer_get(const void *blk, uint64_t tag);
+uint64_t zsum_footer_get(const void *blk, uint32_t block, uint64_t tag);
 
 /* Bytes a zone must keep back for the summary besides each record's entry. */
 #define ZSUM_BASE_RESERVE (8u * 1024)

@@ -32,7 +32,7 @@ size_t zsuper_encode(const struct zsuper *sb, void *buf)
 	struct zrec r = { .type = ZREC_SUPER, .dlen = SUPER_DLEN };
 	uint8_t *d = zrec_data(buf, false, 0);
 
-	memset(buf, 0, ZDEV_BLOCK);
+	memset(buf, 0, ZDEV_BLOCK_MIN);
 	memcpy(d, sb->uuid, 16);
 	put_le32(d + 16, sb->version);
 	put_le32(d + 20, sb->nr_zones);
@@ -53,7 +53,7 @@ static bool legacy(const uint8_t *p, size_t len, struct zsuper *sb)
 	    get_le64(p + 56) != ZSUPER_TAG)
 		return false;
 	sb->version = get_le32(p + 80);
-	return sb->version < ZSUPER_VERSION;
+	return sb->version < 3;
 }
 
 int zsuper_decode(const void *buf, size_t len, struct zsuper *sb)
@@ -73,20 +73,35 @@ int zsuper_decode(const void *buf, size_t len, struct zsuper *sb)
 	sb->ctime = get_le64(r.data + 40);
 	if (sb->version > ZSUPER_VERSION)
 		return -EPROTONOSUPPORT;
-	if (sb->rec_max < ZDEV_BLOCK || sb->rec_max % ZDEV_BLOCK || sb->rec_max > ZSUPER_REC_LIMIT)
+	if (sb->version < 3)
+		return -EPROTO;
+	if ((sb->version > 3 && !zdev_block_ok(sb->block)) || sb->rec_max < zsuper_block(sb) ||
+	    sb->rec_max % zsuper_block(sb) || sb->rec_max > ZSUPER_REC_LIMIT)
 		return -EBADMSG;
 	return 0;
 }
 
+uint32_t zsuper_block(const struct zsuper *sb)
+{
+	return sb->version > 3 ? sb->block : ZSUPER_V3_BLOCK;
+}
+
 int zsuper_check(const struct zsuper *sb, const struct zdev_info *info, struct zerr *err)
 {
+	uint32_t block = zsuper_block(sb);
+
 	if (sb->zone_size != info->zone_size || sb->nr_zones != info->nr_zones ||
-	    sb->block != info->block)
+	    block % info->lblock)
 		return zerr_set(err, -EINVAL,
 				"formatted for %u zones of %llu bytes, %u-byte blocks; the device "
-				"has %u zones of %llu bytes, %u-byte blocks",
-				sb->nr_zones, (unsigned long long)sb->zone_size, sb->block,
-				info->nr_zones, (unsigned long long)info->zone_size, info->block);
+				"has %u zones of %llu bytes, %u-byte logical blocks",
+				sb->nr_zones, (unsigned long long)sb->zone_size, block,
+				info->nr_zones, (unsigned long long)info->zone_size, info->lblock);
+	if (info->block_asked && info->block != block)
+		return zerr_set(err, -EINVAL,
+				"formatted with %u-byte blocks, not the %u asked for (--format "
+				"formats it again, and loses its data)",
+				block, info->block);
 	return 0;
 }
 

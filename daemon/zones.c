@@ -37,13 +37,14 @@ static uint8_t from_cond(enum zdev_cond c)
 }
 
 int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev_zone *dz,
-	       unsigned want)
+	       uint32_t block, unsigned want)
 {
 	uint32_t meta;
 
 	memset(zs, 0, sizeof(*zs));
 	zs->n = info->nr_zones;
 	zs->zone_size = info->zone_size;
+	zs->block = block;
 	zs->gc_zone = NONE;
 	zs->max_active = MIN(info->max_active ? info->max_active : UINT32_MAX,
 			     info->max_open ? info->max_open : UINT32_MAX);
@@ -551,12 +552,12 @@ int zones_landed(struct zones *zs, uint32_t zone, uint64_t addr, uint32_t len)
 	uint64_t off = addr - z->start;
 
 	if (addr < z->start || off < z->base || off + len > MIN(z->used, z->cap) ||
-	    off % ZDEV_BLOCK || len % ZDEV_BLOCK)
+	    off % zs->block || len % zs->block)
 		return -EIO;
 	/* Without memory for the map, the bounds above are all that is checked. */
 	if (!z->landed)
-		z->landed = calloc(DIV_UP(z->cap / ZDEV_BLOCK, 8), 1);
-	if (z->landed && !mark_landed(z->landed, off / ZDEV_BLOCK, len / ZDEV_BLOCK))
+		z->landed = calloc(DIV_UP(z->cap / zs->block, 8), 1);
+	if (z->landed && !mark_landed(z->landed, off / zs->block, len / zs->block))
 		return -EIO;
 	z->wp = MAX(z->wp, off + len);
 	return 0;

@@ -74,7 +74,8 @@ struct zones {
 	struct zone *z;
 	uint32_t n;
 	uint64_t zone_size;
-	uint32_t *set; /* the write set: zones in ZS_OPEN taking puts and deletes */
+	uint32_t block; /* the store's: appends are whole blocks of it */
+	uint32_t *set;	/* the write set: zones in ZS_OPEN taking puts and deletes */
 	unsigned nset;
 	unsigned want; /* zones to keep in the write set */
 	unsigned rr;
@@ -90,7 +91,7 @@ struct zones {
 };
 
 int zones_init(struct zones *zs, const struct zdev_info *info, const struct zdev_zone *dz,
-	       unsigned want);
+	       uint32_t block, unsigned want);
 void zones_done(struct zones *zs);
 
 /*

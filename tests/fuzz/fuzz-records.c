@@ -276,9 +276,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		one_record(p, size - off, in_tag, &h, hret);
 		one_record(p, size - off, ZSUPER_TAG, &h, hret);
 	}
-	for (size_t off = 0; off + ZDEV_BLOCK <= size; off += ZDEV_BLOCK) {
-		sink += zsum_footer_get(data + off, fz_tag());
-		sink += zsum_footer_get(data + off, in_tag);
+	for (uint32_t blk = ZDEV_BLOCK_MIN; blk <= ZDEV_BLOCK_MAX; blk *= 8) {
+		for (size_t off = 0; off + blk <= size; off += blk) {
+			sink += zsum_footer_get(data + off, blk, fz_tag());
+			sink += zsum_footer_get(data + off, blk, in_tag);
+		}
 	}
 	walk_entries(data, size);
 	if (size > 8)

@@ -372,7 +372,7 @@ static void end_append(struct buf *b)
 static void seal_summary(struct buf *b, struct zsum *s, uint64_t prev, uint64_t seq, uint64_t tag,
 			 bool footer)
 {
-	size_t len = zrec_block_up(zrec_len(true, 0, s->len + ZSUM_FOOTER));
+	size_t len = zrec_block_up(zrec_len(true, 0, s->len + ZSUM_FOOTER), BLK);
 	uint8_t *p = aligned_alloc(BLK, len);
 	struct zrec r = { .type = ZREC_SUMMARY,
 			  .seq = seq,
@@ -388,7 +388,7 @@ static void seal_summary(struct buf *b, struct zsum *s, uint64_t prev, uint64_t 
 	if (s->len)
 		memcpy(zrec_data(p, true, 0), s->buf, s->len);
 	if (footer)
-		zsum_footer_put(p, len, tag);
+		zsum_footer_put(p, len, BLK, tag);
 	if (zrec_seal(p, &r, tag) != len)
 		fz_die("a summary part of %zu bytes sealed to another length", len);
 	add(b, p, len);

@@ -115,7 +115,7 @@ static uint64_t damage_a_summary(const struct zt_daemon *d, const struct zap_zon
  * written and the last missing, as when an append of the last part fails.
  * 1 KiB keys make the summary of an 8 MiB zone about 2 MiB, three parts.
  */
-#define CUT_KEYS 3000
+#define CUT_KEYS_MAX 20000
 
 static void cut_key(char *key, uint32_t k)
 {
@@ -126,33 +126,36 @@ static void cut_key(char *key, uint32_t k)
 
 static void drop_last_summary_part(const struct zt_daemon *d, zap_client *c)
 {
+	/* The summary ends the zone's last block, of the store's block size. */
+	const uint64_t bs = zt_stat(c, "block_bytes");
 	struct zap_zone *z;
 	size_t n;
 	int fd = open(d->dev, O_RDWR);
 	uint8_t blk[4096], zero[4096] = { 0 };
 
 	zt_check(fd >= 0, "open %s", d->dev);
+	zt_check(bs >= 512 && bs <= sizeof(blk), "block_bytes %llu", (unsigned long long)bs);
 	zt_ok(zap_zones(c, &z, &n));
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(z[i].state, "full"))
 			continue;
-		for (uint64_t off = z[i].capacity; off >= 4096; off -= 4096) {
-			uint64_t at = FILE_HEADER + z[i].start + off - 4096, blocks;
+		for (uint64_t off = z[i].capacity; off >= bs; off -= bs) {
+			uint64_t at = FILE_HEADER + z[i].start + off - bs, blocks;
 
-			zt_check(pread(fd, blk, 4096, at) == 4096, "pread");
-			if (!memcmp(blk, zero, 4096))
+			zt_check(pread(fd, blk, bs, at) == (ssize_t)bs, "pread");
+			if (!memcmp(blk, zero, bs))
 				continue;
 			/* The footer: magic, the record's length in blocks, tag. */
-			zt_check(!memcmp(blk + 4096 - 16, "ZSUM", 4),
+			zt_check(!memcmp(blk + bs - 16, "ZSUM", 4),
 				 "no summary footer in the last block");
-			blocks =
-			    blk[4096 - 12] | blk[4096 - 11] << 8 | (uint64_t)blk[4096 - 10] << 16;
+			blocks = blk[bs - 12] | blk[bs - 11] << 8 | (uint64_t)blk[bs - 10] << 16;
 			/* A part before the last ends right before it: the summary has several. */
-			zt_check(pread(fd, blk, 4096, at - blocks * 4096) == 4096 &&
-				     memcmp(blk, zero, 4096),
+			zt_check(pread(fd, blk, bs, at - blocks * bs) == (ssize_t)bs &&
+				     memcmp(blk, zero, bs),
 				 "the last summary part is the only one");
 			for (uint64_t b = 0; b < blocks; b++)
-				zt_check(pwrite(fd, zero, 4096, at - b * 4096) == 4096, "pwrite");
+				zt_check(pwrite(fd, zero, bs, at - b * bs) == (ssize_t)bs,
+					 "pwrite");
 			zt_check(!fsync(fd), "fsync");
 			close(fd);
 			free(z);
@@ -168,20 +171,23 @@ static void summary_cut_short(void)
 	struct zt_daemon d;
 	zap_client *c;
 	char key[1024];
+	uint32_t nkeys;
 
 	zt_init(&d, args);
 	zt_start(&d);
 	c = zt_connect(&d);
-	for (uint32_t k = 0; k < CUT_KEYS; k++) {
-		cut_key(key, k);
-		zt_ok(zap_put(c, key, sizeof(key), &k, sizeof(k), NULL));
+	/* Until a zone is full, whatever the block: its summary is the one cut short. */
+	for (nkeys = 0; nkeys < CUT_KEYS_MAX && (nkeys % 256 || !zt_stat(c, "zones_full"));
+	     nkeys++) {
+		cut_key(key, nkeys);
+		zt_ok(zap_put(c, key, sizeof(key), &nkeys, sizeof(nkeys), NULL));
 	}
 	drop_last_summary_part(&d, c);
 	zap_close(c);
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");
 	zt_start(&d);
 	c = zt_connect(&d);
-	for (uint32_t k = 0; k < CUT_KEYS; k++) {
+	for (uint32_t k = 0; k < nkeys; k++) {
 		void *got;
 		size_t glen;
 		int ret;
@@ -195,7 +201,7 @@ static void summary_cut_short(void)
 	}
 	/* The open zone, and the one whose summary was cut short. */
 	zt_check(zt_stat(c, "recovery_zones_scanned") >= 2, "the zone cut short was not scanned");
-	printf("summary cut short: %d keys read back (%llu zones scanned)\n", CUT_KEYS,
+	printf("summary cut short: %u keys read back (%llu zones scanned)\n", nkeys,
 	       (unsigned long long)zt_stat(c, "recovery_zones_scanned"));
 	zap_close(c);
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");

@@ -120,7 +120,7 @@ static const struct rcase cases[] = {
 	    .vlen = 4000,
 	    .voff = 8192 } },
 	{ "seq", { .type = ZREC_SEQ, .seq = 1000 } },
-	{ "pad", { .type = ZREC_PAD, .dlen = ZDEV_BLOCK - ZREC_HDR } },
+	{ "pad", { .type = ZREC_PAD, .dlen = ZDEV_BLOCK_MAX - ZREC_HDR } },
 	{ "pad-short", { .type = ZREC_PAD, .dlen = 4 } },
 	{ "super", { .type = ZREC_SUPER, .dlen = 48, .seq = 0 } },
 };
@@ -292,8 +292,8 @@ static void test_len(void **state)
 	assert_int_equal(zrec_len(false, 0, UINT32_MAX), 20 + (uint64_t)UINT32_MAX + 5);
 
 	/* The most data a record of rec_max bytes holds fills it exactly. */
-	assert_int_equal(zrec_data_max(ZDEV_BLOCK, false, 0), ZDEV_BLOCK - 20);
-	assert_int_equal(zrec_data_max(ZDEV_BLOCK, true, 10), ZDEV_BLOCK - 54);
+	assert_int_equal(zrec_data_max(ZDEV_BLOCK_MAX, false, 0), ZDEV_BLOCK_MAX - 20);
+	assert_int_equal(zrec_data_max(ZDEV_BLOCK_MAX, true, 10), ZDEV_BLOCK_MAX - 54);
 	for (int ext = 0; ext < 2; ext++) {
 		for (size_t klen = 0; klen <= ZREC_KEY_MAX; klen += 73) {
 			size_t rec_max = 1 * MiB, d = zrec_data_max(rec_max, ext, klen);
@@ -307,10 +307,13 @@ static void test_len(void **state)
 	assert_int_equal(zrec_align(1), 8);
 	assert_int_equal(zrec_align(8), 8);
 	assert_int_equal(zrec_align(4095), 4096);
-	assert_int_equal(zrec_block_up(0), 0);
-	assert_int_equal(zrec_block_up(1), ZDEV_BLOCK);
-	assert_int_equal(zrec_block_up(ZDEV_BLOCK), ZDEV_BLOCK);
-	assert_int_equal(zrec_block_up(ZDEV_BLOCK + 8), 2 * ZDEV_BLOCK);
+	for (uint32_t b = 512; b <= 4096; b *= 2) {
+		assert_int_equal(zrec_block_up(0, b), 0);
+		assert_int_equal(zrec_block_up(1, b), b);
+		assert_int_equal(zrec_block_up(b, b), b);
+		assert_int_equal(zrec_block_up(b + 8, b), 2 * b);
+		assert_int_equal(zrec_block_up((1ull << 40) + 1, b), (1ull << 40) + b);
+	}
 
 	/* Which records carry the extension. */
 	assert_false(zrec_ext(ZREC_PUT, 0));
@@ -373,7 +376,7 @@ static void test_packed(void **state)
 
 		size += zrec_len(rec_ext(in), in->klen, in->dlen);
 	}
-	size = zrec_block_up(size + 1);
+	size = zrec_block_up(size + 1, 4096);
 	buf = calloc(1, size);
 	assert_non_null(buf);
 	for (size_t k = 0; k < ARRAY_SIZE(offs); k++) {
@@ -423,7 +426,7 @@ static void test_packed(void **state)
 /* Zeros where a record would start: padding, however much of it is readable. */
 static void test_padding(void **state)
 {
-	uint8_t buf[ZDEV_BLOCK];
+	uint8_t buf[ZDEV_BLOCK_MAX];
 	struct zrec r = {
 		.type = ZREC_PUT, .klen = 1, .dlen = 10, .nchunks = 1, .key = (const uint8_t *)"k"
 	};
@@ -573,7 +576,7 @@ static void set(uint8_t *p, enum field f, uint64_t v)
  */
 static void edit(const char *name, enum field f, uint64_t v, enum field f2, uint64_t v2, int want)
 {
-	uint8_t *big = calloc(1, 16 * ZDEV_BLOCK);
+	uint8_t *big = calloc(1, 16 * ZDEV_BLOCK_MAX);
 	size_t i, len;
 	uint8_t *buf;
 	struct zrec r;
@@ -587,17 +590,17 @@ static void edit(const char *name, enum field f, uint64_t v, enum field f2, uint
 	memcpy(big, buf, len);
 	set(big, f, v);
 	set(big, f2, v2);
-	ret = zrec_head(big, 16 * ZDEV_BLOCK, &r);
+	ret = zrec_head(big, 16 * ZDEV_BLOCK_MAX, &r);
 	if (ret != want)
 		fail_msg("%s, field %d = %llu: zrec_head returned %d, not %d", name, f,
 			 (unsigned long long)v, ret, want);
 	if (!ret) {
-		assert_true(rec_end(&r) <= 16 * ZDEV_BLOCK);
+		assert_true(rec_end(&r) <= 16 * ZDEV_BLOCK_MAX);
 		recrc(big, rec_end(&r));
 	} else {
 		recrc(big, rec_end(&cases[i].r));
 	}
-	ret = zrec_parse(big, 16 * ZDEV_BLOCK, TAG, &r);
+	ret = zrec_parse(big, 16 * ZDEV_BLOCK_MAX, TAG, &r);
 	if (ret != want)
 		fail_msg("%s, field %d = %llu: zrec_parse returned %d, not %d", name, f,
 			 (unsigned long long)v, ret, want);
@@ -905,7 +908,7 @@ static void test_summary_round_trip(void **state)
 static void test_summary_entry_max(void **state)
 {
 	static const size_t klens[] = { 1, 2, 127, 128, 1000, ZREC_KEY_MAX };
-	const uint64_t len = ZSUPER_REC_LIMIT + ZDEV_BLOCK, zone = 1ull << 40;
+	const uint64_t len = ZSUPER_REC_LIMIT + ZDEV_BLOCK_MAX, zone = 1ull << 40;
 	static const uint64_t seqs[] = { 0, (1ull << 56) - 1, 0, 1, (1ull << 56) - 1, 1ull << 55 };
 	const uint64_t offs[] = { 0, zone - len, 0, zone / 2, zone - len, 8 };
 	struct zsum s = { 0 };
@@ -1197,19 +1200,23 @@ static void test_summary_parts(void **state)
 	zsum_done(&s);
 }
 
+/* The footer ends the summary's last block, and gives its length in the store's blocks. */
 static void test_summary_footer(void **state)
 {
-	uint8_t *rec = calloc(1, 3 * ZDEV_BLOCK);
+	for (uint32_t b = 512; b <= 4096; b *= 2) {
+		uint8_t *rec = calloc(1, 3 * b);
 
-	assert_non_null(rec);
-	zsum_footer_put(rec, 3 * ZDEV_BLOCK, TAG);
-	assert_int_equal(get_le32(rec + 3 * ZDEV_BLOCK - ZSUM_FOOTER), ZSUM_FOOTER_MAGIC);
-	assert_int_equal(zsum_footer_get(rec + 2 * ZDEV_BLOCK, TAG), 3 * ZDEV_BLOCK);
-	assert_int_equal(zsum_footer_get(rec + 2 * ZDEV_BLOCK, TAG ^ 1), 0);
-	assert_int_equal(zsum_footer_get(rec + ZDEV_BLOCK, TAG), 0);
-	rec[3 * ZDEV_BLOCK - ZSUM_FOOTER] ^= 1;
-	assert_int_equal(zsum_footer_get(rec + 2 * ZDEV_BLOCK, TAG), 0);
-	free(rec);
+		assert_non_null(rec);
+		zsum_footer_put(rec, 3 * b, b, TAG);
+		assert_int_equal(get_le32(rec + 3 * b - ZSUM_FOOTER), ZSUM_FOOTER_MAGIC);
+		assert_int_equal(get_le32(rec + 3 * b - ZSUM_FOOTER + 4), 3);
+		assert_int_equal(zsum_footer_get(rec + 2 * b, b, TAG), 3 * b);
+		assert_int_equal(zsum_footer_get(rec + 2 * b, b, TAG ^ 1), 0);
+		assert_int_equal(zsum_footer_get(rec + b, b, TAG), 0);
+		rec[3 * b - ZSUM_FOOTER] ^= 1;
+		assert_int_equal(zsum_footer_get(rec + 2 * b, b, TAG), 0);
+		free(rec);
+	}
 }
 
 int main(void)

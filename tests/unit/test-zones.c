@@ -33,7 +33,7 @@ static void setup_zones(struct zones *zs)
 		dz[i] = (struct zdev_zone){ .start = (uint64_t)i * ZONE,
 					    .cap = ZONE,
 					    .cond = ZDEV_EMPTY };
-	assert_int_equal(zones_init(zs, &info, dz, 1), 0);
+	assert_int_equal(zones_init(zs, &info, dz, 4096, 1), 0);
 	zs->finish_fn = finish_nothing;
 }
 
