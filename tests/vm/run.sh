@@ -7,7 +7,10 @@
 # 3. packs a busybox initramfs per kernel with tests/vm/init
 # 4. boots QEMU (TCG) once per plan and reads ZVM PASS/FAIL lines off the
 #    serial console:
-#      nvme    6.12, /dev/ng0n1: the nvme backend, registered buffers
+#      nvme    6.12, /dev/ng0n1: the nvme backend, registered buffers; the
+#              namespace has 512-byte LBAs and zones as large as their capacity
+#      zcap    6.12, the nvme backend then zbd, on a namespace of 4096-byte
+#              LBAs whose zones hold 6 MiB of their 8 (capacity below size)
 #      zbd     6.12, /dev/nvme0n1 with --backend zbd
 #      nullb   6.12, a zoned null_blk (/dev/nullb0): the zbd backend
 #      nvme61  6.1, /dev/ng0n1: passthrough refuses registered buffers
@@ -25,8 +28,8 @@
 #              lost, only the guest's state)
 # Logs: BUILDDIR/vm-logs/PLAN.log. Exit 0 when every test passed, 1 when one
 # failed, 77 when QEMU or a kernel cannot be had.
-# Environment: ZAPPEND_VM_CACHE, ZAPPEND_VM_PLANS (default "nvme zbd nullb nvme61
-# zfault zstate ffull power fpower"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
+# Environment: ZAPPEND_VM_CACHE, ZAPPEND_VM_PLANS (default "nvme zcap zbd nullb
+# nvme61 zfault zstate ffull power fpower"), ZAPPEND_VM_TIMEOUT (seconds a boot may take, default 900),
 # TORTURE_ROUNDS (in the VM, default 3), ZAPPEND_VM_SMP (default 2),
 # ZAPPEND_VM_TESTS (the test programs each plan runs, default "test-basic
 # test-restart test-concurrent test-torture").
@@ -34,7 +37,7 @@ set -u
 src=$(cd "${1:-.}" && pwd)
 build=$(cd "${2:-.}" && pwd)
 cache=${ZAPPEND_VM_CACHE:-${HOME:-/root}/.cache/zappend-vm}
-plans=${ZAPPEND_VM_PLANS:-nvme zbd nullb nvme61 zfault zstate ffull power fpower}
+plans=${ZAPPEND_VM_PLANS:-nvme zcap zbd nullb nvme61 zfault zstate ffull power fpower}
 timeout=${ZAPPEND_VM_TIMEOUT:-900}
 smp=${ZAPPEND_VM_SMP:-2}
 rounds=${TORTURE_ROUNDS:-3}
@@ -121,7 +124,9 @@ $need61 && mkinitrd "$cache/k61" "$work/initrd-61.gz"
 
 # --- 4. boots ---
 # boot NAME KERNEL-DIR INITRD IMAGE CMDLINE-EXTRA: runs QEMU until the init powers off.
-# The image is namespace 1 (zoned); with FSIMG set, that file is namespace 2.
+# The image is namespace 1 (zoned; NSOPTS, if set, adds to its nvme-ns options,
+# else 512-byte LBAs and zones as large as their capacity); with FSIMG set,
+# that file is namespace 2.
 # With KILL_AFTER=N set, QEMU is killed with SIGKILL once the console shows N puts
 # acknowledged (the power loss).
 boot_once() {
@@ -135,7 +140,7 @@ boot_once() {
 		-append "console=ttyS0 quiet loglevel=4 panic=-1 zvm.rounds=$rounds $vmtests $extra" \
 		-drive "file=${BLKDEBUG:+blkdebug:$BLKDEBUG:}$img,id=zns,format=raw,if=none" \
 		-device nvme,id=nvme0,serial=zap1 \
-		-device "nvme-ns,drive=zns,bus=nvme0,nsid=1,zoned=on,zoned.zone_size=8M,zoned.max_open=14,zoned.max_active=14" \
+		-device "nvme-ns,drive=zns,bus=nvme0,nsid=1,zoned=on,zoned.zone_size=8M,zoned.max_open=14,zoned.max_active=14,${NSOPTS:-logical_block_size=512,physical_block_size=512}" \
 		${FSIMG:+-drive "file=$FSIMG,id=fs,format=raw,if=none" -device "nvme-ns,drive=fs,bus=nvme0,nsid=2"} \
 		>"$logs/$name.qemu.log" 2>&1 &
 	qpid=$!
@@ -182,6 +187,11 @@ for plan in $plans; do
 	newimg "$img"
 	case $plan in
 	nvme | zbd | nullb | zstate) boot "$plan" "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=$plan" ;;
+	zcap)
+		NSOPTS=logical_block_size=4096,physical_block_size=4096,zoned.zone_capacity=6M \
+			boot zcap "$cache/k612" "$work/initrd-612.gz" "$img" "zvm.plan=zcap"
+		unset NSOPTS
+		;;
 	nvme61) boot nvme61 "$cache/k61" "$work/initrd-61.gz" "$img" "zvm.plan=nvme61" ;;
 	zfault)
 		# Every write that touches the block 2 MiB into zones 2-12 fails with
