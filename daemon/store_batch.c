@@ -22,10 +22,8 @@ void batch_zone_ended(struct store *s, uint32_t zone)
 	struct zqueue *q = &s->zq[zone];
 
 	q->appending--;
-	if (q->batch && !q->appending) {
+	if (q->batch && !q->appending)
 		batch_submit(s, q);
-		zring_submit_now(s->ring);
-	}
 }
 
 /*
@@ -65,8 +63,6 @@ static void batch_done(struct zdev_io *io)
 	if (io->res >= 0 && !misplaced)
 		zones_add_dead(&s->zones, b->zone, alen - b->len);
 	s->st.batches++;
-	/* What gathered behind it goes to the device before its puts are answered. */
-	batch_zone_ended(s, b->zone);
 	for (c = b->chunks; c; c = next) {
 		next = c->next;
 		s->st.batched_records++;
@@ -75,6 +71,7 @@ static void batch_done(struct zdev_io *io)
 		chunk_complete(s, c, io->res < 0 ? io->res : 0, io->addr + c->boff, misplaced);
 	}
 	store_buf_put(s, b->buf, BATCH_MAX, NULL);
+	batch_zone_ended(s, b->zone);
 	free(b);
 }
 

@@ -181,9 +181,8 @@ static void chunk_done(struct zdev_io *io)
 
 	if (io->res >= 0 && !misplaced)
 		zones_add_dead(&s->zones, zone, alen - c->len);
-	/* What gathered behind it goes to the device before its put is answered. */
-	batch_zone_ended(s, zone);
 	chunk_complete(s, c, io->res, io->addr, misplaced);
+	batch_zone_ended(s, zone);
 }
 
 static void chunk_append(struct store *s, struct zchunk *c)
