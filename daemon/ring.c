@@ -63,6 +63,19 @@ int zring_submit(struct zring *r)
 	return 0;
 }
 
+void zring_submit_now(struct zring *r)
+{
+	int ret;
+
+	if (!r->queued)
+		return;
+	ret = io_uring_submit(&r->ring);
+	if (ret > 0) {
+		r->queued -= ret;
+		r->inflight += ret;
+	}
+}
+
 /*
  * Operations the kernel will not take never complete: whatever waits on them
  * would wait forever. Said once; the daemon stops.

@@ -54,6 +54,11 @@ void zring_queue(struct zring *r, struct zring_op *op);
  * sooner). 0, or -errno when the kernel refuses for good.
  */
 int zring_submit(struct zring *r);
+/*
+ * Submits what is queued now, from inside a completion, rather than at the
+ * end of the loop's turn; what the kernel does not take now goes then.
+ */
+void zring_submit_now(struct zring *r);
 
 /* Waits for and handles completions until nothing is in flight (shutdown). */
 void zring_drain(struct zring *r);

@@ -3,8 +3,12 @@
  * gathers with others in one buffer, back to back on 8 bytes; they go as one
  * append, zero-padded to the block, once the zone's appends in flight are
  * done (group commit). Whole blocks go and a partial last block waits behind
- * them for the next append, while there is one: the device takes few large
- * writes, and small records share blocks instead of taking one each. A small
+ * them for the next append, while there is one, unless the record across the
+ * cut would leave more padding than sending it all: the device takes few
+ * large writes, and small records share blocks instead of taking one each.
+ * Sending at once what gathered while an append was in flight keeps batches
+ * small: 100-byte values take 1.45x their bytes (1.33x sent at the end of the
+ * loop's turn), for 15% more puts (bench/small, bench/peers). A small
  * record bound for an idle zone goes at once, alone: at depth 1 a put costs
  * a block, and no wait.
  */
@@ -16,14 +20,20 @@
 
 static void batch_submit(struct store *s, struct zqueue *q);
 
-/* An append to the zone ended: what gathered behind it goes once nothing is in flight. */
+/*
+ * An append to the zone ended: what gathered behind it goes once nothing is
+ * in flight, at once, not at the end of the loop's turn, so that the device
+ * writes it while the loop answers the puts of the append that ended.
+ */
 void batch_zone_ended(struct store *s, uint32_t zone)
 {
 	struct zqueue *q = &s->zq[zone];
 
 	q->appending--;
-	if (q->batch && !q->appending)
+	if (q->batch && !q->appending) {
 		batch_submit(s, q);
+		zring_submit_now(s->ring);
+	}
 }
 
 /*
@@ -63,6 +73,8 @@ static void batch_done(struct zdev_io *io)
 	if (io->res >= 0 && !misplaced)
 		zones_add_dead(&s->zones, b->zone, alen - b->len);
 	s->st.batches++;
+	/* Before its puts are answered: see batch_zone_ended. */
+	batch_zone_ended(s, b->zone);
 	for (c = b->chunks; c; c = next) {
 		next = c->next;
 		s->st.batched_records++;
@@ -71,7 +83,6 @@ static void batch_done(struct zdev_io *io)
 		chunk_complete(s, c, io->res < 0 ? io->res : 0, io->addr + c->boff, misplaced);
 	}
 	store_buf_put(s, b->buf, BATCH_MAX, NULL);
-	batch_zone_ended(s, b->zone);
 	free(b);
 }
 
@@ -104,7 +115,9 @@ static void batch_push(struct zbatch *b, struct zchunk *c, const void *rec)
 
 /*
  * The records past the batch's last whole block move to a new batch, left
- * to gather behind it; NULL when there are none, or no memory to move them.
+ * to gather behind it; NULL when there are none, when the cut would pad
+ * more than sending them all (a record straddling the block ends the part
+ * that goes, which is padded to the block), or no memory to move them.
  */
 static struct zbatch *batch_split(struct store *s, struct zbatch *b)
 {
@@ -114,7 +127,9 @@ static struct zbatch *batch_split(struct store *s, struct zbatch *b)
 
 	while (*pc && (*pc)->boff + (*pc)->len <= cut)
 		pc = &(*pc)->next;
-	if (!*pc || pc == &b->chunks || !(rest = batch_new(s, b->zone)))
+	if (!*pc || pc == &b->chunks ||
+	    store_block_up(s, (*pc)->boff) - (*pc)->boff > store_block_up(s, b->len) - b->len ||
+	    !(rest = batch_new(s, b->zone)))
 		return NULL;
 	c = *pc;
 	*pc = NULL;

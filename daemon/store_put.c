@@ -181,8 +181,9 @@ static void chunk_done(struct zdev_io *io)
 
 	if (io->res >= 0 && !misplaced)
 		zones_add_dead(&s->zones, zone, alen - c->len);
-	chunk_complete(s, c, io->res, io->addr, misplaced);
+	/* Before its put is answered: see batch_zone_ended. */
 	batch_zone_ended(s, zone);
+	chunk_complete(s, c, io->res, io->addr, misplaced);
 }
 
 static void chunk_append(struct store *s, struct zchunk *c)
