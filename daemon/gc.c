@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "record.h"
-#include "store.h"
 
 #define WINDOW	  (1u << 20)
 #define PACE_NS	  2000000 /* between windows when space is not short */
@@ -42,10 +41,22 @@ struct gc_pack {
 
 static void step(struct gc *g);
 
-int gc_init(struct gc *g, struct store *s, enum gc_policy policy)
+void gc_mount(struct gc *g, uint64_t tag, uint32_t rec_max, uint32_t rec_limit)
+{
+	g->tag = tag;
+	g->rec_max = rec_max;
+	g->rec_limit = rec_limit;
+}
+
+int gc_init(struct gc *g, struct store *s, struct zdev *dev, struct zring *ring,
+	    struct zones *zones, struct zidx *idx, enum gc_policy policy)
 {
 	memset(g, 0, sizeof(*g));
 	g->s = s;
+	g->dev = dev;
+	g->ring = ring;
+	g->zones = zones;
+	g->idx = idx;
 	g->policy = policy;
 	g->victim = NONE;
 	g->rng = (uintptr_t)g ^ 0x9e3779b97f4a7c15ull;
@@ -104,7 +115,7 @@ static unsigned low_water(const struct zones *zs)
  */
 static uint64_t slack(const struct gc *g, const struct zone *z)
 {
-	uint64_t filled = z->data_end + z->meta + ZSUM_BASE_RESERVE + g->s->rec_max;
+	uint64_t filled = z->data_end + z->meta + ZSUM_BASE_RESERVE + g->rec_max;
 
 	return z->cap > filled ? z->cap - filled : 0;
 }
@@ -120,7 +131,7 @@ static double score(const struct gc *g, const struct zone *z)
 {
 	double u = (double)zone_keep(z) / z->cap;
 	double gain = (double)gain_of(g, z) / z->cap;
-	double age = (double)(g->s->next_seq - z->max_seq) + 1;
+	double age = (double)(store_next_seq(g->s) - z->max_seq) + 1;
 
 	if (g->policy == GC_GREEDY)
 		return gain;
@@ -137,7 +148,7 @@ static double score(const struct gc *g, const struct zone *z)
  */
 static bool worth(const struct gc *g, const struct zone *z)
 {
-	uint64_t keep = zone_keep(z), avg = z->nrecs ? z->recs / z->nrecs : g->s->zones.block;
+	uint64_t keep = zone_keep(z), avg = z->nrecs ? z->recs / z->nrecs : g->zones->block;
 	double copies = (double)keep / MAX(avg, ZREC_ALIGN);
 	uint64_t cost = (uint64_t)(copies * zones_entry_meta(COPY_KLEN, false) +
 				   (double)keep / z->cap * z->max_rec / 2);
@@ -220,7 +231,7 @@ static uint64_t room_for(const struct zones *zs, struct room_memo *m, uint64_t r
 
 static uint32_t pick_victim(const struct gc *g)
 {
-	const struct zones *zs = &g->s->zones;
+	const struct zones *zs = g->zones;
 	uint32_t best = NONE, newest = newest_zone(zs);
 	struct room_memo memo = { .n = 0 };
 	double best_score = 0;
@@ -254,7 +265,7 @@ bool gc_can_free(const struct gc *g)
 static bool window(struct gc *g)
 {
 	/* A record that starts late in its block still fits whole. */
-	uint32_t len = MAX(WINDOW, g->s->rec_limit + ZDEV_BLOCK_MAX);
+	uint32_t len = MAX(WINDOW, g->rec_limit + ZDEV_BLOCK_MAX);
 
 	if (g->win && g->win_cap >= len)
 		return true;
@@ -270,16 +281,16 @@ static bool window(struct gc *g)
 
 static bool urgent(const struct gc *g)
 {
-	return g->s->space_waiters || zones_empty(&g->s->zones) <= ZONES_RESERVE;
+	return store_space_short(g->s) || zones_empty(g->zones) <= ZONES_RESERVE;
 }
 
 /* Starts below the low water mark, goes on until two zones above it. */
 static bool wanted(struct gc *g)
 {
-	const struct zones *zs = &g->s->zones;
+	const struct zones *zs = g->zones;
 	unsigned empty = zones_empty(zs);
 
-	if (g->s->space_waiters || empty < low_water(zs))
+	if (store_space_short(g->s) || empty < low_water(zs))
 		g->running = true;
 	else if (empty >= low_water(zs) + 2)
 		g->running = false;
@@ -288,9 +299,9 @@ static bool wanted(struct gc *g)
 
 void gc_kick(struct gc *g)
 {
-	struct zones *zs = &g->s->zones;
+	struct zones *zs = g->zones;
 
-	if (g->state != GC_IDLE || g->stopping || g->s->dev_broken || !wanted(g) || !window(g))
+	if (g->state != GC_IDLE || g->stopping || store_broken(g->s) || !wanted(g) || !window(g))
 		return;
 	g->victim = pick_victim(g);
 	if (g->victim == NONE)
@@ -334,7 +345,7 @@ static void step_later(struct gc *g, long ns)
 	g->ts = (struct __kernel_timespec){ .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
 	g->timer.prep = prep_timer;
 	g->timer.complete = timer_done;
-	zring_queue(g->s->ring, &g->timer);
+	zring_queue(g->ring, &g->timer);
 }
 
 /* --- the end of a victim --- */
@@ -347,12 +358,12 @@ static void step_later(struct gc *g, long ns)
 static void finish_victim(struct gc *g, bool reclaimed)
 {
 	struct store *s = g->s;
-	struct zones *zs = &s->zones;
+	struct zones *zs = g->zones;
 
 	if (reclaimed) {
 		zones_reset_done(zs, g->victim, g->dead);
 		for (struct gc_drop *d = g->drops; d; d = d->next)
-			g->tombstones_dropped += zidx_forget(s->idx, d->key, d->klen, d->seq);
+			g->tombstones_dropped += zidx_forget(g->idx, d->key, d->klen, d->seq);
 		g->zones_reclaimed++;
 		for (uint32_t i = 0; i < zs->n; i++)
 			zs->z[i].stuck = 0;
@@ -391,12 +402,12 @@ static void ckpt_done(struct zdev_io *io)
 {
 	struct gc *g = container_of(io, struct gc, io);
 
-	zones_append_done(&g->s->zones, g->ckpt_zone);
-	if (io->res < 0 || store_landed(g->s, g->ckpt_zone, io->addr, g->s->zones.block)) {
+	zones_append_done(g->zones, g->ckpt_zone);
+	if (io->res < 0 || store_landed(g->s, g->ckpt_zone, io->addr, g->zones->block)) {
 		finish_victim(g, false);
 		return;
 	}
-	zones_add_dead(&g->s->zones, g->ckpt_zone, g->s->zones.block);
+	zones_add_dead(g->zones, g->ckpt_zone, g->zones->block);
 	g->state = GC_FLUSH;
 	step(g);
 }
@@ -404,22 +415,21 @@ static void ckpt_done(struct zdev_io *io)
 /* The victim may hold the highest sequence number on the device: keep it elsewhere first. */
 static void checkpoint(struct gc *g)
 {
-	struct store *s = g->s;
-	struct zrec r = { .type = ZREC_SEQ, .seq = s->next_seq - 1 };
+	struct zrec r = { .type = ZREC_SEQ, .seq = store_next_seq(g->s) - 1 };
 
-	if (newest_zone(&s->zones) != g->victim) {
+	if (newest_zone(g->zones) != g->victim) {
 		g->state = GC_FLUSH;
 		step(g);
 		return;
 	}
-	if (zones_reserve(&s->zones, ZC_GC, s->zones.block, 0, &g->ckpt_zone)) {
+	if (zones_reserve(g->zones, ZC_GC, g->zones->block, 0, &g->ckpt_zone)) {
 		finish_victim(g, false);
 		return;
 	}
-	memset(g->ckpt, 0, s->zones.block);
-	zrec_seal(g->ckpt, &r, s->tag);
+	memset(g->ckpt, 0, g->zones->block);
+	zrec_seal(g->ckpt, &r, g->tag);
 	g->io.done = ckpt_done;
-	zdev_append(s->dev, g->ckpt_zone, g->ckpt, s->zones.block, &g->io);
+	zdev_append(g->dev, g->ckpt_zone, g->ckpt, g->zones->block, &g->io);
 }
 
 /* --- copying --- */
@@ -434,7 +444,7 @@ static void copy_failed(struct gc *g, uint32_t zone, int err)
 {
 	g->failed = true;
 	if (err != -EINVAL && err != -E2BIG && err != -EDQUOT && err != -EBUSY)
-		zones_retire(&g->s->zones, zone);
+		zones_retire(g->zones, zone);
 }
 
 static void pack_free(struct gc_pack *pk)
@@ -451,24 +461,24 @@ static void pack_done(struct zdev_io *io)
 	struct gc_pack *pk = container_of(io, struct gc_pack, io);
 	struct gc *g = pk->g;
 	struct store *s = g->s;
-	uint32_t alen = store_block_up(g->s, pk->len);
+	uint32_t alen = zrec_block_up(pk->len, g->zones->block);
 	bool ok = io->res >= 0 && !store_landed(s, pk->zone, io->addr, alen);
 
-	zones_append_done(&s->zones, pk->zone);
+	zones_append_done(g->zones, pk->zone);
 	if (ok)
-		zones_add_dead(&s->zones, pk->zone, alen - pk->len);
+		zones_add_dead(g->zones, pk->zone, alen - pk->len);
 	for (uint32_t i = 0; i < pk->n; i++) {
 		const struct gc_rec *c = &pk->recs[i];
 		struct zloc to = { io->addr + c->off, c->r.len };
 
 		if (io->res < 0) {
-			zones_note_failed(&s->zones, pk->zone, c->r.key, c->r.klen, c->r.seq);
+			zones_note_failed(g->zones, pk->zone, c->r.key, c->r.klen, c->r.seq);
 			continue;
 		}
 		if (!ok)
 			continue;
 		/* On the media now, moved or not: its zone's summary and filter must list it. */
-		zones_note(&s->zones, &c->r, to.addr);
+		zones_note(g->zones, &c->r, to.addr);
 		store_moved(s, &c->r, c->from, to);
 		g->bytes_moved += c->r.len;
 		g->records_moved++;
@@ -485,13 +495,12 @@ static void pack_done(struct zdev_io *io)
 /* The pack goes to GC's zone; 0, or what kept it from going (the victim is given up). */
 static int pack_submit(struct gc *g)
 {
-	struct store *s = g->s;
 	struct gc_pack *pk = g->pack;
-	uint32_t alen = store_block_up(g->s, pk->len);
+	uint32_t alen = zrec_block_up(pk->len, g->zones->block);
 	int ret;
 
 	g->pack = NULL;
-	ret = zones_reserve(&s->zones, ZC_GC, alen, pk->meta, &pk->zone);
+	ret = zones_reserve(g->zones, ZC_GC, alen, pk->meta, &pk->zone);
 	if (ret) {
 		pack_free(pk);
 		return ret;
@@ -499,7 +508,7 @@ static int pack_submit(struct gc *g)
 	memset(pk->buf + pk->len, 0, alen - pk->len);
 	g->copies++;
 	pk->io.done = pack_done;
-	zdev_append(s->dev, pk->zone, pk->buf, alen, &pk->io);
+	zdev_append(g->dev, pk->zone, pk->buf, alen, &pk->io);
 	return 0;
 }
 
@@ -507,7 +516,7 @@ static struct gc_pack *pack_new(struct gc *g)
 {
 	struct gc_pack *pk = calloc(1, sizeof(*pk));
 
-	if (!pk || posix_memalign((void **)&pk->buf, ZDEV_BLOCK_MAX, g->s->rec_max)) {
+	if (!pk || posix_memalign((void **)&pk->buf, ZDEV_BLOCK_MAX, g->rec_max)) {
 		free(pk);
 		return NULL;
 	}
@@ -522,11 +531,12 @@ static struct gc_pack *pack_new(struct gc *g)
  */
 static bool pack_full(const struct gc *g, const struct gc_pack *pk, const struct zrec *r)
 {
-	uint64_t room = zones_gc_room(&g->s->zones);
-	uint64_t now = store_block_up(g->s, pk->len), then = store_block_up(g->s, pk->len + r->len);
+	uint64_t room = zones_gc_room(g->zones);
+	uint64_t now = zrec_block_up(pk->len, g->zones->block),
+		 then = zrec_block_up(pk->len + r->len, g->zones->block);
 	uint64_t meta = zones_entry_meta(r->klen, r->nchunks > 1);
 
-	return then > g->s->rec_max || (now + pk->meta <= room && then + pk->meta + meta > room);
+	return then > g->rec_max || (now + pk->meta <= room && then + pk->meta + meta > room);
 }
 
 /* The record (whole at rec) joins the pack, which goes first if it has no room left. */
@@ -537,7 +547,7 @@ static int copy(struct gc *g, const struct zrec *r, uint64_t from, const void *r
 	int ret;
 
 	/* Written under a larger limit than the device now takes: it cannot move. */
-	if (r->len > g->s->rec_max)
+	if (r->len > g->rec_max)
 		return -E2BIG;
 	if (pk && pack_full(g, pk, r)) {
 		ret = pack_submit(g);
@@ -571,7 +581,7 @@ static bool is_live(const struct gc *g, const struct zrec *r, uint64_t addr)
 {
 	struct zent e;
 
-	if (!zidx_get(g->s->idx, r->key, r->klen, &e) || e.seq != r->seq)
+	if (!zidx_get(g->idx, r->key, r->klen, &e) || e.seq != r->seq)
 		return false;
 	if (r->type == ZREC_DEL)
 		return !e.nchunks && e.loc.addr == addr;
@@ -586,7 +596,7 @@ static bool tombstone_droppable(const struct gc *g, const struct zrec *r)
 	 * victim itself, which GC then copies out: it would outlive its tombstone.
 	 */
 	return store_oldest_put(g->s) > r->seq && !store_key_held(g->s, r->key, r->klen) &&
-	       !zones_may_hold(&g->s->zones, g->victim, r->key, r->klen, r->seq);
+	       !zones_may_hold(g->zones, g->victim, r->key, r->klen, r->seq);
 }
 
 static int drop_later(struct gc *g, const struct zrec *r)
@@ -627,19 +637,18 @@ static int handle(struct gc *g, const struct zrec *r, uint64_t addr, const uint8
  */
 static uint32_t sweep(struct gc *g, uint32_t off)
 {
-	struct store *s = g->s;
-	uint64_t wstart = s->zones.z[g->victim].start + g->pos / s->zones.block * s->zones.block;
+	uint64_t wstart = g->zones->z[g->victim].start + g->pos / g->zones->block * g->zones->block;
 	struct zrec r;
 	int ret;
 
 	while (off < g->win_len && !g->failed) {
-		ret = zrec_parse(g->win + off, g->win_len - off, s->tag, &r);
+		ret = zrec_parse(g->win + off, g->win_len - off, g->tag, &r);
 		/* Straddles the window's end: the next window starts with its block. */
-		if (ret == -ENODATA && off >= s->zones.block)
+		if (ret == -ENODATA && off >= g->zones->block)
 			break;
 		/* Padding: the next append starts on a block. */
 		if (ret == -ENOENT || ret == -ENODATA) {
-			off = store_block_up(g->s, off + 1);
+			off = zrec_block_up(off + 1, g->zones->block);
 			continue;
 		}
 		/*
@@ -660,7 +669,7 @@ static uint32_t sweep(struct gc *g, uint32_t off)
 static void read_done(struct zdev_io *io)
 {
 	struct gc *g = container_of(io, struct gc, io);
-	uint32_t from = g->pos % g->s->zones.block;
+	uint32_t from = g->pos % g->zones->block;
 
 	/* What cannot be read cannot be copied: the victim stays. */
 	if (io->res < 0)
@@ -678,9 +687,8 @@ static void read_done(struct zdev_io *io)
 
 static void scan_next(struct gc *g)
 {
-	struct store *s = g->s;
-	struct zone *z = &s->zones.z[g->victim];
-	uint64_t at = g->pos / s->zones.block * s->zones.block;
+	struct zone *z = &g->zones->z[g->victim];
+	uint64_t at = g->pos / g->zones->block * g->zones->block;
 
 	if (g->failed || g->stopping) {
 		finish_victim(g, false);
@@ -694,13 +702,12 @@ static void scan_next(struct gc *g)
 	}
 	g->win_len = MIN(g->win_cap, z->data_end - at);
 	g->io.done = read_done;
-	zdev_read(s->dev, z->start + at, g->win, g->win_len, &g->io);
+	zdev_read(g->dev, z->start + at, g->win, g->win_len, &g->io);
 }
 
 /* Moves the victim on by one stage; every completion comes back here. */
 static void step(struct gc *g)
 {
-	struct store *s = g->s;
 
 	switch (g->state) {
 	case GC_SCAN:
@@ -719,14 +726,14 @@ static void step(struct gc *g)
 		break;
 	case GC_FLUSH:
 		g->io.done = flush_done;
-		zdev_flush(s->dev, &g->io);
+		zdev_flush(g->dev, &g->io);
 		break;
 	case GC_RESET:
 		/* A get's read in flight there: gc_unpinned comes back once it ends. */
-		if (s->zones.z[g->victim].readers)
+		if (g->zones->z[g->victim].readers)
 			return;
 		g->io.done = reset_done;
-		zdev_reset(s->dev, g->victim, &g->io);
+		zdev_reset(g->dev, g->victim, &g->io);
 		break;
 	}
 }

@@ -21,8 +21,12 @@
 #include <stdint.h>
 
 #include "dev.h"
+#include "index.h"
+#include "ring.h"
+#include "zones.h"
 
 struct store;
+struct zrec;
 
 enum gc_policy { GC_COST_BENEFIT, GC_GREEDY };
 
@@ -30,7 +34,14 @@ struct gc_drop;
 struct gc_pack;
 
 struct gc {
-	struct store *s;
+	struct store *s; /* only through the store_* calls below */
+	struct zdev *dev;
+	struct zring *ring;
+	struct zones *zones;
+	struct zidx *idx;
+	uint64_t tag;	    /* the format's, from gc_mount() on */
+	uint32_t rec_max;   /* the largest record GC writes */
+	uint32_t rec_limit; /* the largest record it may find */
 	enum gc_policy policy;
 	int state;
 	bool running; /* between the low water mark and a little above it */
@@ -60,8 +71,11 @@ struct gc {
 	uint64_t victims_given_up;
 };
 
-int gc_init(struct gc *g, struct store *s, enum gc_policy policy);
+int gc_init(struct gc *g, struct store *s, struct zdev *dev, struct zring *ring,
+	    struct zones *zones, struct zidx *idx, enum gc_policy policy);
 void gc_done(struct gc *g);
+/* The store is mounted: its records' tag and lengths are known, GC may run. */
+void gc_mount(struct gc *g, uint64_t tag, uint32_t rec_max, uint32_t rec_limit);
 
 /* Starts reclaiming if space is short and nothing is being reclaimed. */
 void gc_kick(struct gc *g);
@@ -72,5 +86,31 @@ void gc_unpinned(struct gc *g, uint32_t zone);
 /* No new victims; the current one is given up after its copies in flight. */
 void gc_stop(struct gc *g);
 bool gc_idle(const struct gc *g);
+
+/*
+ * What GC asks of the store it cleans, and all it sees of it (store_*.c
+ * define them).
+ * store_next_seq: the sequence number the next put gets.
+ * store_space_short: whether puts wait for room: GC runs unpaced.
+ * store_broken: the device said something impossible: nothing more is written.
+ * store_oldest_put: the sequence number of the oldest put or delete in flight.
+ * store_space_freed: a zone was reset: records waiting for room may go.
+ * store_key_held: whether a put, delete or get of key is in flight.
+ * store_holds: whether a put, delete or get in flight holds the record r,
+ *   which lies at addr.
+ * store_landed: an append to zone ended at addr: 0, or -EIO when it cannot
+ *   have landed there, and then the device is not written again.
+ * store_moved: GC copied the record r from `from` to `to`; the index and
+ *   whoever held it follow.
+ */
+uint64_t store_next_seq(const struct store *s);
+bool store_space_short(const struct store *s);
+bool store_broken(const struct store *s);
+uint64_t store_oldest_put(const struct store *s);
+void store_space_freed(struct store *s);
+bool store_key_held(const struct store *s, const void *key, size_t klen);
+bool store_holds(const struct store *s, const struct zrec *r, uint64_t addr);
+int store_landed(struct store *s, uint32_t zone, uint64_t addr, uint32_t len);
+void store_moved(struct store *s, const struct zrec *r, uint64_t from, struct zloc to);
 
 #endif

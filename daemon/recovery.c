@@ -828,6 +828,7 @@ int store_mount(struct store *s, bool force_format, struct zerr *err)
 		/* Zones left nearly full by a crash, and beyond the device's active limit:
 		 * finished. */
 		zones_fit_limits(&s->zones, s->rec_max);
+		gc_mount(&s->gc, s->tag, s->rec_max, s->rec_limit);
 		gc_kick(&s->gc);
 	}
 	if (ret < 0 && !err->msg[0])

@@ -133,9 +133,25 @@ int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpo
 	s->rec_limit = s->rec_max;
 	store_budget_init(&s->gets, pool->size / 2);
 	s->idx = zidx_new();
-	if (!s->idx || zholds_init(&s->holds) || gc_init(&s->gc, s, cfg->gc_policy))
+	if (!s->idx || zholds_init(&s->holds) ||
+	    gc_init(&s->gc, s, dev, ring, &s->zones, s->idx, cfg->gc_policy))
 		return -ENOMEM;
 	return 0;
+}
+
+uint64_t store_next_seq(const struct store *s)
+{
+	return s->next_seq;
+}
+
+bool store_space_short(const struct store *s)
+{
+	return s->space_waiters;
+}
+
+bool store_broken(const struct store *s)
+{
+	return s->dev_broken;
 }
 
 void store_tick(struct store *s)

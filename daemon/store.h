@@ -198,21 +198,6 @@ void store_tick(struct store *s);
 void store_stop(struct store *s);
 bool store_idle(const struct store *s);
 
-/* For gc.c: the oldest put in flight, and news of freed room. */
-uint64_t store_oldest_put(const struct store *s);
-void store_space_freed(struct store *s);
-/* For gc.c: whether a put, delete or get of key is in flight. */
-bool store_key_held(const struct store *s, const void *key, size_t klen);
-/* For gc.c: whether a put, delete or get in flight holds the record r, which lies at addr. */
-bool store_holds(const struct store *s, const struct zrec *r, uint64_t addr);
-/*
- * For gc.c: an append to zone ended at addr: 0, or -EIO when it cannot have
- * landed there, and then the device is not written again.
- */
-int store_landed(struct store *s, uint32_t zone, uint64_t addr, uint32_t len);
-/* For gc.c: GC copied the record r from `from` to `to`; the index and whoever held it follow. */
-void store_moved(struct store *s, const struct zrec *r, uint64_t from, struct zloc to);
-
 /* Totals over the data zones. */
 struct store_space {
 	uint64_t capacity, used, live;
