@@ -110,7 +110,7 @@ static void list(zap_client *c)
 	struct collect col = { .keys = calloc(N + 10, sizeof(char *)) };
 	char key[32];
 
-	/* Inserted in reverse, listed in byte order across pages of 1000. */
+	/* Inserted in reverse, listed in byte order across SCAN steps. */
 	for (int i = N - 1; i >= 0; i--) {
 		snprintf(key, sizeof(key), "list/%05d", i);
 		zt_ok(zap_put(c, key, strlen(key), "x", 1, NULL));
