@@ -205,21 +205,27 @@ static int scan_record(struct scan *sc, uint64_t pos, uint64_t end, struct zrec 
  */
 static int scan_zone(struct scan *sc, struct zone *z)
 {
-	uint64_t pos = z->start, end = z->start + MIN(z->used, z->cap), last = 0;
+	uint64_t pos = z->start, end = z->start + MIN(z->used, z->cap), stop = end, last = 0;
 	uint32_t zone = zones_of(&sc->s->zones, z->start);
 	struct zrec r;
 	int ret;
 
+	/*
+	 * No record starts past a full zone's last written block, but the last
+	 * one may end past it, in zeros of its value: it is read up to the
+	 * zone's capacity.
+	 */
 	if (z->state == ZS_FULL) {
 		z->data_end = 0;
 		ret = last_written(sc, z, &last);
 		if (ret)
 			return ret;
-		end = z->start + last;
+		stop = z->start + last;
+		end = z->start + z->cap;
 	}
 	sc->len = 0;
 	sc->bad = 0;
-	while (pos < end) {
+	while (pos < stop) {
 		ret = scan_record(sc, pos, end, &r);
 		if (ret < 0 && ret != -EBADMSG && ret != -ENOENT)
 			return ret;
