@@ -58,6 +58,19 @@ static uint32_t expected_gen(uint32_t k, uint32_t last)
 	return have;
 }
 
+/* key (name, in messages) reads back as want; what says where it lay. */
+static void expect_value(zap_client *c, const void *key, size_t klen, const char *name,
+			 const void *want, size_t wlen, const char *what)
+{
+	void *got;
+	size_t glen;
+	int ret = zap_get(c, key, klen, &got, &glen);
+
+	zt_check(ret == 0, "%s%s: %s", name, what, zap_strerror(ret));
+	zt_check(glen == wlen && !memcmp(got, want, glen), "%s%s: wrong value", name, what);
+	free(got);
+}
+
 static void check_all(zap_client *c, uint32_t last, uint8_t *want)
 {
 	char key[16];
@@ -188,16 +201,12 @@ static void summary_cut_short(void)
 	zt_start(&d);
 	c = zt_connect(&d);
 	for (uint32_t k = 0; k < nkeys; k++) {
-		void *got;
-		size_t glen;
-		int ret;
+		char name[32];
 
-		cut_key(key, k);
-		ret = zap_get(c, key, sizeof(key), &got, &glen);
-		zt_check(ret == 0, "key %u, in a zone whose summary was cut short: %s", k,
-			 zap_strerror(ret));
-		zt_check(glen == sizeof(k) && !memcmp(got, &k, glen), "key %u: wrong value", k);
-		free(got);
+		cut_key(key, k); /* 1 KiB, not a string */
+		snprintf(name, sizeof(name), "key %u", k);
+		expect_value(c, key, sizeof(key), name, &k, sizeof(k),
+			     ", in a zone whose summary was cut short");
 	}
 	/* The open zone, and the one whose summary was cut short. */
 	zt_check(zt_stat(c, "recovery_zones_scanned") >= 2, "the zone cut short was not scanned");
@@ -291,17 +300,10 @@ static void summary_gone_zero_tails(void)
 	zt_start(&d);
 	c = zt_connect(&d);
 	for (uint32_t k = 0; k < n; k++) {
-		void *got;
-		size_t glen;
-		int ret;
-
 		snprintf(key, sizeof(key), "tail/%05u", k);
 		tail_value(buf, k);
-		ret = zap_get(c, key, strlen(key), &got, &glen);
-		zt_check(ret == 0, "%s, in a zone scanned without its summary: %s", key,
-			 zap_strerror(ret));
-		zt_check(glen == TAIL_VLEN && !memcmp(got, buf, glen), "%s: wrong value", key);
-		free(got);
+		expect_value(c, key, strlen(key), key, buf, TAIL_VLEN,
+			     ", in a zone scanned without its summary");
 	}
 	printf("summaries gone, values ending in zeros: %u keys read back (%u zones scanned)\n", n,
 	       dropped);
