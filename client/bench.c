@@ -32,9 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "zappend/client.h"
-
-#define PROG "zappend-cli"
+#include "cli.h"
 
 enum { EXIT_USAGE = 2, EXIT_FAIL = 3 };
 
@@ -56,7 +54,10 @@ static const char bench_usage_text[] =
     "  --count N          run N requests in all\n"
     "  --mix MIX          put, get, or the percentage of puts (default put)\n"
     "  --json             print the summary as one JSON object\n"
-    "For gets, every key is first put once (not timed). The summary gives ops_per_s,\n"
+    "  --remove           delete the key space's keys afterwards (not timed)\n"
+    "bench writes into the live store: keys bench/0000000000 and on, which it leaves\n"
+    "there unless --remove is given. For gets, every key is first put once (not\n"
+    "timed). The summary gives ops_per_s,\n"
     "mib_per_s (value bytes), latency percentiles p50_us p99_us p999_us and max_us\n"
     "(submission to completion), and errors. Exit status 0, or 3 if any request failed.\n";
 
@@ -168,7 +169,7 @@ struct bench {
 	unsigned mix;			      /* percent of puts */
 	uint64_t size_min, size_max;
 	double seconds;
-	bool json, size_range;
+	bool json, size_range, remove;
 	/* state */
 	uint8_t *buf;
 	struct worker *w;
@@ -556,6 +557,10 @@ static int parse_options(struct bench *b, int argc, char **argv)
 			b->json = true;
 			continue;
 		}
+		if (!strcmp(opt, "--remove")) {
+			b->remove = true;
+			continue;
+		}
 		if (strncmp(opt, "--", 2))
 			return usage("unexpected argument '%s'", opt);
 		eq = strchr(opt, '=');
@@ -728,11 +733,39 @@ static int setup(struct bench *b)
 			return fail("out of memory");
 		ret = zap_connect(b->socket, &w->c);
 		if (ret)
-			return fail("cannot connect to %s: %s%s", b->socket, strerror(-ret),
-				    ret == -ENOENT || ret == -ECONNREFUSED
-					? " (is zappendd running?)"
-					: "");
+			return fail("cannot connect to %s: %s", b->socket, zap_strerror(ret));
 	}
+	return 0;
+}
+
+static void count_failed_del(zap_client *c, const struct zap_result *r, void *arg)
+{
+	(void)c;
+	if (r->err && r->err != -ENOENT)
+		(*(uint64_t *)arg)++;
+}
+
+/* Deletes every key of the key space, pipelined; 0 or an exit status. */
+static int remove_keys(struct bench *b)
+{
+	zap_client *c = b->w[0].c;
+	uint64_t failed = 0;
+	char key[KEY_LEN];
+	int ret = 0;
+
+	for (uint64_t i = 0; i < b->keys && !ret; i++) {
+		int len = key_name(key, i);
+
+		ret = zap_del_async(c, key, len, count_failed_del, &failed);
+		if (!ret && zap_pending(c) >= PRELOAD_DEPTH)
+			ret = zap_wait_all(c);
+	}
+	if (!ret)
+		ret = zap_wait_all(c);
+	if (ret)
+		return fail("remove: %s", zap_strerror(ret));
+	if (failed)
+		return fail("remove: %" PRIu64 " deletes failed", failed);
 	return 0;
 }
 
@@ -844,10 +877,11 @@ int bench_main(const char *socket, int argc, char **argv)
 	}
 	report(&b, h, (t_end - t0) / 1e9);
 	free(h);
+	ret = b.remove ? remove_keys(&b) : 0;
 	cleanup(&b);
 	if (fflush(stdout) || ferror(stdout))
 		return fail("writing to stdout: %s", strerror(errno ? errno : EIO));
 	if (errors)
 		return fail("%" PRIu64 " requests failed", errors);
-	return 0;
+	return ret;
 }

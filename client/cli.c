@@ -16,12 +16,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "zappend/client.h"
 #include "bench.h"
-
-#define PROG "zappend-cli"
+#include "cli.h"
 
 enum { EXIT_NOT_FOUND = 1, EXIT_USAGE = 2, EXIT_FAIL = 3 };
 
@@ -31,7 +30,10 @@ static const char synopsis[] =
     "  get KEY [-o FILE]   write the value to stdout, or to FILE\n"
     "  del KEY             delete KEY\n"
     "  ls [PREFIX]         list the keys starting with PREFIX, one a line, in byte order\n"
-    "  stat [--json]       the daemon's counters: \"name value\" lines, or a JSON object\n"
+    "  ping                check that the daemon answers, and how fast\n"
+    "  stat [--json | --prometheus]\n"
+    "                      the daemon's counters: grouped, with units; a JSON object;\n"
+    "                      or Prometheus's text format\n"
     "  zones [--json]      per zone: id state write_pointer capacity live_bytes inflight\n"
     "  bench [OPTIONS]     load generator: ops/s, MiB/s, latency percentiles (bench --help)\n"
     "  or:  " PROG " -h | --help | --version\n";
@@ -46,6 +48,9 @@ static const char details[] =
     "with '-'. A FILE of - means stdin (put) or stdout (get -o).\n"
     "ls escapes bytes outside printable ASCII, and the backslash, C-style (\\n, \\t,\n"
     "\\r, \\\\, \\xHH), so that every key takes exactly one line.\n"
+    "\n"
+    "stat prints \"name value\" with the raw number second on every counter's line\n"
+    "(awk '$1 == \"keys\" { print $2 }' reads one); sizes and times follow in units.\n"
     "\n"
     "Exit status: 0 success, 1 key not found (get, del), 2 usage error, 3 any other\n"
     "failure, with a one-line message on stderr.\n";
@@ -111,7 +116,7 @@ static const char *c_escape(uint8_t b, char tmp[5])
 }
 
 /* Runs that need no escape go out whole: ls prints millions of keys. */
-static void put_escaped(FILE *f, const uint8_t *p, size_t n)
+void put_escaped(FILE *f, const uint8_t *p, size_t n)
 {
 	size_t run = 0;
 	char tmp[5];
@@ -149,7 +154,7 @@ static const char *escape_str(char *out, size_t cap, const uint8_t *p, size_t n)
 	return out;
 }
 
-static void put_json_string(FILE *f, const char *s)
+void put_json_string(FILE *f, const char *s)
 {
 	putc('"', f);
 	for (; *s; s++) {
@@ -203,13 +208,14 @@ static int stdout_done(const char *cmd)
 
 /* --- command arguments --- */
 
-enum { ARG_OUT = 1, ARG_JSON = 2 };
+enum { ARG_OUT = 1, ARG_JSON = 2, ARG_PROMETHEUS = 4 };
 
 struct args {
 	const char *pos[2];
 	int npos;
 	const char *out; /* get -o FILE */
 	bool json;
+	bool prometheus;
 	bool help;
 };
 
@@ -222,6 +228,8 @@ static int parse_opt(int allow, char **argv, int i, int argc, struct args *a)
 		return a->help = true, 0;
 	if ((allow & ARG_JSON) && !strcmp(arg, "--json"))
 		return a->json = true, 0;
+	if ((allow & ARG_PROMETHEUS) && !strcmp(arg, "--prometheus"))
+		return a->prometheus = true, 0;
 	if ((allow & ARG_OUT) && !strncmp(arg, "-o", 2)) {
 		if (arg[2])
 			return a->out = arg + 2, 0;
@@ -391,8 +399,10 @@ static int cli_connect(struct cli *cli)
 
 	if (!ret)
 		return 0;
-	return fail("cannot connect to %s: %s%s", cli->socket, strerror(-ret),
-		    ret == -ENOENT || ret == -ECONNREFUSED ? " (is zappendd running?)" : "");
+	if (ret == -ECONNREFUSED && access(cli->socket, F_OK) < 0)
+		return fail("cannot connect to %s: no such socket (is zappendd running?)",
+			    cli->socket);
+	return fail("cannot connect to %s: %s", cli->socket, zap_strerror(ret));
 }
 
 static int cmd_put(struct cli *cli, int argc, char **argv)
@@ -404,6 +414,9 @@ static int cmd_put(struct cli *cli, int argc, char **argv)
 	ret = parse_args(argc, argv, 0, 1, 2, &a);
 	if (!ret)
 		ret = check_key(a.pos[0]);
+	if (!ret && (a.npos < 2 || !strcmp(a.pos[1], "-")) && isatty(STDIN_FILENO))
+		ret = usage_error("put: the value would come from a terminal: give a FILE, or "
+				  "pipe it in (printf %%s VALUE | " PROG " put KEY)");
 	if (!ret)
 		ret = load_value(a.npos > 1 ? a.pos[1] : NULL, &v);
 	if (ret)
@@ -482,34 +495,6 @@ static int cmd_ls(struct cli *cli, int argc, char **argv)
 	return stdout_done("ls");
 }
 
-static void print_stat(const struct zap_stat_item *it)
-{
-	printf("%s ", it->name);
-	if (it->type == ZAP_STAT_U64)
-		printf("%" PRIu64, it->u);
-	else if (it->type == ZAP_STAT_DOUBLE)
-		printf("%.15g", it->d);
-	else
-		put_escaped(stdout, (const uint8_t *)it->s, strlen(it->s));
-	putchar('\n');
-}
-
-static void print_stat_json(const struct zap_stat_item *it, bool last)
-{
-	printf("  ");
-	put_json_string(stdout, it->name);
-	printf(": ");
-	if (it->type == ZAP_STAT_U64)
-		printf("%" PRIu64, it->u);
-	else if (it->type == ZAP_STAT_DOUBLE && isfinite(it->d))
-		printf("%.15g", it->d);
-	else if (it->type == ZAP_STAT_DOUBLE)
-		printf("null");
-	else
-		put_json_string(stdout, it->s);
-	printf(last ? "\n" : ",\n");
-}
-
 static int cmd_stat(struct cli *cli, int argc, char **argv)
 {
 	struct zap_stat_item *items;
@@ -517,7 +502,9 @@ static int cmd_stat(struct cli *cli, int argc, char **argv)
 	size_t n;
 	int ret;
 
-	ret = parse_args(argc, argv, ARG_JSON, 0, 0, &a);
+	ret = parse_args(argc, argv, ARG_JSON | ARG_PROMETHEUS, 0, 0, &a);
+	if (!ret && a.json && a.prometheus)
+		ret = usage_error("stat: --json and --prometheus exclude each other");
 	if (!ret)
 		ret = cli_connect(cli);
 	if (ret)
@@ -526,18 +513,34 @@ static int cmd_stat(struct cli *cli, int argc, char **argv)
 	if (ret)
 		return fail("stat: %s", zap_strerror(ret));
 	errno = 0;
-	if (a.json)
-		printf("{\n");
-	for (size_t i = 0; i < n; i++) {
-		if (a.json)
-			print_stat_json(&items[i], i + 1 == n);
-		else
-			print_stat(&items[i]);
-	}
-	if (a.json)
-		printf("}\n");
+	stat_print(stdout, items, n,
+		   a.json	  ? STAT_JSON
+		   : a.prometheus ? STAT_PROMETHEUS
+				  : STAT_HUMAN);
 	zap_stat_free(items, n);
 	return stdout_done("stat");
+}
+
+static int cmd_ping(struct cli *cli, int argc, char **argv)
+{
+	struct timespec t0, t1;
+	struct args a;
+	int ret;
+
+	ret = parse_args(argc, argv, 0, 0, 0, &a);
+	if (!ret)
+		ret = cli_connect(cli);
+	if (ret)
+		return ret;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ret = zap_ping(cli->zc);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (ret)
+		return fail("ping: %s", zap_strerror(ret));
+	errno = 0;
+	printf("zappendd on %s answered in %.3f ms\n", cli->socket,
+	       (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+	return stdout_done("ping");
 }
 
 static void print_zone(const struct zap_zone *z)
@@ -603,7 +606,7 @@ struct cmd {
 
 static const struct cmd cmds[] = {
 	{ "put", cmd_put },   { "get", cmd_get },     { "del", cmd_del },     { "ls", cmd_ls },
-	{ "stat", cmd_stat }, { "zones", cmd_zones }, { "bench", cmd_bench },
+	{ "stat", cmd_stat }, { "zones", cmd_zones }, { "bench", cmd_bench }, { "ping", cmd_ping },
 };
 
 static const struct cmd *find_cmd(const char *name)

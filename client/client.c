@@ -314,6 +314,9 @@ static int sock_connect(const char *path)
 			close(fd);
 		}
 	} while (ret == -EINTR); /* a fresh socket is simpler than a half-done connect */
+	/* The socket is gone: a connection failure, which must not read as "key not found". */
+	if (ret == -ENOENT)
+		return -ECONNREFUSED;
 	return ret < 0 ? ret : fd;
 }
 
@@ -358,9 +361,6 @@ static int conn_ensure(zap_client *c)
 	if (c->fd >= 0)
 		return 0;
 	fd = sock_connect(c->path);
-	/* The socket is gone: a connection failure, which must not read as "key not found". */
-	if (fd == -ENOENT)
-		return -ECONNREFUSED;
 	if (fd < 0)
 		return fd;
 	c->fd = fd;
@@ -545,6 +545,11 @@ static int rx_header(zap_client *c)
 	r = zappend__response__unpack(NULL, rx->fr.hlen, rx->buf + rx->start);
 	if (!r)
 		return -EPROTO;
+	if (r->status == ZAPPEND__STATUS__STATUS_DENIED) {
+		/* The allow list refused us; the daemon closes the connection next. */
+		zappend__response__free_unpacked(r, NULL);
+		return -EACCES;
+	}
 	rx->start += rx->fr.hlen;
 	rx_route(rx, rx_owner(c, r), r);
 	rx->st = RX_PAYLOAD;
@@ -684,8 +689,8 @@ static int rx_drain(zap_client *c)
  */
 static void conn_fail(zap_client *c, int err, bool writing)
 {
-	if (writing && c->fd >= 0)
-		rx_drain(c);
+	if (writing && c->fd >= 0 && rx_drain(c) == -EACCES)
+		err = -EACCES; /* why the daemon closed it */
 	conn_drop(c, err);
 }
 
@@ -1381,6 +1386,20 @@ ZAP_EXPORT int zap_stat(zap_client *c, struct zap_stat_item **items, size_t *n)
 	return ret;
 }
 
+ZAP_EXPORT int zap_ping(zap_client *c)
+{
+	Zappend__Request rq = ZAPPEND__REQUEST__INIT;
+	struct zreq q = { 0 };
+	int ret;
+
+	if (!c)
+		return -EINVAL;
+	rq.op = ZAPPEND__OP__OP_PING;
+	ret = engine_call(c, &q, &rq, NULL, 0);
+	req_release(&q);
+	return ret;
+}
+
 ZAP_EXPORT void zap_stat_free(struct zap_stat_item *items, size_t n)
 {
 	if (!items)
@@ -1452,6 +1471,8 @@ ZAP_EXPORT const char *zap_strerror(int err)
 		return "I/O error in the daemon, or corrupted data";
 	case ECONNREFUSED:
 		return "connection refused (is zappendd running?)";
+	case EACCES:
+		return "permission denied: this user may not use the daemon";
 	case EPIPE:
 		return "connection to the daemon lost";
 	case ECONNRESET:

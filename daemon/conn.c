@@ -204,6 +204,14 @@ void conn_close(struct conn *c, const char *why)
 		conn_free(c);
 }
 
+void conn_finish(struct conn *c)
+{
+	c->eof = true;
+	conn_update(c);
+	c->refs++;
+	conn_unref(c); /* closes it now if nothing is queued */
+}
+
 /* Whether a new request may start: the client's share of the daemon is not used up. */
 static bool may_start(const struct conn *c)
 {

@@ -67,6 +67,8 @@ unsigned conns_sweep(struct conns *cs, time_t now, unsigned timeout);
 /* A connection on the accepted socket fd, or NULL (fd is left open). */
 struct conn *conn_new(struct conns *cs, int fd);
 void conn_close(struct conn *c, const char *why);
+/* Sends what is queued, then closes; reads nothing more meanwhile. */
+void conn_finish(struct conn *c);
 /* The peer's credentials (SO_PEERCRED); zeros if the socket would not say. */
 const struct ucred *conn_peer(const struct conn *c);
 /* Closed: the client is gone, answers would go nowhere. */

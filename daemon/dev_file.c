@@ -139,11 +139,12 @@ static int claim(struct file_dev *f, const struct zdev_opts *o, struct zerr *err
 	if (ret)
 		return zerr_set(err, ret, "cannot create the directory of %s: %s", o->path,
 				strerror(-ret));
-	f->created = access(o->path, F_OK) < 0;
-	f->lock_fd = open(o->path, O_RDONLY | O_CREAT | O_CLOEXEC, 0640);
+	f->created = !o->readonly && access(o->path, F_OK) < 0;
+	f->lock_fd = open(o->path, O_RDONLY | (o->readonly ? 0 : O_CREAT) | O_CLOEXEC, 0640);
 	if (f->lock_fd < 0)
 		return zerr_set(err, -errno, "cannot open %s: %s", o->path, strerror(errno));
-	if (flock(f->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+	/* A reader shares the lock with other readers, never with a daemon. */
+	if (flock(f->lock_fd, (o->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		ret = -errno;
 		if (ret == -EWOULDBLOCK)
 			return zerr_set(
@@ -228,7 +229,7 @@ static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr
 	uint32_t nr;
 	int ret;
 
-	f->fd = open(o->path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	f->fd = open(o->path, (o->readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
 	if (f->fd < 0) {
 		if (errno == EINVAL)
 			return zerr_set(err, -EINVAL,
@@ -480,7 +481,7 @@ int zdev_file_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 	ret = claim(f, o, err);
 	if (ret)
 		goto fail;
-	if (o->format || needs_create(o)) {
+	if (!o->readonly && (o->format || needs_create(o))) {
 		ret = create_image(o, err);
 		if (ret)
 			goto fail;

@@ -438,7 +438,7 @@ int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "/dev/%s", chr);
-	n->fd = open(path, O_RDWR | O_CLOEXEC);
+	n->fd = open(path, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (n->fd < 0) {
 		ret = zerr_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
 		goto fail;

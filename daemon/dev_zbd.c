@@ -432,7 +432,7 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 	if (ret)
 		goto fail;
 	errno = 0;
-	z->fd = zbd_open(o->path, O_RDWR | O_DIRECT | O_CLOEXEC, &zi);
+	z->fd = zbd_open(o->path, (o->readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC, &zi);
 	if (z->fd < 0) {
 		/* libzbd returns -1 with errno set (its header speaks of -errno): take both. */
 		ret = z->fd == -1 && errno ? -errno : z->fd;

@@ -26,6 +26,8 @@
 #include "store.h"
 
 #define RING_ENTRIES 1024
+/* Exit statuses besides 0 and 1: a bad setting, a device refused for good. */
+enum { EXIT_BAD_OPTION = 2, EXIT_REFUSED = 3, EXIT_DAMAGED = 4 };
 
 struct zapd {
 	struct options opt;
@@ -250,6 +252,7 @@ static int setup_io(struct zapd *d, struct zerr *err)
 		.max_open = d->opt.max_open_zones,
 		.max_active = d->opt.max_active_zones,
 		.format = d->opt.format,
+		.readonly = d->opt.verify,
 	};
 	int ret;
 
@@ -291,6 +294,7 @@ static int setup_store(struct zapd *d, struct zerr *err)
 		.open_zones = d->opt.open_zones,
 		.gc_policy = d->opt.gc_policy,
 		.rescan = d->opt.rescan,
+		.verify = d->opt.verify,
 		.log = &d->log,
 	};
 	int ret = store_init(&d->store, d->dev, &d->ring, &d->pool, &cfg);
@@ -417,6 +421,71 @@ static void teardown(struct zapd *d)
 	free(d->allow_gids);
 }
 
+/*
+ * A device this daemon refuses (not a zappend store, another geometry, block
+ * or format, not zoned) or a setting that cannot work stays so however often
+ * the service manager restarts it: the unit's RestartPreventExitStatus.
+ */
+static int start_failure_status(int err)
+{
+	switch (err) {
+	case -EINVAL:
+	case -ENODEV:
+	case -EPROTO:
+	case -EPROTONOSUPPORT:
+	case -EBADMSG:
+		return EXIT_REFUSED;
+	default:
+		return 1;
+	}
+}
+
+/* --verify's report on stdout; the damage itself was logged as it was found. */
+static int verify_report(struct zapd *d)
+{
+	const struct store *s = &d->store;
+	uint64_t damage =
+	    s->st.damaged + s->st.torn_records + s->st.summaries_bad + (s->st.unreadable_bytes > 0);
+	struct store_space sp;
+
+	store_space(s, &sp);
+	printf("device            %s (%s backend)\n", d->opt.device, d->dev->info.backend);
+	printf("format            version %u, %u zones of %llu bytes, blocks of %u bytes\n",
+	       s->sb.version, sp.zones, (unsigned long long)d->dev->info.zone_size, s->zones.block);
+	printf("zones             %u full, %u open, %u empty, %u other\n", sp.full, sp.open,
+	       sp.empty, sp.other);
+	printf("keys              %zu\n", zidx_count(s->idx));
+	printf("records           %llu\n", (unsigned long long)s->st.recovered_records);
+	printf("live_bytes        %llu\n", (unsigned long long)sp.live);
+	printf("dead_bytes        %llu\n", (unsigned long long)(sp.used - MIN(sp.used, sp.live)));
+	printf("summaries         %llu checked, %llu missing, damaged or wrong\n",
+	       (unsigned long long)s->st.summaries_checked,
+	       (unsigned long long)s->st.summaries_bad);
+	printf("damaged           %llu places where a record is not whole\n",
+	       (unsigned long long)s->st.damaged);
+	printf("torn_records      %llu\n", (unsigned long long)s->st.torn_records);
+	printf("unreadable_bytes  %llu\n", (unsigned long long)s->st.unreadable_bytes);
+	printf("result            %s\n",
+	       damage ? "DAMAGED (the log above names each place)" : "clean");
+	if (fflush(stdout) || ferror(stdout))
+		return 1;
+	return damage ? EXIT_DAMAGED : 0;
+}
+
+/* zappendd --verify: mount read-only (the device opened so), report, never serve. */
+static int verify(struct zapd *d, struct zerr *err)
+{
+	int ret;
+
+	d->base = event_base_new();
+	if (!d->base)
+		return zerr_set(err, -ENOMEM, "cannot create the event loop");
+	ret = setup_io(d, err);
+	if (!ret)
+		ret = setup_store(d, err);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static struct zapd zapd = { .srv.lfd = -1 };
@@ -439,7 +508,7 @@ int main(int argc, char **argv)
 		}
 		options_done(&d->opt);
 		svc_done(&d->svc);
-		return ret < 0 ? 2 : 0;
+		return ret < 0 ? EXIT_BAD_OPTION : 0;
 	}
 	d->log.level = options_log_level(&d->opt);
 	ret = open_log(d, d->opt.log_file, &err);
@@ -448,17 +517,22 @@ int main(int argc, char **argv)
 		svc_notify(&d->svc, "STATUS=%s\nERRNO=%d", err.msg, -ret);
 		options_done(&d->opt);
 		svc_done(&d->svc);
-		return 2;
+		return EXIT_BAD_OPTION;
 	}
 	svc_notify(&d->svc, "STATUS=opening %s", d->opt.device);
-	ret = setup(d, &err);
+	ret = d->opt.verify ? verify(d, &err) : setup(d, &err);
 	if (ret) {
 		const char *why = err.msg[0] ? err.msg : strerror(-ret);
 
 		log_err(&d->log, "%s", why);
 		svc_notify(&d->svc, "STATUS=failed: %s\nERRNO=%d", why, -ret);
 		teardown(d);
-		return 1;
+		return start_failure_status(ret);
+	}
+	if (d->opt.verify) {
+		ret = verify_report(d);
+		teardown(d);
+		return ret;
 	}
 	log_notice(&d->log,
 		   "serving %s on %s (backend %s, blocks of %u bytes, logical blocks of %u, "

@@ -51,6 +51,8 @@ static const struct opt_def defs[] = {
 	{ "block", OPT_SIZE, O(block), "SIZE",
 	  "a new format's block, 512 to 4K (the device's; on a file, its file system's)" },
 	{ "format", OPT_FLAG, O(format), NULL, "wipe the device and format it" },
+	{ "verify", OPT_FLAG, O(verify), NULL,
+	  "check the device without writing to it, report, exit (command line only)" },
 	{ "rescan", OPT_FLAG, O(rescan), NULL,
 	  "ignore zone summaries at start: scan every zone (slower)" },
 	{ "gc-policy", OPT_GC, O(gc_policy), "cost-benefit|greedy",
@@ -228,7 +230,12 @@ static int load_config(struct options *o, const char *path, bool must, struct ze
 		k = trim(s);
 		v = trim(eq + 1);
 		d = find(k);
-		if (!d || d->type == OPT_CONFIG)
+		if (strstr(v, " #") || strstr(v, "\t#"))
+			ret = zerr_set(err, -EINVAL,
+				       "%s:%u: a comment after the value of %s: give it a line "
+				       "of its own",
+				       path, lineno, k);
+		else if (!d || d->type == OPT_CONFIG || d->off == O(verify))
 			ret = zerr_set(err, -EINVAL, "%s:%u: unknown key '%s'", path, lineno, k);
 		else if (set(o, d, v))
 			ret = zerr_set(err, -EINVAL, "%s:%u: bad value '%s' for %s", path, lineno,
@@ -267,6 +274,9 @@ static int check(const struct options *o, struct zerr *err)
 		return zerr_set(err, -EINVAL, "--max-queued-per-connection must be 64K or more");
 	if (!o->idle_timeout)
 		return zerr_set(err, -EINVAL, "--idle-timeout must be 1 second or more");
+	if (o->verify && o->format)
+		return zerr_set(err, -EINVAL,
+				"--verify never formats: drop --format (or format = yes)");
 	return 0;
 }
 

@@ -39,6 +39,7 @@ struct options {
 	int log_level;	    /* LOG_ERR .. LOG_DEBUG */
 	bool format;
 	bool rescan; /* ignore zone summaries: scan every zone at start */
+	bool verify; /* check the device, read only, report and exit */
 	bool sync;
 	bool verbose; /* --log-level debug */
 };

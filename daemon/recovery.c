@@ -43,6 +43,7 @@ struct scan {
 	bool reserved;	  /* the index made room for all of them */
 	uint64_t bad;	  /* bytes of the zone being scanned that could not be read */
 	uint64_t bad_at;  /* the first of them, zone relative */
+	uint64_t notes;	  /* puts and deletes found in it: what its summary lists */
 };
 
 /* Reads that fail are tried again before anything is given up: the fault may pass. */
@@ -207,6 +208,7 @@ static int scan_zone(struct scan *sc, struct zone *z)
 {
 	uint64_t pos = z->start, end = z->start + MIN(z->used, z->cap), stop = end, last = 0;
 	uint32_t zone = zones_of(&sc->s->zones, z->start);
+	bool in_damage = false;
 	struct zrec r;
 	int ret;
 
@@ -225,10 +227,18 @@ static int scan_zone(struct scan *sc, struct zone *z)
 	}
 	sc->len = 0;
 	sc->bad = 0;
+	sc->notes = 0;
 	while (pos < stop) {
 		ret = scan_record(sc, pos, end, &r);
 		if (ret < 0 && ret != -EBADMSG && ret != -ENOENT)
 			return ret;
+		if (ret == -EBADMSG && !in_damage && sc->s->cfg.verify) {
+			store_log(sc->s, LOG_WARNING,
+				  "zone %u offset %llu: a torn or damaged record (skipped)", zone,
+				  (unsigned long long)(pos - z->start));
+			sc->s->st.damaged++;
+		}
+		in_damage = ret == -EBADMSG;
 		/* Padding, or a hole: the next append starts on a block. */
 		if (ret == -ENOENT) {
 			pos = store_block_up(sc->s, pos + 1);
@@ -247,6 +257,7 @@ static int scan_zone(struct scan *sc, struct zone *z)
 		ret = found(sc, &r, pos);
 		if (ret)
 			return ret;
+		sc->notes += r.type == ZREC_PUT || r.type == ZREC_DEL;
 		pos += r.len;
 		z->data_end = MAX(z->data_end, store_block_up(sc->s, pos - z->start));
 	}
@@ -440,7 +451,9 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
 
 	if (meta == info->nr_zones)
 		return zerr_set(err, -EROFS, "no zone with a write pointer for the superblock");
-	if (force || all_empty(dz, info->nr_zones))
+	if (s->cfg.verify && all_empty(dz, info->nr_zones))
+		return zerr_set(err, -EBADMSG, "empty: no zappend store was ever formatted on it");
+	if (!s->cfg.verify && (force || all_empty(dz, info->nr_zones)))
 		return format(s, dz, meta, err);
 	if (posix_memalign((void **)&buf, ZDEV_BLOCK_MAX, ZSUPER_COPY_LEN))
 		return -ENOMEM;
@@ -608,6 +621,13 @@ static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps, u
 	return -EBADMSG;
 }
 
+static void parts_free(struct parts *ps)
+{
+	for (unsigned i = 0; i < ps->n; i++)
+		free(ps->buf[i]);
+	free(ps);
+}
+
 /*
  * Entries are all checked before any is used, so a bad one leaves nothing
  * behind. Parts are in ps last first; entries are read first to last.
@@ -698,10 +718,46 @@ static int use_summary(struct scan *sc, struct zone *z)
 		z->data_end = first;
 		ret = feed_parts(sc, z, ps);
 	}
-	for (unsigned i = 0; i < ps->n; i++)
-		free(ps->buf[i]);
-	free(ps);
+	parts_free(ps);
 	return ret;
+}
+
+/* The entries of full zone z's summary: -EBADMSG when it is missing or damaged. */
+static int summary_entries(struct scan *sc, const struct zone *z, size_t *entries)
+{
+	struct parts *ps = calloc(1, sizeof(*ps));
+	uint64_t first = 0;
+	int ret;
+
+	if (!ps)
+		return -ENOMEM;
+	*entries = 0;
+	sc->len = 0;
+	ret = read_parts(sc, z, ps, &first);
+	if (!ret)
+		ret = check_parts(z, ps, entries);
+	parts_free(ps);
+	return ret;
+}
+
+/* Verify: a full zone's summary must list exactly the puts and deletes its scan found. */
+static int verify_summary(struct scan *sc, const struct zone *z)
+{
+	uint32_t zone = zones_of(&sc->s->zones, z->start);
+	size_t entries;
+	int ret = summary_entries(sc, z, &entries);
+
+	if (ret && ret != -EBADMSG)
+		return ret;
+	sc->s->st.summaries_checked++;
+	if (ret)
+		store_log(sc->s, LOG_WARNING, "zone %u: its summary is missing or damaged", zone);
+	else if (entries != sc->notes)
+		store_log(sc->s, LOG_WARNING,
+			  "zone %u: its summary lists %zu records, the zone holds %llu", zone,
+			  entries, (unsigned long long)sc->notes);
+	sc->s->st.summaries_bad += ret || entries != sc->notes;
+	return 0;
 }
 
 static int recover_zone(struct scan *sc, struct zone *z)
@@ -709,6 +765,14 @@ static int recover_zone(struct scan *sc, struct zone *z)
 	int ret;
 
 	sc->len = 0;
+	if (sc->s->cfg.verify) {
+		sc->s->st.zones_scanned++;
+		ret = scan_zone(sc, z);
+		z->recs = MAX(z->recs, z->data_end);
+		if (!ret && z->state == ZS_FULL)
+			ret = verify_summary(sc, z);
+		return ret;
+	}
 	if (z->state == ZS_FULL && !sc->s->cfg.rescan) {
 		ret = use_summary(sc, z);
 		z->recs = MAX(z->recs, z->data_end);
@@ -830,7 +894,7 @@ int store_mount(struct store *s, bool force_format, struct zerr *err)
 		tile_records(s);
 		ret = scan_all(s, err);
 	}
-	if (!ret) {
+	if (!ret && !s->cfg.verify) {
 		/* Zones left nearly full by a crash, and beyond the device's active limit:
 		 * finished. */
 		zones_fit_limits(&s->zones, s->rec_max);

@@ -38,6 +38,8 @@ static Zappend__Status status_of(int err)
 	case -EBUSY:
 	case -ENOMEM:
 		return ZAPPEND__STATUS__STATUS_BUSY;
+	case -EACCES:
+		return ZAPPEND__STATUS__STATUS_DENIED;
 	case -EIO:
 	case -EBADMSG:
 	case -EROFS:
@@ -515,6 +517,9 @@ static void on_request(struct conns *cs, struct conn *c, const uint8_t *msg, siz
 	case ZAPPEND__OP__OP_SCAN:
 		do_scan(srv, c, rq);
 		break;
+	case ZAPPEND__OP__OP_PING:
+		respond_err(c, rq->id, 0, NULL);
+		break;
 	default:
 		snprintf(why, sizeof(why), "unknown request type %d", (int)rq->op);
 		respond_err(c, rq->id, -EINVAL, why);
@@ -540,6 +545,17 @@ static bool allowed(const struct server_cfg *cfg, uid_t uid, gid_t gid)
 		return true;
 	return uid == 0 || listed(cfg->allow_uids, cfg->n_allow_uids, uid) ||
 	       listed(cfg->allow_gids, cfg->n_allow_gids, gid);
+}
+
+/* The client is told why before the connection closes. */
+static void deny(struct conn *c)
+{
+	char why[96];
+
+	snprintf(why, sizeof(why), "uid %u is not allowed (--allow-uid, --allow-gid)",
+		 (unsigned)conn_peer(c)->uid);
+	respond_err(c, 0, -EACCES, why);
+	conn_finish(c);
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -578,7 +594,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			log_warn(srv->log,
 				 "refusing client pid %d uid %u gid %u: not an allowed user",
 				 (int)peer->pid, (unsigned)peer->uid, (unsigned)peer->gid);
-			conn_close(c, NULL);
+			deny(c);
 			continue;
 		}
 		log_debug(srv->log, "client pid %d uid %u gid %u connected", (int)peer->pid,

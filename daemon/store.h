@@ -31,6 +31,8 @@ struct store_cfg {
 	unsigned open_zones; /* zones taking appends at once */
 	enum gc_policy gc_policy;
 	bool rescan;		/* at start, scan every zone: summaries are not trusted */
+	bool verify;		/* mount only to check: never format, scan every zone, check
+				 * each full zone's summary against it, name each damage */
 	const struct zlog *log; /* NULL: no log lines (tests, fuzzing) */
 };
 
@@ -50,7 +52,10 @@ struct store_stats {
 	double recovery_seconds;
 	uint64_t recovered_records;
 	uint64_t torn_records;
-	uint64_t unreadable_bytes; /* at the last start: what could not be read, records lost */
+	uint64_t unreadable_bytes;  /* at the last start: what could not be read, records lost */
+	uint64_t summaries_checked; /* verify: full zones whose summary was held against them */
+	uint64_t summaries_bad;	    /* verify: ... that was missing, damaged or wrong */
+	uint64_t damaged;	    /* verify: places where a record starts and is not whole */
 };
 
 struct wait_list;

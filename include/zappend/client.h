@@ -1,16 +1,18 @@
 /*
  * libzappend-client: talk to zappendd over its Unix socket.
  *
- * Every function returns 0 or a negative errno:
+ * Every function returns 0 or a negative errno. The daemon's answers:
  *   -ENOENT  key not found          -ENOSPC  the store is full
  *   -E2BIG   key or value too large -EINVAL  bad argument or request
  *   -EBUSY   the daemon is busy     -EIO     device error or corrupted data
  *                                            (also an INTERNAL daemon failure)
- *   -ECONNREFUSED, -ENOENT (no socket), -EPIPE, -ECONNRESET: connection
- *   -EPROTO  the daemon sent something this library cannot parse
- *
- * Only zap_connect returns -ENOENT for a missing socket; the other calls
- * report that as -ECONNREFUSED, so -ENOENT from them always means "not found".
+ * The connection's failures, which no answer shares:
+ *   -ECONNREFUSED  no daemon listens on the socket (or the socket is missing)
+ *   -EACCES        the socket's permissions, or the daemon's allow list,
+ *                  refuse this user
+ *   -EPIPE, -ECONNRESET  the daemon went away
+ *   -EPROTO        the daemon sent something this library cannot parse
+ * And -ENOMEM, -ECANCELED (the client is closing) from the library itself.
  *
  * A connection error closes the connection and fails the call; the next call
  * connects again (once per call). A request none of which could be sent
@@ -81,6 +83,9 @@ int zap_list(zap_client *c, const void *prefix, size_t plen, zap_list_fn fn, voi
  */
 int zap_scan(zap_client *c, const void *prefix, size_t plen, uint64_t *cursor, size_t count,
 	     zap_list_fn fn, void *arg);
+
+/* A round trip that costs the daemon nothing: 0 when it answers. */
+int zap_ping(zap_client *c);
 
 enum zap_stat_type { ZAP_STAT_U64, ZAP_STAT_DOUBLE, ZAP_STAT_STRING };
 

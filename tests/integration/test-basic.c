@@ -126,6 +126,20 @@ static void list(zap_client *c)
 	free(col.keys);
 }
 
+/* Connection failures and answers never share a code: no socket is not "not found". */
+static void connection_errors(struct zt_daemon *d, zap_client *c)
+{
+	char path[512];
+	zap_client *none = NULL;
+	int ret;
+
+	zt_check(zap_ping(c) == 0, "ping");
+	snprintf(path, sizeof(path), "%s/no-such.sock", d->dir);
+	ret = zap_connect(path, &none);
+	zt_check(ret == -ECONNREFUSED, "connect to a missing socket: %d, not -ECONNREFUSED", ret);
+	zt_check(!none, "a failed connect handed out a client");
+}
+
 int main(void)
 {
 	const char *args[] = { "--size", "2G", "--zone-size", "64M", "--max-value", "32M", NULL };
@@ -139,6 +153,7 @@ int main(void)
 	overwrite_and_delete(c);
 	binary_keys(c);
 	list(c);
+	connection_errors(&d, c);
 	zap_close(c);
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");
 

@@ -63,6 +63,21 @@ for k in ops_per_s mib_per_s p50_us p99_us p999_us max_us; do
 done
 grep -q '^errors *0$' "$dir/out" || fail "bench summary: errors not 0: $(cat "$dir/out")"
 
+# --remove: the key space goes away afterwards; other keys stay.
+printf keep | "$cli" -s "$sock" put keep || fail "put keep"
+before=$("$cli" -s "$sock" ls bench/ | wc -l)
+"$cli" -s "$sock" bench --count 200 --depth 8 --size 100 --keys 50 --remove >/dev/null \
+	2>"$dir/err" || fail "bench --remove: $(cat "$dir/err")"
+for k in bench/0000000000 bench/0000000049; do
+	"$cli" -s "$sock" get "$k" >/dev/null 2>&1
+	[ $? = 1 ] || fail "bench --keys 50 --remove left $k"
+done
+after=$("$cli" -s "$sock" ls bench/ | wc -l)
+[ "$after" -ge $((before - 50)) ] || fail "bench --remove took keys beyond its key space"
+[ "$("$cli" -s "$sock" get keep)" = keep ] || fail "bench --remove took another key"
+"$cli" -s "$sock" bench --help | grep -q "writes into the live store" ||
+	fail "bench --help does not say it writes into the live store"
+
 # A short timed run.
 "$cli" -s "$sock" bench --seconds 0.5 --depth 4 --size 512 --json >"$dir/out" 2>"$dir/err"
 rc=$?

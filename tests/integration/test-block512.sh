@@ -51,8 +51,9 @@ start --size 256M --zone-size 8M
 [ "$(stat block_bytes)" = 512 ] || fail "after a restart, block_bytes $(stat block_bytes)"
 [ "$("$cli" -s "$sock" get small/42)" = "value 042" ] || fail "small/42 after a restart"
 stop
-"$daemon" --config /dev/null --device "$img" --socket "$sock" --block 4096 \
-	>"$dir/out" 2>&1 && fail "a 512-byte store started with --block 4096"
+"$daemon" --config /dev/null --device "$img" --socket "$sock" --block 4096 >"$dir/out" 2>&1
+rc=$?
+[ $rc = 3 ] || fail "a 512-byte store with --block 4096: exit $rc, not 3 (refused for good)"
 grep -q "formatted with 512-byte blocks, not the 4096 asked for" "$dir/out" ||
 	fail "--block 4096 on a 512-byte store: $(cat "$dir/out")"
 for bad in 1000 256 8192; do

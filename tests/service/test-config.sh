@@ -30,6 +30,28 @@ bad_config 3 "bad value 'sometimes' for sync" '# comment\n\nsync = sometimes\n'
 bad_config 1 "bad value 'loud' for log-level" 'log-level = loud\n'
 bad_config 4 "expected key = value" '\n\n\nverbose\n'
 bad_config 1 "unknown key 'config'" 'config = /etc/other.conf\n'
+bad_config 2 "a comment after the value of buffer-pool" 'size = 64M\nbuffer-pool = 128M  # pinned\n'
+
+# zappend.conf(5)'s example starts the daemon (its device and socket moved here).
+man5=$(dirname "$0")/../../man/zappend.conf.5
+sed -n '/^\.SH EXAMPLES/,/^\.EE/p' "$man5" | sed -n '/^\.EX/,/^\.EE/p' | sed '1d;$d' |
+	sed 's/\\-/-/g' >"$dir/example.conf"
+grep -q '^device = ' "$dir/example.conf" || fail "no example found in $man5"
+"$daemon" --config "$dir/example.conf" --device "$dir/example.img" \
+	--socket "$dir/example.sock" 2>"$dir/example.err" &
+expid=$!
+i=0
+until "$cli" -s "$dir/example.sock" ping >/dev/null 2>&1; do
+	i=$((i + 1))
+	if [ $i -ge 600 ] || ! kill -0 $expid 2>/dev/null; then
+		fail "zappend.conf(5)'s example does not start: $(cat "$dir/example.err")"
+		break
+	fi
+	sleep 0.1
+done
+kill -TERM $expid 2>/dev/null
+wait $expid
+rm -f "$dir/example.img"
 
 # A config file that does not exist: named with --config it is an error...
 "$daemon" --config "$dir/missing.conf" --socket "$dir/never.sock" 2>"$dir/err"
@@ -111,6 +133,8 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 && id nobody >/dev/n
 	chmod 0666 "$dir/s.sock" # only the allow list stands in the way now
 	as_nobody "$cli" -s "$dir/s.sock" get k \
 		>/dev/null 2>"$dir/err" && fail "uid nobody got in despite allow-uid = 0"
+	grep -q "permission denied: this user may not use the daemon" "$dir/err" ||
+		fail "a refused client was not told why: $(cat "$dir/err")"
 	waitlog "refusing client pid [0-9]* uid $(id -u nobody) .*not an allowed user" "$dir/zappendd.log"
 	[ "$("$cli" -s "$dir/s.sock" get k)" = hello ] || fail "root refused by allow-uid = 0"
 	sed -i "s/^allow-uid = 0$/allow-uid = 0,nobody/" "$dir/zappendd.conf"

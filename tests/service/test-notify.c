@@ -234,7 +234,7 @@ int main(void)
 
 	/* 3. A start that fails: STATUS= with the reason and ERRNO=, never READY=1. */
 	pid = spawn(&d, path, NULL, "--zone-size 32M");
-	zt_check(wait_exit(pid) == 1, "a geometry mismatch did not exit 1");
+	zt_check(wait_exit(pid) == 3, "a geometry mismatch did not exit 3 (refused for good)");
 	zt_check(next_msg(fd, msg, sizeof(msg), 1), "no notification from a failed start");
 	do {
 		zt_check(!has_line(msg, "READY=1"), "READY=1 from a start that failed");

@@ -194,8 +194,13 @@ static void test_config_errors(void **state)
 	expect_bad_line("\n\n\n\nsync = sometimes\n", 5, "sometimes");
 	expect_bad_line("open-zones = -1\n", 1, "");
 	expect_bad_line("format = maybe\n", 1, "maybe");
+	/* A comment after a value is refused: a path would silently take it in. */
+	expect_bad_line("size = 64M\ndevice = /x.img  # the main one\n", 2, "line of its own");
+	expect_bad_line("buffer-pool = 128M\t# pinned\n", 1, "buffer-pool");
 	/* --config is for the command line only. */
 	expect_bad_line("config = /etc/other.conf\n", 1, "config");
+	/* --verify would turn the service into a one-shot check: the command line only. */
+	expect_bad_line("verify = yes\n", 1, "verify");
 	/* A flag given on the command line takes no value. */
 	expect_bad_line("help = 1\n", 1, "help");
 	expect_bad_line("log-level = warning\nlog-level = loud\n", 2, "loud");
