@@ -76,7 +76,7 @@ say "static build in $static"
 mkdir -p "$static"
 (
 	cd "$static" &&
-		{ [ -f Makefile ] || "$src/configure" -q --disable-shared --without-systemd; } &&
+		{ [ -f Makefile ] || "$src/configure" -q --disable-shared; } &&
 		make -s proto/.gen-stamp &&
 		make -s -j"$(nproc)" LDFLAGS=-all-static $progs
 ) >"$logs/static-build.log" 2>&1 || {
