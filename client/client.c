@@ -73,6 +73,8 @@ struct zreq {
 	Zappend__Response *resp; /* the first answer frame */
 	uint8_t *payload;	 /* a get's value: plen bytes, got of them received */
 	size_t plen, got;
+	uint8_t *dst; /* zap_get_into: the caller's buffer, dst_cap bytes, for payload */
+	size_t dst_cap;
 	/* the frame: hlen bytes at hdr, then vlen bytes at val; sent of them written */
 	uint8_t *hdr;
 	size_t hlen;
@@ -224,7 +226,8 @@ static void req_release(struct zreq *q)
 {
 	if (q->resp)
 		zappend__response__free_unpacked(q->resp, NULL);
-	free(q->payload);
+	if (q->payload != q->dst)
+		free(q->payload);
 	if (q->hdr != q->hbuf)
 		free(q->hdr);
 	q->resp = NULL;
@@ -282,6 +285,17 @@ static void req_answered(zap_client *c, struct zreq *q)
 }
 
 /* 0, or the error the request ended with (its own, or the daemon's status). */
+/* The ABI: programs built against an older header index arrays of these. */
+_Static_assert(sizeof(struct zap_put_info) == 64, "zap_put_info changed size");
+_Static_assert(sizeof(struct zap_zone) == 96, "zap_zone changed size");
+_Static_assert(sizeof(struct zap_stat_item) == 72, "zap_stat_item changed size");
+
+/* Every field, the reserved ones zeroed: a caller's struct may hold anything. */
+static void put_info(struct zap_put_info *info, const Zappend__Response *r)
+{
+	*info = (struct zap_put_info){ .zone = r->zone, .offset = r->offset, .seq = r->seq };
+}
+
 static int req_result(const struct zreq *q)
 {
 	if (q->err)
@@ -491,6 +505,14 @@ static bool status_ok(const Zappend__Response *r)
 static void value_begin(struct zreq *q, const Zappend__Response *r)
 {
 	q->plen = r->value_len;
+	if (q->dst) {
+		/* Too large for the caller's buffer: read and dropped, its size told. */
+		if (q->plen > q->dst_cap)
+			q->err = -ENOBUFS;
+		else
+			q->payload = q->dst;
+		return;
+	}
 	q->payload = r->value_len < SIZE_MAX ? malloc(q->plen ? q->plen : 1) : NULL;
 	if (!q->payload)
 		q->err = -ENOMEM; /* the value is read and dropped: the stream stays in sync */
@@ -811,11 +833,13 @@ static int engine_call(zap_client *c, struct zreq *q, Zappend__Request *rq, cons
 		return ret;
 	engine_wait(c, q);
 	if (q->err && conn_gone(q->err) && !q->sent && !fresh) {
-		bool want = q->want_payload;
+		struct zreq keep = *q;
 
 		req_release(q);
 		memset(q, 0, offsetof(struct zreq, hbuf));
-		q->want_payload = want;
+		q->want_payload = keep.want_payload;
+		q->dst = keep.dst;
+		q->dst_cap = keep.dst_cap;
 		ret = engine_submit(c, q, rq, val, vlen);
 		if (ret)
 			return ret;
@@ -854,11 +878,8 @@ static int engine_dispatch(zap_client *c)
 		if (!c->done_head)
 			c->done_tail = NULL;
 		c->nasync--;
-		if (q->resp && !r.err) {
-			r.info.zone = q->resp->zone;
-			r.info.offset = q->resp->offset;
-			r.info.seq = q->resp->seq;
-		}
+		if (q->resp && !r.err)
+			put_info(&r.info, q->resp);
 		if (q->resp && q->resp->message && *q->resp->message)
 			r.message = q->resp->message;
 		if (q->want_payload && !r.err) {
@@ -975,11 +996,8 @@ ZAP_EXPORT int zap_put(zap_client *c, const void *key, size_t klen, const void *
 	rq.op = ZAPPEND__OP__OP_PUT;
 	key_field(&rq.key, key, klen);
 	ret = engine_call(c, &q, &rq, val, vlen);
-	if (!ret && info) {
-		info->zone = q.resp->zone;
-		info->offset = q.resp->offset;
-		info->seq = q.resp->seq;
-	}
+	if (!ret && info)
+		put_info(info, q.resp);
 	req_release(&q);
 	return ret;
 }
@@ -1006,6 +1024,29 @@ ZAP_EXPORT int zap_get(zap_client *c, const void *key, size_t klen, void **val, 
 		*vlen = q.plen;
 		q.payload = NULL;
 	}
+	req_release(&q);
+	return ret;
+}
+
+ZAP_EXPORT int zap_get_into(zap_client *c, const void *key, size_t klen, void *buf, size_t cap,
+			    size_t *vlen)
+{
+	Zappend__Request rq = ZAPPEND__REQUEST__INIT;
+	/* dst marks a get into the caller's buffer; with no room, it points where nothing is
+	 * written. */
+	struct zreq q = { .want_payload = true, .dst = cap ? buf : (void *)&q, .dst_cap = cap };
+	int ret = check_key(key, klen);
+
+	if (!ret && (!c || !vlen || (cap && !buf)))
+		ret = -EINVAL;
+	if (ret)
+		return ret;
+	*vlen = 0;
+	rq.op = ZAPPEND__OP__OP_GET;
+	key_field(&rq.key, key, klen);
+	ret = engine_call(c, &q, &rq, NULL, 0);
+	if (!ret || ret == -ENOBUFS)
+		*vlen = q.plen;
 	req_release(&q);
 	return ret;
 }
@@ -1481,6 +1522,8 @@ ZAP_EXPORT const char *zap_strerror(int err)
 		return "the daemon sent a response this client cannot parse";
 	case ENOMEM:
 		return "out of memory";
+	case ENOBUFS:
+		return "the value is larger than the buffer given for it";
 	default:
 		return strerror(err < 0 ? -err : err);
 	}

@@ -12,7 +12,8 @@
  *                  refuse this user
  *   -EPIPE, -ECONNRESET  the daemon went away
  *   -EPROTO        the daemon sent something this library cannot parse
- * And -ENOMEM, -ECANCELED (the client is closing) from the library itself.
+ * And from the library itself: -ENOMEM, -ECANCELED (the client is closing),
+ * -ENOBUFS (zap_get_into: the value is larger than the buffer).
  *
  * A connection error closes the connection and fails the call; the next call
  * connects again (once per call). A request none of which could be sent
@@ -44,10 +45,18 @@ extern "C" {
 
 typedef struct zap_client zap_client;
 
+/*
+ * The structs callers allocate or index in arrays keep room to grow: new
+ * fields take reserved space (zeroed by the library) rather than change the
+ * size, so programs built against this header keep working with newer
+ * libraries. zap_result is only ever allocated by the library.
+ */
 struct zap_put_info {
-	uint32_t zone;	 /* zone of the value's first record */
+	uint32_t zone; /* zone of the value's first record */
+	uint32_t reserved0;
 	uint64_t offset; /* byte offset of that record within its zone */
 	uint64_t seq;	 /* sequence number of the put */
+	uint64_t reserved[5];
 };
 
 /* socket_path NULL: $ZAPPEND_SOCKET if set, else ZAP_DEFAULT_SOCKET. */
@@ -58,6 +67,11 @@ int zap_put(zap_client *c, const void *key, size_t klen, const void *val, size_t
 	    struct zap_put_info *info);
 /* On success *val is malloc()ed (free() it; non-NULL even for an empty value). */
 int zap_get(zap_client *c, const void *key, size_t klen, void **val, size_t *vlen);
+/*
+ * The value into the caller's buffer of cap bytes, its length in *vlen.
+ * -ENOBUFS when it is larger: *vlen tells how large (the bytes are dropped).
+ */
+int zap_get_into(zap_client *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen);
 int zap_del(zap_client *c, const void *key, size_t klen);
 
 /*
@@ -95,6 +109,7 @@ struct zap_stat_item {
 	uint64_t u;
 	double d;
 	char *s;
+	uint64_t reserved[4];
 };
 
 /* The daemon's counters, in the daemon's order. Free with zap_stat_free(). */
@@ -109,6 +124,8 @@ struct zap_zone {
 	uint64_t write_pointer;
 	uint64_t live_bytes;
 	uint32_t inflight;
+	uint32_t reserved0;
+	uint64_t reserved[4];
 };
 
 /* One entry per zone; free() the array. */

@@ -1,5 +1,6 @@
 /* Put, get, overwrite, delete, list and the limits, over the real socket. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,30 @@ static void list(zap_client *c)
 	free(col.keys);
 }
 
+/* zap_get_into: the value into the caller's buffer, or -ENOBUFS and its size. */
+static void get_into(zap_client *c)
+{
+	size_t big = 3 << 20, vlen = 1;
+	uint8_t *v = malloc(big), *buf = malloc(big + 1);
+
+	zt_check(v && buf, "malloc");
+	zt_fill(v, big, 77);
+	zt_check(zap_put(c, "into/big", 8, v, big, NULL) == 0, "put into/big");
+	zt_check(zap_get_into(c, "into/big", 8, buf, big - 1, &vlen) == -ENOBUFS,
+		 "a value one byte too large for the buffer");
+	zt_check(vlen == big, "-ENOBUFS told %zu, not the value's %zu bytes", vlen, big);
+	zt_check(zap_get_into(c, "into/big", 8, buf, big + 1, &vlen) == 0, "get_into");
+	zt_check(vlen == big && !memcmp(buf, v, big), "get_into: wrong value");
+	zt_check(zap_put(c, "into/empty", 10, "", 0, NULL) == 0, "put into/empty");
+	zt_check(zap_get_into(c, "into/empty", 10, NULL, 0, &vlen) == 0 && vlen == 0,
+		 "an empty value into no buffer");
+	zt_check(zap_get_into(c, "into/none", 9, buf, 10, &vlen) == -ENOENT && vlen == 0,
+		 "a missing key");
+	zt_check(zap_get_into(c, "into/big", 8, NULL, 10, &vlen) == -EINVAL, "no buffer, room");
+	free(v);
+	free(buf);
+}
+
 /* Connection failures and answers never share a code: no socket is not "not found". */
 static void connection_errors(struct zt_daemon *d, zap_client *c)
 {
@@ -153,6 +178,7 @@ int main(void)
 	overwrite_and_delete(c);
 	binary_keys(c);
 	list(c);
+	get_into(c);
 	connection_errors(&d, c);
 	zap_close(c);
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");

@@ -28,6 +28,11 @@ for f in zappendd.service zappendd.socket zappendd.conf.example \
 	zappendd.8 zappend-cli.1 zappend.conf.5 libzappend-client.3; do
 	find_one "$f" >/dev/null
 done
+# A page name per function: `man zap_put` finds libzappend-client(3).
+for f in $(sed -n 's/^[[:space:]]*\(zap_[a-z_]*\);/\1/p' "${ZAPPEND_SRCDIR:-.}/client/libzappend-client.sym"); do
+	page=$(find_one "$f.3")
+	grep -qx '.so man3/libzappend-client.3' "$page" || fail "$f.3 does not lead to libzappend-client(3)"
+done
 [ -n "$(find "$dest" -path '*/sysusers.d/zappend.conf')" ] || fail "no sysusers.d/zappend.conf"
 [ -n "$(find "$dest" -path '*/tmpfiles.d/zappend.conf')" ] || fail "no tmpfiles.d/zappend.conf"
 case $daemon in */sbin/zappendd) ;; *) fail "zappendd not in an sbin: $daemon" ;; esac
