@@ -196,8 +196,10 @@ static void get_chunk(void *arg, int err, const struct zget_chunk *ch)
 	}
 	r.id = q->id;
 	r.more = !ch->last;
-	if (!q->started)
+	if (!q->started) {
 		r.value_len = ch->vlen;
+		r.seq = ch->seq;
+	}
 	q->started = true;
 	if (send_response(c, &r, q, ch->data, ch->dlen, ch->last)) {
 		store_get_abort(q->g);
@@ -365,6 +367,8 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 
 	store_space(st, &sp);
 	stat_u(a, "keys", zidx_count(st->idx));
+	/* The newest put or delete: a dump records where it began and ended. */
+	stat_u(a, "sequence", st->next_seq - 1);
 	stat_u(a, "index_bytes", zidx_memory(st->idx));
 	stat_u(a, "live_bytes", sp.live);
 	stat_u(a, "used_bytes", sp.used);

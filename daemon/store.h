@@ -173,6 +173,7 @@ int store_del(struct store *s, const void *key, size_t klen, struct store_budget
 	      void *arg);
 
 struct zget_chunk {
+	uint64_t seq;  /* of the version read */
 	uint64_t vlen; /* of the whole value */
 	uint64_t voff; /* of this chunk */
 	const void *data;

@@ -137,7 +137,8 @@ static void get_read_done(struct zdev_io *io)
 		get_fail(g, err);
 		return;
 	}
-	c = (struct zget_chunk){ .vlen = g->vlen,
+	c = (struct zget_chunk){ .seq = g->seq,
+				 .vlen = g->vlen,
 				 .voff = r.voff,
 				 .data = r.data,
 				 .dlen = r.dlen,

@@ -199,7 +199,8 @@ struct zap_result {
 	 */
 	void *val;
 	size_t vlen;
-	struct zap_put_info info; /* put, err 0: zone, offset, seq; del, err 0: seq */
+	/* put, err 0: zone, offset, seq; del, err 0: seq; get, err 0: the version's seq */
+	struct zap_put_info info;
 	/* The daemon's error message, NULL if none; valid during the callback only. */
 	const char *message;
 };
