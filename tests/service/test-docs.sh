@@ -25,6 +25,8 @@ opts=$("$daemon" --help | sed -n 's/^ *--\([a-z-]*\).*/\1/p' | grep -v -x -e hel
 for o in $opts; do
 	plain "$src/man/zappendd.8" | grep -q -e "^\.[BIOPR]* .*--$o\b" -e "^\.[BIOPR]* --$o\b" ||
 		fail "zappendd(8) does not document --$o"
+	plain "$src/man/zappendd.8" | sed -n '/^\.SH SYNOPSIS/,/^\.SH DESCRIPTION/p' |
+		grep -q -- "--$o\b" || fail "zappendd(8)'s synopsis lacks --$o"
 	[ "$o" = config ] || [ "$o" = verify ] && continue
 	plain "$src/man/zappend.conf.5" | grep -q -E "^\.BI (.*\" )?$o \" = " ||
 		fail "zappend.conf(5) does not document the key $o"
