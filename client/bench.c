@@ -256,6 +256,9 @@ static void note_error(struct worker *w, bool put, unsigned key, int err, const 
 	char name[KEY_LEN];
 
 	atomic_fetch_add_explicit(&w->errors, 1, memory_order_relaxed);
+	/* Refused, or no daemon: nothing more would get through. */
+	if (err == -EACCES || err == -ECONNREFUSED)
+		atomic_store(&b->stop, true);
 	if (atomic_flag_test_and_set(&b->first_error))
 		return;
 	key_name(name, key);

@@ -406,6 +406,11 @@ static int cli_connect(struct cli *cli)
 	if (ret == -ECONNREFUSED && access(cli->socket, F_OK) < 0)
 		return fail("cannot connect to %s: no such socket (is zappendd running?)",
 			    cli->socket);
+	/* At connect, only the socket's own mode or group can refuse us. */
+	if (ret == -EACCES)
+		return fail("cannot connect to %s: permission denied by the socket's mode or group "
+			    "(the zappend group may use it)",
+			    cli->socket);
 	return fail("cannot connect to %s: %s", cli->socket, zap_strerror(ret));
 }
 
@@ -418,7 +423,7 @@ static int cmd_put(struct cli *cli, int argc, char **argv)
 	ret = parse_args(argc, argv, 0, 1, 2, &a);
 	if (!ret)
 		ret = check_key(a.pos[0]);
-	if (!ret && (a.npos < 2 || !strcmp(a.pos[1], "-")) && isatty(STDIN_FILENO))
+	if (!ret && a.npos < 2 && isatty(STDIN_FILENO))
 		ret = usage_error("put: the value would come from a terminal: give a FILE, or "
 				  "pipe it in (printf %%s VALUE | " PROG " put KEY)");
 	if (!ret)

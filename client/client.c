@@ -284,7 +284,6 @@ static void req_answered(zap_client *c, struct zreq *q)
 		req_finish(c, q);
 }
 
-/* 0, or the error the request ended with (its own, or the daemon's status). */
 /* The ABI: programs built against an older header index arrays of these. */
 _Static_assert(sizeof(struct zap_put_info) == 64, "zap_put_info changed size");
 _Static_assert(sizeof(struct zap_zone) == 96, "zap_zone changed size");
@@ -296,6 +295,7 @@ static void put_info(struct zap_put_info *info, const Zappend__Response *r)
 	*info = (struct zap_put_info){ .zone = r->zone, .offset = r->offset, .seq = r->seq };
 }
 
+/* 0, or the error the request ended with (its own, or the daemon's status). */
 static int req_result(const struct zreq *q)
 {
 	if (q->err)

@@ -193,6 +193,7 @@ static const struct {
 	{ "connections_denied", "connections_denied_total", true },
 	{ "bad_frames", "bad_frames_total", true },
 	{ "connections", "connections_open", false },
+	{ "zones_total", "zones", false },
 	{ "write_amplification", "write_amplification_ratio", false },
 	{ "buffer_pool_free", "buffer_pool_free_bytes", false },
 	{ "max_value", "max_value_bytes", false },

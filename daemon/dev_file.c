@@ -134,7 +134,7 @@ static int create_image(const struct zdev_opts *o, struct zerr *err)
  */
 static int claim(struct file_dev *f, const struct zdev_opts *o, struct zerr *err)
 {
-	int ret = make_parent(o->path);
+	int ret = o->readonly ? 0 : make_parent(o->path);
 
 	if (ret)
 		return zerr_set(err, ret, "cannot create the directory of %s: %s", o->path,
@@ -242,7 +242,15 @@ static int open_image(struct file_dev *f, const struct zdev_opts *o, struct zerr
 				"%s: the file system aligns direct I/O to %u bytes; the emulated "
 				"device needs an alignment that divides %u",
 				o->path, f->dev.info.lblock, ZDEV_BLOCK_MAX);
-	if (fstat(f->fd, &st) < 0 || pread(f->fd, h, ZDEV_FILE_HDR, 0) != ZDEV_FILE_HDR)
+	if (fstat(f->fd, &st) < 0)
+		return zerr_set(err, -errno, "%s: %s", o->path, strerror(errno));
+	/* Too short for a header: not an image (one being created is never this short). */
+	if (st.st_size < ZDEV_FILE_HDR)
+		return zerr_set(err, -EBADMSG,
+				"%s is not an emulated zoned device (%lld bytes, no header); "
+				"refusing to use it (--format recreates it)",
+				o->path, (long long)st.st_size);
+	if (pread(f->fd, h, ZDEV_FILE_HDR, 0) != ZDEV_FILE_HDR)
 		return zerr_set(err, -EIO, "%s: cannot read the device header", o->path);
 	f->dev.info.block = MAX(f->dev.info.lblock, MIN((uint32_t)st.st_blksize, ZDEV_FILE_HDR));
 	if (!zdev_block_ok(f->dev.info.block))

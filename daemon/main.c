@@ -445,7 +445,7 @@ static int verify_report(struct zapd *d)
 {
 	const struct store *s = &d->store;
 	uint64_t damage =
-	    s->st.damaged + s->st.torn_records + s->st.summaries_bad + (s->st.unreadable_bytes > 0);
+	    s->st.damaged + s->st.summaries_bad + s->st.super_bad + (s->st.unreadable_bytes > 0);
 	struct store_space sp;
 
 	store_space(s, &sp);
@@ -458,12 +458,16 @@ static int verify_report(struct zapd *d)
 	printf("records           %llu\n", (unsigned long long)s->st.recovered_records);
 	printf("live_bytes        %llu\n", (unsigned long long)sp.live);
 	printf("dead_bytes        %llu\n", (unsigned long long)(sp.used - MIN(sp.used, sp.live)));
-	printf("summaries         %llu checked, %llu missing, damaged or wrong\n",
-	       (unsigned long long)s->st.summaries_checked,
-	       (unsigned long long)s->st.summaries_bad);
+	printf("superblock        %u copies, %llu damaged\n", ZSUPER_COPIES,
+	       (unsigned long long)s->st.super_bad);
+	printf("summaries         %llu checked, %llu damaged, wrong or lost, %llu absent for want "
+	       "of room\n",
+	       (unsigned long long)s->st.summaries_checked, (unsigned long long)s->st.summaries_bad,
+	       (unsigned long long)s->st.summaries_absent);
 	printf("damaged           %llu places where a record is not whole\n",
 	       (unsigned long long)s->st.damaged);
-	printf("torn_records      %llu\n", (unsigned long long)s->st.torn_records);
+	printf("cut_short         %llu records a crash cut short (never acknowledged)\n",
+	       (unsigned long long)s->st.cut_short);
 	printf("unreadable_bytes  %llu\n", (unsigned long long)s->st.unreadable_bytes);
 	printf("result            %s\n",
 	       damage ? "DAMAGED (the log above names each place)" : "clean");

@@ -44,6 +44,7 @@ struct scan {
 	uint64_t bad;	  /* bytes of the zone being scanned that could not be read */
 	uint64_t bad_at;  /* the first of them, zone relative */
 	uint64_t notes;	  /* puts and deletes found in it: what its summary lists */
+	uint64_t need;	  /* the room a summary of them takes, at most */
 };
 
 /* Reads that fail are tried again before anything is given up: the fault may pass. */
@@ -142,6 +143,14 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 	 */
 	if (r->seq > ZIDX_MAX_SEQ || r->len > sc->s->rec_limit) {
 		sc->s->st.torn_records++;
+		if (sc->s->cfg.verify) {
+			uint32_t zone = zones_of(&sc->s->zones, addr);
+
+			store_log(sc->s, LOG_WARNING,
+				  "zone %u offset %llu: a record no zappendd writes (skipped)",
+				  zone, (unsigned long long)(addr - sc->s->zones.z[zone].start));
+			sc->s->st.damaged++;
+		}
 		return 0;
 	}
 	sc->max_seq = MAX(sc->max_seq, r->seq);
@@ -199,6 +208,40 @@ static int scan_record(struct scan *sc, uint64_t pos, uint64_t end, struct zrec 
 }
 
 /*
+ * Verify: whether the record at pos, which failed its checksum, was cut short
+ * by a crash: zeros from a block boundary inside it to its end, where its
+ * append stopped. Such an append never completed, so it was never
+ * acknowledged; anything else is damage.
+ */
+static bool cut_short(const struct scan *sc, uint64_t pos)
+{
+	const uint8_t *p = sc->buf + (pos - sc->at);
+	uint64_t avail = sc->at + sc->len - pos, last;
+	struct zrec r;
+
+	if (zrec_head(p, avail, &r) || r.len > avail)
+		return false;
+	for (last = r.len; last && !p[last - 1]; last--)
+		;
+	return store_block_up(sc->s, pos + last) < pos + r.len;
+}
+
+static void verify_bad_record(struct scan *sc, const struct zone *z, uint32_t zone, uint64_t pos)
+{
+	if (cut_short(sc, pos)) {
+		store_log(sc->s, LOG_NOTICE,
+			  "zone %u offset %llu: a record cut short by a crash (never "
+			  "acknowledged; skipped)",
+			  zone, (unsigned long long)(pos - z->start));
+		sc->s->st.cut_short++;
+		return;
+	}
+	store_log(sc->s, LOG_WARNING, "zone %u offset %llu: a damaged record (skipped)", zone,
+		  (unsigned long long)(pos - z->start));
+	sc->s->st.damaged++;
+}
+
+/*
  * Reads the zone's records up to its write pointer; a full zone's (whose
  * write pointer says nothing) up to its last written block. What cannot be
  * read is skipped, said once, and makes the zone's keys unknown, so that GC
@@ -228,16 +271,13 @@ static int scan_zone(struct scan *sc, struct zone *z)
 	sc->len = 0;
 	sc->bad = 0;
 	sc->notes = 0;
+	sc->need = ZSUM_BASE_RESERVE;
 	while (pos < stop) {
 		ret = scan_record(sc, pos, end, &r);
 		if (ret < 0 && ret != -EBADMSG && ret != -ENOENT)
 			return ret;
-		if (ret == -EBADMSG && !in_damage && sc->s->cfg.verify) {
-			store_log(sc->s, LOG_WARNING,
-				  "zone %u offset %llu: a torn or damaged record (skipped)", zone,
-				  (unsigned long long)(pos - z->start));
-			sc->s->st.damaged++;
-		}
+		if (ret == -EBADMSG && !in_damage && sc->s->cfg.verify)
+			verify_bad_record(sc, z, zone, pos);
 		in_damage = ret == -EBADMSG;
 		/* Padding, or a hole: the next append starts on a block. */
 		if (ret == -ENOENT) {
@@ -257,7 +297,10 @@ static int scan_zone(struct scan *sc, struct zone *z)
 		ret = found(sc, &r, pos);
 		if (ret)
 			return ret;
-		sc->notes += r.type == ZREC_PUT || r.type == ZREC_DEL;
+		if (r.type == ZREC_PUT || r.type == ZREC_DEL) {
+			sc->notes++;
+			sc->need += zones_entry_meta(r.klen, r.nchunks > 1);
+		}
 		pos += r.len;
 		z->data_end = MAX(z->data_end, store_block_up(sc->s, pos - z->start));
 	}
@@ -442,6 +485,21 @@ static int read_copies(struct store *s, const struct zdev_zone *mz, uint8_t *buf
 	return first;
 }
 
+/* Verify: every copy of the superblock, not only the first good one. */
+static void verify_copies(struct store *s, const struct zdev_zone *mz, uint8_t *buf)
+{
+	struct zsuper sb;
+
+	for (uint32_t i = 0; i < ZSUPER_COPIES && i * ZSUPER_GAP + ZSUPER_COPY_LEN <= mz->cap;
+	     i++) {
+		if (zdev_read_sync(s->dev, mz->start + i * ZSUPER_GAP, buf, ZSUPER_COPY_LEN) >= 0 &&
+		    !zsuper_decode(buf, ZSUPER_COPY_LEN, &sb))
+			continue;
+		store_log(s, LOG_WARNING, "superblock copy %u is damaged or cannot be read", i);
+		s->st.super_bad++;
+	}
+}
+
 static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct zerr *err)
 {
 	const struct zdev_info *info = &s->dev->info;
@@ -458,6 +516,8 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
 	if (posix_memalign((void **)&buf, ZDEV_BLOCK_MAX, ZSUPER_COPY_LEN))
 		return -ENOMEM;
 	ret = read_copies(s, &dz[meta], buf);
+	if (!ret && s->cfg.verify)
+		verify_copies(s, &dz[meta], buf);
 	free(buf);
 	if (ret == -EPROTONOSUPPORT)
 		return zerr_set(err, ret, "formatted by a newer zappend (format version %u)",
@@ -740,6 +800,41 @@ static int summary_entries(struct scan *sc, const struct zone *z, size_t *entrie
 	return ret;
 }
 
+/* Whether the zone ends in a summary's footer, sound or not what it leads to. */
+static bool has_footer(struct scan *sc, const struct zone *z)
+{
+	uint32_t block = sc->s->zones.block;
+	uint64_t end;
+
+	sc->len = 0;
+	if (summary_end(sc, z, &end) || end < block || z->start + end - block < sc->at)
+		return false;
+	return zsum_footer_get(sc->buf + (z->start + end - block - sc->at), block, sc->s->tag);
+}
+
+/*
+ * A full zone without a summary is what a restart leaves when a crash took
+ * the room the summary needed (its records were all checked): damage only
+ * where the summary would have fitted, as when the zone's end was wiped.
+ */
+static void missing_summary(struct scan *sc, const struct zone *z, uint32_t zone)
+{
+	if (z->cap - MIN(z->cap, z->data_end) < sc->need) {
+		store_log(sc->s, LOG_NOTICE,
+			  "zone %u: no summary (%llu bytes after its last record, one needs up to "
+			  "%llu: a restart after a crash leaves that); its records are checked",
+			  zone, (unsigned long long)(z->cap - MIN(z->cap, z->data_end)),
+			  (unsigned long long)sc->need);
+		sc->s->st.summaries_absent++;
+		return;
+	}
+	store_log(sc->s, LOG_WARNING,
+		  "zone %u: its summary is missing, and %llu bytes after its last record "
+		  "would have held it: the zone's end was lost",
+		  zone, (unsigned long long)(z->cap - z->data_end));
+	sc->s->st.summaries_bad++;
+}
+
 /* Verify: a full zone's summary must list exactly the puts and deletes its scan found. */
 static int verify_summary(struct scan *sc, const struct zone *z)
 {
@@ -750,8 +845,12 @@ static int verify_summary(struct scan *sc, const struct zone *z)
 	if (ret && ret != -EBADMSG)
 		return ret;
 	sc->s->st.summaries_checked++;
+	if (ret && !has_footer(sc, z)) {
+		missing_summary(sc, z, zone);
+		return 0;
+	}
 	if (ret)
-		store_log(sc->s, LOG_WARNING, "zone %u: its summary is missing or damaged", zone);
+		store_log(sc->s, LOG_WARNING, "zone %u: its summary is damaged", zone);
 	else if (entries != sc->notes)
 		store_log(sc->s, LOG_WARNING,
 			  "zone %u: its summary lists %zu records, the zone holds %llu", zone,

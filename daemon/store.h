@@ -54,8 +54,11 @@ struct store_stats {
 	uint64_t torn_records;
 	uint64_t unreadable_bytes;  /* at the last start: what could not be read, records lost */
 	uint64_t summaries_checked; /* verify: full zones whose summary was held against them */
-	uint64_t summaries_bad;	    /* verify: ... that was missing, damaged or wrong */
+	uint64_t summaries_bad;	    /* verify: ... that was damaged, wrong or lost */
+	uint64_t summaries_absent;  /* verify: ... that had none, for want of room */
 	uint64_t damaged;	    /* verify: places where a record starts and is not whole */
+	uint64_t cut_short;	    /* verify: records a crash cut short (never acknowledged) */
+	uint64_t super_bad;	    /* verify: superblock copies damaged or unreadable */
 };
 
 struct wait_list;

@@ -55,6 +55,8 @@ PY
 start
 printf 'NEEDLE-%s' "$(head -c 300 /dev/zero | tr '\0' 'v')" | "$cli" -s "$sock" put needle ||
 	fail "put needle"
+printf 'TAIL-%s' "$(head -c 20000 /dev/zero | tr '\0' 'w')" | "$cli" -s "$sock" put tail ||
+	fail "put tail"
 # Enough 64 KiB values to fill several zones, so that full zones carry summaries.
 "$cli" -s "$sock" bench --count 600 --depth 16 --size 64K --keys 400 >/dev/null 2>&1 ||
 	fail "bench"
@@ -75,6 +77,8 @@ full=$(awk '$1 == "zones" { print $2 }' "$dir/out")
 [ "${full:-0}" -ge 2 ] || fail "expected full zones to check summaries on: $(cat "$dir/out")"
 checked=$(awk '$1 == "summaries" { print $2 }' "$dir/out")
 [ "$checked" = "$full" ] || fail "$checked summaries checked, $full full zones"
+grep -q "^summaries .* 0 damaged, wrong or lost, 0 absent" "$dir/out" ||
+	fail "a clean stop left full zones without their summary: $(cat "$dir/out" "$dir/err")"
 [ "$(sha256sum <"$img")" = "$sum" ] || fail "--verify changed the image"
 
 # A flipped byte in the needle's value: its zone is named, exit 4.
@@ -83,22 +87,47 @@ off=$(grep -obUa NEEDLE "$img" | head -n 1 | cut -d: -f1)
 zone=$(((off - hdr) / zone_size))
 flip $((off + 100))
 verify 4
-grep -q "zone $zone offset [0-9]*: a torn or damaged record" "$dir/err" ||
+grep -q "zone $zone offset [0-9]*: a damaged record" "$dir/err" ||
 	fail "the flipped byte's zone $zone is not named: $(cat "$dir/err")"
 grep -q "^result  *DAMAGED" "$dir/out" || fail "a flipped byte: $(cat "$dir/out")"
 [ "$(report damaged)" -ge 1 ] || fail "a flipped byte: no damage counted: $(cat "$dir/out")"
 flip $((off + 100))
 verify 0
 
-# A full zone whose last 64 KiB, its summary among them, were wiped.
+# The tail's value zeroed from a block boundary on, as a crash cuts an
+# append short: in a zone still taking appends that is a note (no summary
+# can tell it from a crash); in a full zone its summary still lists the
+# record, and the loss is damage.
+off=$(grep -obUa TAIL- "$img" | head -n 1 | cut -d: -f1)
+zone=$(((off - hdr) / zone_size))
+state=$(python3 -c 'import json,sys
+print([z["state"] for z in json.load(open(sys.argv[1])) if z["id"] == int(sys.argv[2])][0])' \
+	"$dir/zones.json" $zone)
+cp --sparse=always "$img" "$dir/keep.img"
+from=$(((off + 4096) / 4096 * 4096))
+dd if=/dev/zero of="$img" bs=1 count=$((off + 20005 - from)) seek=$from conv=notrunc status=none
+if [ "$state" = full ]; then
+	verify 4
+	grep -q "zone $zone: its summary lists [0-9]* records, the zone holds" "$dir/err" ||
+		fail "a record cut short in full zone $zone: $(cat "$dir/err")"
+else
+	verify 0
+	grep -q "zone $zone offset [0-9]*: a record cut short by a crash" "$dir/err" ||
+		fail "a record cut short in $state zone $zone: $(cat "$dir/err")"
+fi
+cp --sparse=always "$dir/keep.img" "$img"
+verify 0
+
+# A full zone whose last 256 KiB, records and summary, were wiped. (Its
+# summary alone gone reads like a crash that took the summary's room: a note.)
 zone=$(python3 -c 'import json,sys
 print(next(z["id"] for z in json.load(open(sys.argv[1])) if z["state"] == "full"))' \
 	"$dir/zones.json")
 [ -n "$zone" ] || fail "no full zone: $(cat "$dir/zones.json")"
-dd if=/dev/zero of="$img" bs=4096 count=16 conv=notrunc status=none \
-	seek=$(((hdr + (zone + 1) * zone_size - 65536) / 4096))
+dd if=/dev/zero of="$img" bs=4096 count=64 conv=notrunc status=none \
+	seek=$(((hdr + (zone + 1) * zone_size - 262144) / 4096))
 verify 4
-grep -q "zone $zone: its summary is missing or damaged" "$dir/err" ||
+grep -q "zone $zone: its summary is missing, and [0-9]* bytes after its last record" "$dir/err" ||
 	fail "the wiped zone $zone is not named: $(cat "$dir/err")"
 
 # Never creates nor formats: a file that is no image, a missing one, --format beside it.
