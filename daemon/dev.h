@@ -124,6 +124,7 @@ struct zdev_opts {
 	uint32_t block; /* for a new format: 0 for the device's */
 	bool format;	/* file backend: recreate with the geometry asked */
 	bool readonly;	/* opened for reading only: never created, never written */
+	bool shared;	/* readonly, beside the daemon that owns it: not claimed */
 };
 
 #define ZDEV_FILE_DEFAULT_SIZE	    (4 * GiB)

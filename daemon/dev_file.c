@@ -143,8 +143,8 @@ static int claim(struct file_dev *f, const struct zdev_opts *o, struct zerr *err
 	f->lock_fd = open(o->path, O_RDONLY | (o->readonly ? 0 : O_CREAT) | O_CLOEXEC, 0640);
 	if (f->lock_fd < 0)
 		return zerr_set(err, -errno, "cannot open %s: %s", o->path, strerror(errno));
-	/* A reader shares the lock with other readers, never with a daemon. */
-	if (flock(f->lock_fd, (o->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+	/* A reader shares the lock with other readers, never with a daemon, unless told. */
+	if (!o->shared && flock(f->lock_fd, (o->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		ret = -errno;
 		if (ret == -EWOULDBLOCK)
 			return zerr_set(

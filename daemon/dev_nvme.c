@@ -459,7 +459,7 @@ int zdev_nvme_open(const struct zdev_opts *o, struct zdev **out, struct zerr *er
 	}
 	snprintf(path, sizeof(path), "/dev/%s", blk);
 	/* The block device is the namespace's one claim, whichever node names it. */
-	ret = zdev_claim(path, &n->claim_fd, err);
+	ret = o->shared ? 0 : zdev_claim(path, &n->claim_fd, err);
 	if (ret)
 		goto fail;
 	errno = 0;

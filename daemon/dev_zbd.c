@@ -428,7 +428,7 @@ int zdev_zbd_open(const struct zdev_opts *o, struct zdev **out, struct zerr *err
 	info = &z->dev.info;
 	z->dev.ops = &zbd_ops;
 	info->backend = "zbd";
-	ret = zdev_claim(o->path, &z->claim_fd, err);
+	ret = o->shared ? 0 : zdev_claim(o->path, &z->claim_fd, err);
 	if (ret)
 		goto fail;
 	errno = 0;

@@ -253,6 +253,7 @@ static int setup_io(struct zapd *d, struct zerr *err)
 		.max_active = d->opt.max_active_zones,
 		.format = d->opt.format,
 		.readonly = d->opt.verify,
+		.shared = d->opt.verify_live,
 	};
 	int ret;
 

@@ -53,6 +53,9 @@ static const struct opt_def defs[] = {
 	{ "format", OPT_FLAG, O(format), NULL, "wipe the device and format it" },
 	{ "verify", OPT_FLAG, O(verify), NULL,
 	  "check the device without writing to it, report, exit (command line only)" },
+	{ "verify-live", OPT_FLAG, O(verify_live), NULL,
+	  "--verify beside the daemon serving the device: what it writes meanwhile may "
+	  "read as damage (command line only)" },
 	{ "rescan", OPT_FLAG, O(rescan), NULL,
 	  "ignore zone summaries at start: scan every zone (slower)" },
 	{ "gc-policy", OPT_GC, O(gc_policy), "cost-benefit|greedy",
@@ -235,7 +238,8 @@ static int load_config(struct options *o, const char *path, bool must, struct ze
 				       "%s:%u: a comment after the value of %s: give it a line "
 				       "of its own",
 				       path, lineno, k);
-		else if (!d || d->type == OPT_CONFIG || d->off == O(verify))
+		else if (!d || d->type == OPT_CONFIG || d->off == O(verify) ||
+			 d->off == O(verify_live))
 			ret = zerr_set(err, -EINVAL, "%s:%u: unknown key '%s'", path, lineno, k);
 		else if (set(o, d, v))
 			ret = zerr_set(err, -EINVAL, "%s:%u: bad value '%s' for %s", path, lineno,
@@ -328,6 +332,7 @@ int options_parse(struct options *o, int argc, char **argv, struct zerr *err)
 	}
 	if (optind < argc)
 		return zerr_set(err, -EINVAL, "unexpected argument '%s'", argv[optind]);
+	o->verify |= o->verify_live;
 	return check(o, err);
 }
 

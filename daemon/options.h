@@ -38,8 +38,9 @@ struct options {
 	int gc_policy;	    /* enum gc_policy */
 	int log_level;	    /* LOG_ERR .. LOG_DEBUG */
 	bool format;
-	bool rescan; /* ignore zone summaries: scan every zone at start */
-	bool verify; /* check the device, read only, report and exit */
+	bool rescan;	  /* ignore zone summaries: scan every zone at start */
+	bool verify;	  /* check the device, read only, report and exit */
+	bool verify_live; /* ... while a daemon serves it */
 	bool sync;
 	bool verbose; /* --log-level debug */
 };

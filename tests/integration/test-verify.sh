@@ -67,6 +67,11 @@ keys=$("$cli" -s "$sock" ls | wc -l)
 rc=$?
 [ $rc = 1 ] || fail "--verify beside a running daemon: exit $rc, expected 1"
 grep -q "in use by another zappendd" "$dir/err" || fail "beside a daemon: $(cat "$dir/err")"
+# Told it is read-only safe, it reads beside the (idle) daemon.
+"$daemon" --config /dev/null --device "$img" --verify-live >"$dir/out" 2>"$dir/err" ||
+	fail "--verify-live beside an idle daemon: $(cat "$dir/out" "$dir/err")"
+[ "$(report keys)" = "$keys" ] || fail "--verify-live counted $(report keys) keys, ls $keys"
+"$cli" -s "$sock" ping >/dev/null || fail "the daemon stopped answering during --verify-live"
 stop
 
 sum=$(sha256sum <"$img")

@@ -27,7 +27,7 @@ for o in $opts; do
 		fail "zappendd(8) does not document --$o"
 	plain "$src/man/zappendd.8" | sed -n '/^\.SH SYNOPSIS/,/^\.SH DESCRIPTION/p' |
 		grep -q -- "--$o\b" || fail "zappendd(8)'s synopsis lacks --$o"
-	[ "$o" = config ] || [ "$o" = verify ] && continue
+	case $o in config | verify | verify-live) continue ;; esac
 	plain "$src/man/zappend.conf.5" | grep -q -E "^\.BI (.*\" )?$o \" = " ||
 		fail "zappend.conf(5) does not document the key $o"
 	grep -q -E "^#? ?$o =" "$src/systemd/zappendd.conf.example" ||

@@ -201,6 +201,7 @@ static void test_config_errors(void **state)
 	expect_bad_line("config = /etc/other.conf\n", 1, "config");
 	/* --verify would turn the service into a one-shot check: the command line only. */
 	expect_bad_line("verify = yes\n", 1, "verify");
+	expect_bad_line("verify-live = yes\n", 1, "verify-live");
 	/* A flag given on the command line takes no value. */
 	expect_bad_line("help = 1\n", 1, "help");
 	expect_bad_line("log-level = warning\nlog-level = loud\n", 2, "loud");
