@@ -305,7 +305,7 @@ static int setup_store(struct zapd *d, struct zerr *err)
 	svc_notify(&d->svc, "STATUS=recovering the index from %s", d->opt.device);
 	ret = store_mount(&d->store, d->opt.format, err);
 	if (ret)
-		return ret;
+		return zerr_about(err, ret, d->opt.device);
 	log_notice(&d->log,
 		   "%s: %zu keys from %llu records in %.3f s (%llu zones read from their summary, "
 		   "%llu scanned; %llu torn records skipped)",

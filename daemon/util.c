@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int zerr_set(struct zerr *e, int err, const char *fmt, ...)
 {
@@ -16,6 +17,16 @@ int zerr_set(struct zerr *e, int err, const char *fmt, ...)
 		va_end(ap);
 	}
 	return err;
+}
+
+int zerr_about(struct zerr *e, int err, const char *what)
+{
+	char msg[sizeof(e->msg)];
+
+	if (!strncmp(e->msg, what, strlen(what)))
+		return err;
+	snprintf(msg, sizeof(msg), "%s", e->msg[0] ? e->msg : strerror(-err));
+	return zerr_set(e, err, "%s: %s", what, msg);
 }
 
 int parse_size(const char *s, uint64_t *out)

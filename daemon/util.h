@@ -58,6 +58,8 @@ struct zerr {
 };
 
 __attribute__((format(printf, 3, 4))) int zerr_set(struct zerr *e, int err, const char *fmt, ...);
+/* "what: " before e's reason, unless it names what already; returns err. */
+int zerr_about(struct zerr *e, int err, const char *what);
 
 /* "64M", "1G", "4096": bytes, or -EINVAL. */
 int parse_size(const char *s, uint64_t *out);

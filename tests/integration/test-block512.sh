@@ -54,7 +54,7 @@ stop
 "$daemon" --config /dev/null --device "$img" --socket "$sock" --block 4096 >"$dir/out" 2>&1
 rc=$?
 [ $rc = 3 ] || fail "a 512-byte store with --block 4096: exit $rc, not 3 (refused for good)"
-grep -q "formatted with 512-byte blocks, not the 4096 asked for" "$dir/out" ||
+grep -q "$img: formatted with 512-byte blocks, not the 4096 asked for" "$dir/out" ||
 	fail "--block 4096 on a 512-byte store: $(cat "$dir/out")"
 for bad in 1000 256 8192; do
 	"$daemon" --config /dev/null --device "$dir/new.img" --socket "$sock" --block $bad \

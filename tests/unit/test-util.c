@@ -152,6 +152,14 @@ static void test_zerr(void **state)
 	assert_int_equal(zerr_set(&e, -EINVAL, "bad %s at %d", "thing", 3), -EINVAL);
 	assert_string_equal(e.msg, "bad thing at 3");
 	assert_int_equal(zerr_set(NULL, -EIO, "ignored"), -EIO);
+	/* The device named once, before the reason; a bare errno spelled out. */
+	assert_int_equal(zerr_about(&e, -EINVAL, "/dev/x"), -EINVAL);
+	assert_string_equal(e.msg, "/dev/x: bad thing at 3");
+	assert_int_equal(zerr_about(&e, -EINVAL, "/dev/x"), -EINVAL);
+	assert_string_equal(e.msg, "/dev/x: bad thing at 3");
+	e.msg[0] = 0;
+	zerr_about(&e, -EIO, "img");
+	assert_string_equal(e.msg, "img: Input/output error");
 }
 
 int main(void)
