@@ -1002,9 +1002,18 @@ ZAP_EXPORT int zap_put(zap_client *c, const void *key, size_t klen, const void *
 	return ret;
 }
 
-ZAP_EXPORT int zap_get(zap_client *c, const void *key, size_t klen, void **val, size_t *vlen)
+/* A synchronous get, its value collected into q (into q->dst when set). */
+static int get_call(zap_client *c, const void *key, size_t klen, struct zreq *q)
 {
 	Zappend__Request rq = ZAPPEND__REQUEST__INIT;
+
+	rq.op = ZAPPEND__OP__OP_GET;
+	key_field(&rq.key, key, klen);
+	return engine_call(c, q, &rq, NULL, 0);
+}
+
+ZAP_EXPORT int zap_get(zap_client *c, const void *key, size_t klen, void **val, size_t *vlen)
+{
 	struct zreq q = { .want_payload = true };
 	int ret = check_key(key, klen);
 
@@ -1014,9 +1023,7 @@ ZAP_EXPORT int zap_get(zap_client *c, const void *key, size_t klen, void **val, 
 		return ret;
 	*val = NULL;
 	*vlen = 0;
-	rq.op = ZAPPEND__OP__OP_GET;
-	key_field(&rq.key, key, klen);
-	ret = engine_call(c, &q, &rq, NULL, 0);
+	ret = get_call(c, key, klen, &q);
 	if (!ret && !q.payload)
 		ret = -EPROTO; /* an answer without the value */
 	if (!ret) {
@@ -1031,7 +1038,6 @@ ZAP_EXPORT int zap_get(zap_client *c, const void *key, size_t klen, void **val, 
 ZAP_EXPORT int zap_get_into(zap_client *c, const void *key, size_t klen, void *buf, size_t cap,
 			    size_t *vlen)
 {
-	Zappend__Request rq = ZAPPEND__REQUEST__INIT;
 	/* dst marks a get into the caller's buffer; with no room, it points where nothing is
 	 * written. */
 	struct zreq q = { .want_payload = true, .dst = cap ? buf : (void *)&q, .dst_cap = cap };
@@ -1042,9 +1048,7 @@ ZAP_EXPORT int zap_get_into(zap_client *c, const void *key, size_t klen, void *b
 	if (ret)
 		return ret;
 	*vlen = 0;
-	rq.op = ZAPPEND__OP__OP_GET;
-	key_field(&rq.key, key, klen);
-	ret = engine_call(c, &q, &rq, NULL, 0);
+	ret = get_call(c, key, klen, &q);
 	if (!ret || ret == -ENOBUFS)
 		*vlen = q.plen;
 	req_release(&q);

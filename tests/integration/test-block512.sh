@@ -11,31 +11,11 @@ name=block512
 sock=$dir/s.sock
 img=$dir/zones.img
 
-start() { # more args
-	"$daemon" --config /dev/null --device "$img" --socket "$sock" --sync none "$@" \
-		2>>"$dir/daemon.log" &
-	pid=$!
-	i=0
-	until "$cli" -s "$sock" stat >/dev/null 2>&1; do
-		i=$((i + 1))
-		if [ $i -ge 600 ] || ! kill -0 $pid 2>/dev/null; then
-			echo "daemon did not start" >&2
-			cat "$dir/daemon.log" >&2
-			exit 1
-		fi
-		sleep 0.1
-	done
-}
-stop() {
-	kill -TERM $pid
-	wait $pid || fail "zappendd exited with status $? on SIGTERM"
-	pid=
-}
 stat() {
 	"$cli" -s "$sock" stat | awk -v k="$1" '$1 == k { print $2 }'
 }
 
-start --size 256M --zone-size 8M --block 512
+start_daemon --size 256M --zone-size 8M --block 512
 [ "$(stat block_bytes)" = 512 ] || fail "block_bytes $(stat block_bytes), want 512"
 used0=$(stat used_bytes)
 # One at a time: each put goes alone, in its own block.
@@ -44,13 +24,13 @@ for i in $(seq 100); do
 done
 used=$(($(stat used_bytes) - used0))
 [ "$used" = $((100 * 512)) ] || fail "100 lone puts took $used bytes, want $((100 * 512))"
-stop
+stop_daemon
 
 # The block is the store's: kept without --block, and another refused.
-start --size 256M --zone-size 8M
+start_daemon --size 256M --zone-size 8M
 [ "$(stat block_bytes)" = 512 ] || fail "after a restart, block_bytes $(stat block_bytes)"
 [ "$("$cli" -s "$sock" get small/42)" = "value 042" ] || fail "small/42 after a restart"
-stop
+stop_daemon
 "$daemon" --config /dev/null --device "$img" --socket "$sock" --block 4096 >"$dir/out" 2>&1
 rc=$?
 [ $rc = 3 ] || fail "a 512-byte store with --block 4096: exit $rc, not 3 (refused for good)"

@@ -13,26 +13,6 @@ img=$dir/zones.img
 zone_size=$((8 * 1024 * 1024))
 hdr=4096 # the image's header: device byte A is file byte 4096 + A
 
-start() {
-	"$daemon" --config /dev/null --device "$img" --socket "$sock" --sync none \
-		--size 128M --zone-size 8M 2>>"$dir/daemon.log" &
-	pid=$!
-	i=0
-	until "$cli" -s "$sock" ping >/dev/null 2>&1; do
-		i=$((i + 1))
-		if [ $i -ge 600 ] || ! kill -0 $pid 2>/dev/null; then
-			echo "daemon did not start" >&2
-			cat "$dir/daemon.log" >&2
-			exit 1
-		fi
-		sleep 0.1
-	done
-}
-stop() {
-	kill -TERM $pid
-	wait $pid || fail "zappendd exited with status $? on SIGTERM"
-	pid=
-}
 # verify WANT: runs --verify, checks its exit status; report in $dir/out, log in $dir/err.
 verify() {
 	"$daemon" --config /dev/null --device "$img" --verify >"$dir/out" 2>"$dir/err"
@@ -52,7 +32,7 @@ with open(sys.argv[1], "r+b") as f:
 PY
 }
 
-start
+start_daemon --size 128M --zone-size 8M
 printf 'NEEDLE-%s' "$(head -c 300 /dev/zero | tr '\0' 'v')" | "$cli" -s "$sock" put needle ||
 	fail "put needle"
 printf 'TAIL-%s' "$(head -c 20000 /dev/zero | tr '\0' 'w')" | "$cli" -s "$sock" put tail ||
@@ -72,7 +52,7 @@ grep -q "in use by another zappendd" "$dir/err" || fail "beside a daemon: $(cat 
 	fail "--verify-live beside an idle daemon: $(cat "$dir/out" "$dir/err")"
 [ "$(report keys)" = "$keys" ] || fail "--verify-live counted $(report keys) keys, ls $keys"
 "$cli" -s "$sock" ping >/dev/null || fail "the daemon stopped answering during --verify-live"
-stop
+stop_daemon
 
 sum=$(sha256sum <"$img")
 verify 0
