@@ -635,9 +635,8 @@ static int cmd_dump(struct cli *cli, int argc, char **argv)
 	}
 	fprintf(stderr,
 		PROG ": dump: %" PRIu64 " keys, %" PRIu64
-		     " value bytes, the daemon's sequence %" PRIu64 " to %" PRIu64 " (%" PRIu64
-		     " keys changed while dumping: at their newer value)\n",
-		st.keys, st.bytes, st.seq_start, st.seq_end, st.changed);
+		     " value bytes, the store as of sequence %" PRIu64 "\n",
+		st.keys, st.bytes, st.seq_start);
 	return 0;
 }
 
@@ -664,10 +663,11 @@ static int cmd_restore(struct cli *cli, int argc, char **argv)
 			ret = fail("restore: %s", why);
 		else
 			fprintf(stderr,
-				PROG ": restore: %" PRIu64 " keys, %" PRIu64
-				     " value bytes, from a dump of sequence %" PRIu64 " to %" PRIu64
-				     "\n",
-				st.keys, st.bytes, st.seq_start, st.seq_end);
+				PROG
+				": restore: %" PRIu64 " keys, %" PRIu64
+				" value bytes, from a dump of the store as of sequence %" PRIu64
+				"\n",
+				st.keys, st.bytes, st.seq_end);
 	}
 	if (in != stdin)
 		fclose(in);

@@ -116,6 +116,7 @@ struct zap_client {
 	unsigned nasync; /* async requests whose callbacks have not run */
 	unsigned depth;	 /* callbacks running (nested) */
 	bool closing;	 /* zap_close was called: no new requests */
+	bool snap;	 /* gets and scans read the connection's snapshot */
 	struct rx rx;
 };
 
@@ -139,6 +140,8 @@ static int status_errno(int status)
 	case ZAPPEND__STATUS__STATUS_IO_ERROR:
 	case ZAPPEND__STATUS__STATUS_INTERNAL: /* a failure inside the daemon */
 		return -EIO;
+	case ZAPPEND__STATUS__STATUS_SNAPSHOT_GONE:
+		return -ESTALE;
 	default:
 		return -EPROTO;
 	}
@@ -1008,6 +1011,7 @@ static int get_call(zap_client *c, const void *key, size_t klen, struct zreq *q)
 	Zappend__Request rq = ZAPPEND__REQUEST__INIT;
 
 	rq.op = ZAPPEND__OP__OP_GET;
+	rq.snapshot = c->snap;
 	key_field(&rq.key, key, klen);
 	return engine_call(c, q, &rq, NULL, 0);
 }
@@ -1094,6 +1098,8 @@ static int async_submit(zap_client *c, enum zap_op op, const void *key, size_t k
 	rq.op = op == ZAP_OP_PUT   ? ZAPPEND__OP__OP_PUT
 		: op == ZAP_OP_GET ? ZAPPEND__OP__OP_GET
 				   : ZAPPEND__OP__OP_DEL;
+	if (op == ZAP_OP_GET)
+		rq.snapshot = c->snap;
 	key_field(&rq.key, key, klen);
 	ret = engine_submit(c, q, &rq, val, vlen);
 	if (ret) {
@@ -1203,6 +1209,7 @@ ZAP_EXPORT int zap_scan(zap_client *c, const void *prefix, size_t plen, uint64_t
 		return 0;
 	}
 	rq.op = ZAPPEND__OP__OP_SCAN;
+	rq.snapshot = c->snap;
 	key_field(&rq.key, prefix, plen);
 	rq.cursor = *cursor;
 	rq.limit = MIN(count, UINT32_MAX);
@@ -1431,18 +1438,49 @@ ZAP_EXPORT int zap_stat(zap_client *c, struct zap_stat_item **items, size_t *n)
 	return ret;
 }
 
-ZAP_EXPORT int zap_ping(zap_client *c)
+/* A request with nothing but its op; the answer's seq into *seq, if seq. */
+static int bare_call(zap_client *c, Zappend__Op op, uint64_t *seq)
 {
 	Zappend__Request rq = ZAPPEND__REQUEST__INIT;
 	struct zreq q = { 0 };
 	int ret;
 
-	if (!c)
-		return -EINVAL;
-	rq.op = ZAPPEND__OP__OP_PING;
+	rq.op = op;
 	ret = engine_call(c, &q, &rq, NULL, 0);
+	if (!ret && seq)
+		*seq = q.resp->seq;
 	req_release(&q);
 	return ret;
+}
+
+ZAP_EXPORT int zap_ping(zap_client *c)
+{
+	return c ? bare_call(c, ZAPPEND__OP__OP_PING, NULL) : -EINVAL;
+}
+
+ZAP_EXPORT int zap_snapshot(zap_client *c, uint64_t *seq)
+{
+	int ret;
+
+	if (!c || !seq)
+		return -EINVAL;
+	c->snap = false;
+	ret = bare_call(c, ZAPPEND__OP__OP_SNAPSHOT, seq);
+	c->snap = !ret;
+	return ret;
+}
+
+ZAP_EXPORT int zap_snapshot_end(zap_client *c)
+{
+	if (!c)
+		return -EINVAL;
+	if (!c->snap)
+		return 0;
+	c->snap = false;
+	/* Lost with its connection: nothing to end, and no reason to connect for it. */
+	if (c->fd < 0)
+		return 0;
+	return bare_call(c, ZAPPEND__OP__OP_SNAPSHOT_END, NULL);
 }
 
 ZAP_EXPORT void zap_stat_free(struct zap_stat_item *items, size_t n)
@@ -1528,6 +1566,8 @@ ZAP_EXPORT const char *zap_strerror(int err)
 		return "out of memory";
 	case ENOBUFS:
 		return "the value is larger than the buffer given for it";
+	case ESTALE:
+		return "the snapshot is gone (dropped by the daemon, or its connection lost)";
 	default:
 		return strerror(err < 0 ? -err : err);
 	}

@@ -2,14 +2,14 @@
  * The dump format (little-endian): a 32-byte header, then one entry per key,
  * then an end record.
  *
- *   header: "ZAPDUMP\0", u32 version (1), u32 flags (0), u64 the daemon's
- *           sequence when the dump began, u32 0, u32 CRC32C of the 28 bytes
- *           before it
+ *   header: "ZAPDUMP\0", u32 version (1), u32 flags (0), u64 the sequence
+ *           number the dump is a snapshot of, u32 0, u32 CRC32C of the 28
+ *           bytes before it
  *   entry:  u8 type 1, 3 zero bytes, u32 key length, u64 value length, u64
  *           the version's sequence number, the key, the value, u32 CRC32C of
  *           everything of the entry before it
- *   end:    u8 type 2, 3 zero bytes, u32 0, u64 entries, u64 the daemon's
- *           sequence when the dump ended, u32 CRC32C of those 24 bytes
+ *   end:    u8 type 2, 3 zero bytes, u32 0, u64 entries, u64 the snapshot's
+ *           sequence number again, u32 CRC32C of those 24 bytes
  *
  * A dump is read whole or refused: a damaged entry or a missing end record
  * stops the restore with the entry's number.
@@ -69,26 +69,6 @@ static int set_why(char *why, size_t len, int err, const char *fmt, ...)
 	return err;
 }
 
-/* The daemon's counter name, or -ENOENT when it has none such. */
-static int stat_u64(zap_client *c, const char *name, uint64_t *v)
-{
-	struct zap_stat_item *items;
-	size_t n;
-	int ret = zap_stat(c, &items, &n);
-
-	if (ret)
-		return ret;
-	ret = -ENOENT;
-	for (size_t i = 0; i < n; i++) {
-		if (!strcmp(items[i].name, name) && items[i].type == ZAP_STAT_U64) {
-			*v = items[i].u;
-			ret = 0;
-		}
-	}
-	zap_stat_free(items, n);
-	return ret;
-}
-
 static void encode_head(uint8_t *h, uint8_t type, uint32_t klen, uint64_t vlen, uint64_t seq)
 {
 	memset(h, 0, HEAD_LEN);
@@ -133,7 +113,6 @@ static int write_entry(struct dumper *d, const uint8_t *key, size_t klen, const 
 			       strerror(errno ? errno : EIO));
 	d->st->keys++;
 	d->st->bytes += vlen;
-	d->st->changed += seq > d->st->seq_start;
 	return 0;
 }
 
@@ -143,9 +122,11 @@ static void got_value(zap_client *c, const struct zap_result *r, void *arg)
 	struct dumper *d = g->d;
 
 	(void)c;
-	/* Deleted since the scan listed it: not in the store any more, nor in the dump. */
-	if (!d->err && r->err && r->err != -ENOENT)
-		d->err = set_why(d->why, d->whylen, r->err, "get: %s", zap_strerror(r->err));
+	/* The scan listed only keys the snapshot holds: a get must find each. */
+	if (!d->err && r->err)
+		d->err = r->err == -ESTALE
+			     ? r->err
+			     : set_why(d->why, d->whylen, r->err, "get: %s", zap_strerror(r->err));
 	if (!d->err && !r->err)
 		d->err = write_entry(d, g->key, g->klen, r->val, r->vlen, r->info.seq);
 	free(r->val);
@@ -225,6 +206,24 @@ static int write_end(struct dumper *d)
 	return 0;
 }
 
+/* Why the dump's snapshot failed it, when the daemon's error says nothing of snapshots. */
+static int snapshot_why(int err, char *why, size_t whylen)
+{
+	if (err == -EINVAL)
+		return set_why(
+		    why, whylen, -EPROTO,
+		    "the daemon cannot take snapshots: it is older than this zappend-cli");
+	if (err == -EBUSY)
+		return set_why(why, whylen, err,
+			       "the daemon has too many snapshots open: retry once a dump ends");
+	if (err == -ESTALE)
+		return set_why(
+		    why, whylen, err,
+		    "the daemon gave up the dump's snapshot (a put needed the room it "
+		    "held, too many keys changed, or the connection was lost): dump again");
+	return err;
+}
+
 int dump_write(zap_client *c, const void *prefix, size_t plen, FILE *out, struct dump_stats *st,
 	       char *why, size_t whylen)
 {
@@ -234,24 +233,23 @@ int dump_write(zap_client *c, const void *prefix, size_t plen, FILE *out, struct
 
 	memset(st, 0, sizeof(*st));
 	*why = 0;
-	ret = stat_u64(c, "sequence", &st->seq_start);
-	if (ret == -ENOENT)
-		return set_why(why, whylen, -EPROTO, "the daemon has no sequence counter: too old");
+	ret = zap_snapshot(c, &st->seq_start);
+	if (ret)
+		ret = snapshot_why(ret, why, whylen);
+	st->seq_end = st->seq_start;
 	if (!ret)
 		ret = write_header(&d);
 	do {
 		if (!ret)
 			ret = zap_scan(c, prefix, plen, &cursor, SCAN_STEP, keep_key, &d);
-		if (ret == -EINVAL && cursor)
-			set_why(why, whylen, ret,
-				"the daemon restarted during the dump: dump again");
 		if (!ret)
 			ret = dump_step(c, &d);
+		if (ret == -ESTALE)
+			snapshot_why(ret, why, whylen);
 	} while (!ret && cursor);
 	if (!ret)
-		ret = stat_u64(c, "sequence", &st->seq_end);
-	if (!ret)
 		ret = write_end(&d);
+	zap_snapshot_end(c);
 	for (size_t i = 0; i < d.n; i++)
 		free(d.keys[i]);
 	free(d.keys);

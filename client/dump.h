@@ -13,8 +13,11 @@
 
 struct dump_stats {
 	uint64_t keys, bytes;
-	uint64_t seq_start, seq_end; /* the daemon's sequence when the dump began and ended */
-	uint64_t changed;	     /* entries written meanwhile: a version past seq_start */
+	/*
+	 * The sequence number the dump is a snapshot of; a dump of version 1 made
+	 * by an earlier zappend-cli gives where it began and ended instead.
+	 */
+	uint64_t seq_start, seq_end;
 };
 
 /*

@@ -17,6 +17,7 @@ static const struct {
 	const char *prefix, *group;
 } groups[] = {
 	{ "gc_", "gc" },
+	{ "snapshot", "snapshots" },
 	{ "zone", "zones" },
 	{ "max_inflight_per_zone", "zones" },
 	{ "recover", "recovery and integrity" },
@@ -192,6 +193,7 @@ static const struct {
 	{ "connections_idle_closed", "connections_idle_closed_total", true },
 	{ "connections_denied", "connections_denied_total", true },
 	{ "bad_frames", "bad_frames_total", true },
+	{ "snapshots_dropped", "snapshots_dropped_total", true },
 	{ "connections", "connections_open", false },
 	{ "zones_total", "zones", false },
 	{ "write_amplification", "write_amplification_ratio", false },

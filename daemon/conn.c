@@ -29,8 +29,9 @@ struct conn {
 	size_t in_start, in_end, in_cap;
 	enum conn_rstate rs;
 	struct zap_frame fr;
-	uint64_t left;	  /* payload bytes still to come */
-	struct zput *put; /* R_PUT: where they go */
+	uint64_t left;	    /* payload bytes still to come */
+	struct zput *put;   /* R_PUT: where they go */
+	struct zsnap *snap; /* the connection's snapshot, if it took one */
 	struct store_waiter w;
 	struct store_budget budget; /* the connection's share of buffer memory */
 	STAILQ_HEAD(, out) outq;
@@ -120,6 +121,19 @@ struct store_budget *conn_budget(struct conn *c)
 	return &c->budget;
 }
 
+struct zsnap *conn_snapshot(const struct conn *c)
+{
+	return c->snap;
+}
+
+void conn_set_snapshot(struct conn *c, struct zsnap *sn)
+{
+	struct zsnap *old = c->snap;
+
+	c->snap = sn;
+	store_snap_close(old);
+}
+
 static void conn_free(struct conn *c)
 {
 	event_free(c->rev);
@@ -200,6 +214,7 @@ void conn_close(struct conn *c, const char *why)
 	c->refs++; /* dropping the queue must not free c under us */
 	STAILQ_INIT(&c->outq);
 	drop_outs(outs);
+	conn_set_snapshot(c, NULL);
 	if (--c->refs == 0)
 		conn_free(c);
 }

@@ -20,6 +20,7 @@ struct zlog;
 struct store_budget;
 struct zput;
 struct zget;
+struct zsnap;
 struct conn;
 struct conns;
 
@@ -75,6 +76,12 @@ const struct ucred *conn_peer(const struct conn *c);
 bool conn_closed(const struct conn *c);
 /* The connection's share of buffer memory, for the store calls made on its behalf. */
 struct store_budget *conn_budget(struct conn *c);
+/*
+ * The snapshot the client reads from, or NULL. Setting one closes the one
+ * before; closing the connection closes it.
+ */
+struct zsnap *conn_snapshot(const struct conn *c);
+void conn_set_snapshot(struct conn *c, struct zsnap *sn);
 /* From on_request: the request's payload goes into put, as it arrives. */
 void conn_expect_payload(struct conn *c, struct zput *put);
 

@@ -669,7 +669,7 @@ static uint64_t tag_from(const struct zidx *idx, size_t j)
  * walk covers every home of the range and the run it ends in.
  */
 static int scan_range(const struct zidx *idx, const void *prefix, size_t plen, uint64_t t0,
-		      uint64_t t1, zidx_key_fn fn, void *arg, size_t *bytes)
+		      uint64_t t1, bool tombs, zidx_key_fn fn, void *arg, size_t *bytes)
 {
 	size_t j0 = home_of_tag(idx, t0), span = home_of_tag(idx, t1 - 1) - j0;
 	int ret = 0;
@@ -684,7 +684,7 @@ static int scan_range(const struct zidx *idx, const void *prefix, size_t plen, u
 				break;
 			continue;
 		}
-		if (slot_tag(s) < t0 || slot_tag(s) >= t1 || (s->seq & F_TOMB))
+		if (slot_tag(s) < t0 || slot_tag(s) >= t1 || (!tombs && (s->seq & F_TOMB)))
 			continue;
 		k = key_at(idx, s, &klen);
 		if (klen < plen || (plen && memcmp(k, prefix, plen)))
@@ -697,7 +697,7 @@ static int scan_range(const struct zidx *idx, const void *prefix, size_t plen, u
 }
 
 int zidx_scan(const struct zidx *idx, const void *prefix, size_t plen, uint64_t *cursor,
-	      size_t count, size_t max_bytes, zidx_key_fn fn, void *arg)
+	      size_t count, size_t max_bytes, bool tombs, zidx_key_fn fn, void *arg)
 {
 	uint64_t t0 = *cursor & 0xffffffffu, t1;
 	size_t bytes;
@@ -705,7 +705,7 @@ int zidx_scan(const struct zidx *idx, const void *prefix, size_t plen, uint64_t 
 
 	if (*cursor && (*cursor >> 32 != idx->run || t0 >= TAG_END))
 		return -EINVAL;
-	if (!idx->live) {
+	if (!(tombs ? idx->used : idx->live)) {
 		*cursor = 0;
 		return 0;
 	}
@@ -714,12 +714,12 @@ int zidx_scan(const struct zidx *idx, const void *prefix, size_t plen, uint64_t 
 	/* Narrow the slice until its keys fit, down to one tag, whose keys stay together. */
 	for (;;) {
 		bytes = 0;
-		scan_range(idx, prefix, plen, t0, t1, NULL, NULL, &bytes);
+		scan_range(idx, prefix, plen, t0, t1, tombs, NULL, NULL, &bytes);
 		if (bytes <= max_bytes || t1 - t0 == 1)
 			break;
 		t1 = t0 + (t1 - t0) / 2;
 	}
-	ret = scan_range(idx, prefix, plen, t0, t1, fn, arg, &bytes);
+	ret = scan_range(idx, prefix, plen, t0, t1, tombs, fn, arg, &bytes);
 	*cursor = t1 == TAG_END ? 0 : (uint64_t)idx->run << 32 | t1;
 	return ret;
 }

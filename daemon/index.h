@@ -97,7 +97,8 @@ int zidx_foreach(const struct zidx *idx, zidx_ent_fn fn, void *arg);
 typedef int (*zidx_key_fn)(const void *key, size_t klen, void *arg);
 
 /*
- * One step of a scan of the live keys that start with prefix: *cursor 0
+ * One step of a scan of the live keys that start with prefix (with tombs,
+ * of every key with an entry, tombstones included): *cursor 0
  * starts it; each step hands fn the keys of the next slice of the table, about
  * count of them and not much over max_bytes of keys, and sets *cursor to where
  * the next step goes on, 0 once the scan is done. Each step's work is bounded
@@ -109,7 +110,7 @@ typedef int (*zidx_key_fn)(const void *key, size_t klen, void *arg);
  * index did not give.
  */
 int zidx_scan(const struct zidx *idx, const void *prefix, size_t plen, uint64_t *cursor,
-	      size_t count, size_t max_bytes, zidx_key_fn fn, void *arg);
+	      size_t count, size_t max_bytes, bool tombs, zidx_key_fn fn, void *arg);
 
 /*
  * Live keys that start with prefix and sort after `after` (alen 0: from the

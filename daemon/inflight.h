@@ -8,7 +8,8 @@
  *   for the puts and deletes of its key received before it.
  * - A record is live from the moment it lands, not from the moment the
  *   index points at it: GC copies every record an operation in flight holds
- *   and tells that operation where the copy went.
+ *   and tells that operation where the copy went. A snapshot's version of a
+ *   key, kept aside from the index, is held the same way.
  *
  * The table only links holds; what a hold holds (its records' locations) is
  * its owner's, found from the hold with container_of.
@@ -19,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum zhold_kind { ZH_PUT, ZH_DEL, ZH_GET };
+enum zhold_kind { ZH_PUT, ZH_DEL, ZH_GET, ZH_SNAP };
 
 struct zhold {
 	struct zhold *next; /* in its bucket */

@@ -40,6 +40,8 @@ static Zappend__Status status_of(int err)
 		return ZAPPEND__STATUS__STATUS_BUSY;
 	case -EACCES:
 		return ZAPPEND__STATUS__STATUS_DENIED;
+	case -ESTALE:
+		return ZAPPEND__STATUS__STATUS_SNAPSHOT_GONE;
 	case -EIO:
 	case -EBADMSG:
 	case -EROFS:
@@ -56,6 +58,8 @@ static const char *message_of(int err)
 		return "key not found";
 	case -ENOSPC:
 		return "no space left on the device";
+	case -ESTALE:
+		return "the snapshot is gone: take a new one";
 	case -EBUSY:
 	case -ENOMEM:
 		return "the daemon is out of memory for this request; retry";
@@ -207,16 +211,45 @@ static void get_chunk(void *arg, int err, const struct zget_chunk *ch)
 	}
 }
 
+/*
+ * The snapshot the request reads (NULL: the live store); else false, and
+ * the request is answered.
+ */
+static bool read_at(struct conn *c, const Zappend__Request *rq, const struct zsnap **at)
+{
+	struct zsnap *sn = conn_snapshot(c);
+	const char *why = "this connection has no snapshot (was the connection lost?): take a "
+			  "new one";
+	int ret = -ESTALE;
+
+	*at = NULL;
+	if (!rq->snapshot)
+		return true;
+	if (sn)
+		ret = store_snap_check(sn, &why);
+	if (ret) {
+		respond_err(c, rq->id, ret, why);
+		return false;
+	}
+	*at = sn;
+	return true;
+}
+
 static void do_get(struct server *srv, struct conn *c, const Zappend__Request *rq)
 {
-	struct req *q = req_new(c, rq->id);
+	const struct zsnap *at;
+	struct req *q;
 	int ret;
 
+	if (!read_at(c, rq, &at))
+		return;
+	q = req_new(c, rq->id);
 	if (!q) {
 		respond_err(c, rq->id, -ENOMEM, NULL);
 		return;
 	}
-	ret = store_get(srv->store, rq->key.data, rq->key.len, conn_budget(c), get_chunk, q, &q->g);
+	ret = store_get(srv->store, at, rq->key.data, rq->key.len, conn_budget(c), get_chunk, q,
+			&q->g);
 	if (ret) {
 		respond_err(c, rq->id, ret, NULL);
 		req_free(q);
@@ -267,6 +300,10 @@ static void do_list(struct server *srv, struct conn *c, const Zappend__Request *
 	bool more = false;
 	int ret;
 
+	if (rq->snapshot) {
+		respond_err(c, rq->id, -EINVAL, "LIST does not read snapshots: use SCAN");
+		goto out;
+	}
 	if (!a.keys) {
 		respond_err(c, rq->id, -ENOMEM, NULL);
 		goto out;
@@ -292,10 +329,13 @@ static void do_scan(struct server *srv, struct conn *c, const Zappend__Request *
 	size_t count = rq->limit ? MIN(rq->limit, LIST_MAX) : LIST_DEFAULT;
 	struct list_acc a = { 0 };
 	uint64_t cursor = rq->cursor;
+	const struct zsnap *at;
 	int ret;
 
-	ret = zidx_scan(srv->store->idx, rq->key.data, rq->key.len, &cursor, count,
-			LIST_MAX_BYTES / 2, scan_key, &a);
+	if (!read_at(c, rq, &at))
+		return;
+	ret = store_scan(srv->store, at, rq->key.data, rq->key.len, &cursor, count,
+			 LIST_MAX_BYTES / 2, scan_key, &a);
 	if (ret < 0) {
 		respond_err(c, rq->id, ret,
 			    ret == -EINVAL ? "unknown scan cursor (did the daemon restart?): "
@@ -310,6 +350,54 @@ static void do_scan(struct server *srv, struct conn *c, const Zappend__Request *
 	send_response(c, &r, NULL, NULL, 0, true);
 out:
 	free(a.keys);
+}
+
+/* --- snapshots --- */
+
+static void snapshot_ready(void *arg, int err, uint64_t seq)
+{
+	struct req *q = arg;
+	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
+
+	if (conn_closed(q->c)) {
+		req_free(q);
+		return;
+	}
+	if (err) {
+		respond_err(q->c, q->id, err,
+			    err == -ECANCELED ? "replaced by a later SNAPSHOT before it was ready"
+					      : NULL);
+	} else {
+		r.id = q->id;
+		r.seq = seq;
+		send_response(q->c, &r, NULL, NULL, 0, true);
+	}
+	req_free(q);
+}
+
+/* The connection's snapshot, replacing any it had, answered once it is ready. */
+static void do_snapshot(struct server *srv, struct conn *c, const Zappend__Request *rq)
+{
+	struct req *q = req_new(c, rq->id);
+	struct zsnap *sn;
+	int ret;
+
+	if (!q) {
+		respond_err(c, rq->id, -ENOMEM, NULL);
+		return;
+	}
+	conn_set_snapshot(c, NULL);
+	ret = store_snap_open(srv->store, snapshot_ready, q, &sn);
+	if (ret < 0) {
+		respond_err(c, rq->id, ret,
+			    ret == -EBUSY ? "too many snapshots open: retry once a dump ends"
+					  : NULL);
+		req_free(q);
+		return;
+	}
+	conn_set_snapshot(c, sn);
+	if (ret == 1)
+		snapshot_ready(q, 0, store_snap_seq(sn));
 }
 
 /* --- stat, zones --- */
@@ -390,6 +478,9 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "gc_zones_reclaimed", st->gc.zones_reclaimed);
 	stat_u(a, "gc_victims_given_up", st->gc.victims_given_up);
 	stat_s(a, "gc_policy", st->gc.policy == GC_GREEDY ? "greedy" : "cost-benefit");
+	stat_u(a, "snapshots_open", st->nsnaps);
+	stat_u(a, "snapshot_versions_kept", store_snap_versions(st));
+	stat_u(a, "snapshots_dropped", st->st.snaps_dropped);
 	stat_u(a, "zones_reset", st->zones.resets);
 	stat_u(a, "zones_retired", st->zones.retired);
 	stat_u(a, "zones_offline", st->zones.offline);
@@ -522,6 +613,13 @@ static void on_request(struct conns *cs, struct conn *c, const uint8_t *msg, siz
 		do_scan(srv, c, rq);
 		break;
 	case ZAPPEND__OP__OP_PING:
+		respond_err(c, rq->id, 0, NULL);
+		break;
+	case ZAPPEND__OP__OP_SNAPSHOT:
+		do_snapshot(srv, c, rq);
+		break;
+	case ZAPPEND__OP__OP_SNAPSHOT_END:
+		conn_set_snapshot(c, NULL);
 		respond_err(c, rq->id, 0, NULL);
 		break;
 	default:

@@ -59,6 +59,7 @@ struct store_stats {
 	uint64_t damaged;	    /* verify: places where a record starts and is not whole */
 	uint64_t cut_short;	    /* verify: records a crash cut short (never acknowledged) */
 	uint64_t super_bad;	    /* verify: superblock copies damaged or unreadable */
+	uint64_t snaps_dropped;	    /* snapshots given up for puts' sake */
 };
 
 struct wait_list;
@@ -89,6 +90,7 @@ void store_budget_init(struct store_budget *b, size_t limit);
 
 struct zput;
 struct zget;
+struct zsnap;
 struct zchunk;
 struct zqueue;
 struct zone_op;
@@ -120,6 +122,8 @@ struct store {
 	unsigned space_waiters;
 	struct zput *oldest, *newest; /* puts and deletes in flight */
 	unsigned busy;		      /* puts, gets and zone operations not yet ended */
+	struct zsnap *snaps;	      /* open, not dropped */
+	unsigned nsnaps;
 	struct gc gc;
 	struct store_stats st;
 };
@@ -190,12 +194,35 @@ struct zget_chunk {
  */
 typedef void (*zget_fn)(void *arg, int err, const struct zget_chunk *c);
 
-int store_get(struct store *s, const void *key, size_t klen, struct store_budget *b, zget_fn fn,
-	      void *arg, struct zget **out);
+/* at: the snapshot to read (NULL: the live store). */
+int store_get(struct store *s, const struct zsnap *at, const void *key, size_t klen,
+	      struct store_budget *b, zget_fn fn, void *arg, struct zget **out);
 void store_get_next(struct zget *g);
 void store_get_abort(struct zget *g);
 
 void store_wait_cancel(struct store_waiter *w);
+
+/*
+ * Snapshots (store_snap.c): the store as of the last sequence number given
+ * out when one opens, for gets and scans while puts and deletes go on. It is
+ * ready once every put and delete received before it has ended: fn runs then
+ * with 0 (store_snap_open returns 1 instead when it is ready at once), or
+ * with -ESTALE if it was dropped first, or with -ECANCELED if closed first.
+ * -EBUSY: too many open. A snapshot is dropped when the room it holds is
+ * needed for a put, or it would keep too many old versions: its reads are
+ * refused with -ESTALE then. Close it in any case (accepts NULL).
+ */
+typedef void (*zsnap_fn)(void *arg, int err, uint64_t seq);
+int store_snap_open(struct store *s, zsnap_fn fn, void *arg, struct zsnap **out);
+void store_snap_close(struct zsnap *sn);
+uint64_t store_snap_seq(const struct zsnap *sn);
+/* 0: ready to read; -EAGAIN not yet, -ESTALE dropped, with why. */
+int store_snap_check(const struct zsnap *sn, const char **why);
+/* Old versions the open snapshots keep, for stat. */
+size_t store_snap_versions(const struct store *s);
+/* zidx_scan, of the live store or of snapshot at, which must be ready. */
+int store_scan(const struct store *s, const struct zsnap *at, const void *prefix, size_t plen,
+	       uint64_t *cursor, size_t count, size_t max_bytes, zidx_key_fn fn, void *arg);
 
 /*
  * Once a second: GC looks again whether it is wanted, as the end of puts and

@@ -56,6 +56,8 @@ void put_commit(struct zput *p)
 		put_end(p, ret);
 		return;
 	}
+	if (s->snaps)
+		snap_commit(s, p->key, p->klen, &e, ret == 1 ? &old : NULL);
 	if (ret == 1) {
 		zones_add_entry(&s->zones, &e, true);
 		if (old.seq) {

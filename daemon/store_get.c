@@ -210,15 +210,18 @@ static struct zput *get_blocker(const struct zget *g)
 	     h = zholds_next(hs, g->key, g->klen, h)) {
 		struct zput *p = container_of(h, struct zput, h);
 
-		if (h->kind != ZH_GET && h->seq < g->barrier &&
-		    (h->kind == ZH_DEL || p->input_done))
+		if (h->seq < g->barrier &&
+		    (h->kind == ZH_DEL || (h->kind == ZH_PUT && p->input_done)))
 			return p;
 	}
 	return NULL;
 }
 
-/* The version to read: the index's, once what was received before the get has ended. */
-static int get_find(struct zget *g)
+/*
+ * The version to read: the index's, once what was received before the get
+ * has ended, or the snapshot's (nothing it covers is in flight).
+ */
+static int get_find(struct zget *g, const struct zsnap *at)
 {
 	struct store *s = g->s;
 	struct zput *p = get_blocker(g);
@@ -230,7 +233,8 @@ static int get_find(struct zget *g)
 		p->waiters = g;
 		return 0;
 	}
-	if (!zidx_get(s->idx, g->key, g->klen, &e) || !e.nchunks)
+	if (at ? !snap_find(at, g->key, g->klen, &e)
+	       : !zidx_get(s->idx, g->key, g->klen, &e) || !e.nchunks)
 		return -ENOENT;
 	/* A copy: an overwrite during the get must not pull the locations away. */
 	if (e.nchunks > 1) {
@@ -253,7 +257,7 @@ static int get_find(struct zget *g)
 /* A get that waited for a put or delete of its key looks again. */
 void get_begin(struct zget *g)
 {
-	int err = get_find(g);
+	int err = get_find(g, NULL);
 
 	if (err) {
 		get_settled(g);
@@ -261,8 +265,8 @@ void get_begin(struct zget *g)
 	}
 }
 
-int store_get(struct store *s, const void *key, size_t klen, struct store_budget *b, zget_fn fn,
-	      void *arg, struct zget **out)
+int store_get(struct store *s, const struct zsnap *at, const void *key, size_t klen,
+	      struct store_budget *b, zget_fn fn, void *arg, struct zget **out)
 {
 	struct zget *g;
 	int ret = store_check_key(klen);
@@ -275,7 +279,7 @@ int store_get(struct store *s, const void *key, size_t klen, struct store_budget
 	*g = (struct zget){ .s = s,
 			    .fn = fn,
 			    .arg = arg,
-			    .barrier = s->next_seq,
+			    .barrier = at ? store_snap_seq(at) + 1 : s->next_seq,
 			    .klen = klen,
 			    .budget = b,
 			    .w.fn = get_wake };
@@ -289,7 +293,7 @@ int store_get(struct store *s, const void *key, size_t klen, struct store_budget
 	zholds_add(&s->holds, &g->h);
 	g->held = g->finding = true;
 	s->busy++;
-	ret = get_find(g);
+	ret = get_find(g, at);
 	if (ret) {
 		get_free(g);
 		return ret;

@@ -1,7 +1,7 @@
 /*
  * Records held by operations in flight: a record is live from the moment it
- * lands, so GC asks here whether a put, delete or get holds one, and tells
- * them where the copy went.
+ * lands, so GC asks here whether a put, delete, get or snapshot holds one,
+ * and tells them where the copy went.
  */
 #include "store_int.h"
 
@@ -14,7 +14,9 @@
 /* The location of chunk `chunk` that a hold holds, or NULL. */
 static struct zloc *held_loc(struct zhold *h, uint32_t chunk)
 {
-	if (h->kind == ZH_GET) {
+	if (h->kind == ZH_SNAP) {
+		return snap_held_loc(h, chunk);
+	} else if (h->kind == ZH_GET) {
 		struct zget *g = container_of(h, struct zget, h);
 
 		return !g->finding && chunk < g->nchunks ? &g->locs[chunk] : NULL;
@@ -53,10 +55,10 @@ void store_moved(struct store *s, const struct zrec *r, uint64_t from, struct zl
 		if (!l || l->addr != from)
 			continue;
 		*l = to;
-		if (h->kind != ZH_GET) {
+		if (h->kind == ZH_PUT || h->kind == ZH_DEL) {
 			zones_sub_pending(&s->zones, from, to.len);
 			zones_add_pending(&s->zones, to.addr, to.len);
-		} else if (container_of(h, struct zget, h)->dead) {
+		} else if (h->kind == ZH_SNAP || container_of(h, struct zget, h)->dead) {
 			s->zones.z[zones_of(&s->zones, from)].held -= to.len;
 			s->zones.z[zones_of(&s->zones, to.addr)].held += to.len;
 		}

@@ -169,6 +169,19 @@ void batch_zone_ended(struct store *s, uint32_t zone);
 void put_settle(struct zput *p);
 void put_commit(struct zput *p);
 
+/* store_snap.c */
+/* A commit of e for key: old is the entry it replaced, NULL if the index kept a newer one. */
+void snap_commit(struct store *s, const void *key, size_t klen, const struct zent *e,
+		 const struct zent *old);
+/* A put or delete ended: snapshots waiting for it may be ready. */
+void snap_settle(struct store *s);
+/* The device has no room for a put: snapshots holding records go. true if any did. */
+bool snap_drop_holders(struct store *s);
+/* Key's version as of the snapshot into *e; false if it had none. */
+bool snap_find(const struct zsnap *sn, const void *key, size_t klen, struct zent *e);
+/* The location of chunk `chunk` that a snapshot's hold holds, or NULL. */
+struct zloc *snap_held_loc(struct zhold *h, uint32_t chunk);
+
 /* store_get.c */
 /* A get that waited for a put or delete of its key looks again. */
 void get_begin(struct zget *g);

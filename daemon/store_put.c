@@ -65,6 +65,8 @@ void put_end(struct zput *p, int err)
 	s->busy--;
 	p->done(p->arg, &res);
 	put_free(p);
+	if (s->snaps)
+		snap_settle(s);
 }
 
 static void end_io_done(struct zdev_io *io)
@@ -227,9 +229,14 @@ static int chunk_reserve(struct store *s, struct zchunk *c)
 	return ret;
 }
 
-/* No room now: wait if GC or zones being finished will make some, else the device is full. */
+/*
+ * No room now: wait if GC or zones being finished will make some, else the
+ * device is full; snapshots holding old versions give their room up first.
+ */
 static bool room_coming(struct store *s, int err)
 {
+	if (err == -ENOSPC && !gc_can_free(&s->gc) && snap_drop_holders(s))
+		gc_kick(&s->gc);
 	return err == -EAGAIN || (err == -ENOSPC && gc_can_free(&s->gc));
 }
 

@@ -6,6 +6,7 @@
  *   -E2BIG   key or value too large -EINVAL  bad argument or request
  *   -EBUSY   the daemon is busy     -EIO     device error or corrupted data
  *                                            (also an INTERNAL daemon failure)
+ *   -ESTALE  the snapshot read is gone (zap_snapshot)
  * The connection's failures, which no answer shares:
  *   -ECONNREFUSED  no daemon listens on the socket (or the socket is missing)
  *   -EACCES        the socket's permissions, or the daemon's allow list,
@@ -100,6 +101,21 @@ int zap_scan(zap_client *c, const void *prefix, size_t plen, uint64_t *cursor, s
 
 /* A round trip that costs the daemon nothing: 0 when it answers. */
 int zap_ping(zap_client *c);
+
+/*
+ * A snapshot: from zap_snapshot on, the client's gets and scans (zap_get,
+ * zap_get_into, zap_get_async, zap_scan, zap_list) read the store as it was
+ * at *seq, the last sequence number given out when it was taken, while puts
+ * and deletes, this client's too, go on changing the live store. It lasts
+ * until zap_snapshot_end, the next zap_snapshot or zap_close. The daemon
+ * drops a snapshot when a put needs the room its old versions take, or when
+ * too many keys changed since; it lives on one connection, so it is gone
+ * when the connection is lost: reads of it then fail with -ESTALE.
+ * -EBUSY: the daemon has as many snapshots open as it allows.
+ */
+int zap_snapshot(zap_client *c, uint64_t *seq);
+/* Back to the live store. 0 also when the snapshot was gone already. */
+int zap_snapshot_end(zap_client *c);
 
 enum zap_stat_type { ZAP_STAT_U64, ZAP_STAT_DOUBLE, ZAP_STAT_STRING };
 

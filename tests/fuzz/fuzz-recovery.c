@@ -247,7 +247,7 @@ static int get_back(const void *key, size_t klen, uint64_t vlen, const uint8_t *
 {
 	struct get gt = { .vlen = vlen, .expect = expect };
 	uint64_t until = fz_now_ms() + HANG_MS;
-	int ret = store_get(&R.store, key, klen, &R.budget, got_chunk, &gt, &gt.g);
+	int ret = store_get(&R.store, NULL, key, klen, &R.budget, got_chunk, &gt, &gt.g);
 
 	if (ret)
 		return ret;

@@ -403,7 +403,7 @@ static size_t scan_all(struct zidx *idx, struct seen *sn, size_t count, size_t m
 	do {
 		sn->step_keys = sn->step_bytes = 0;
 		assert_int_equal(zidx_scan(idx, sn->prefix, sn->prefix ? strlen(sn->prefix) : 0,
-					   &cursor, count, max_bytes, seen_key, sn),
+					   &cursor, count, max_bytes, false, seen_key, sn),
 				 0);
 		most = MAX(most, sn->step_keys);
 		if (max_bytes < SIZE_MAX && sn->step_keys > 1)
@@ -464,7 +464,8 @@ static void test_scan_while_growing(void **state)
 		assert_int_equal(update(idx, key, put1(i + 1, 0)), 1);
 	}
 	do {
-		assert_int_equal(zidx_scan(idx, NULL, 0, &cursor, 10, SIZE_MAX, seen_key, &sn), 0);
+		assert_int_equal(
+		    zidx_scan(idx, NULL, 0, &cursor, 10, SIZE_MAX, false, seen_key, &sn), 0);
 		/* Grow the table many times over while the scan goes on. */
 		for (unsigned j = 0; j < 400 && next < N; j++, next++) {
 			key_of(key, sizeof(key), next);
@@ -490,23 +491,66 @@ static void test_scan_cursor(void **state)
 
 	assert_non_null(a);
 	assert_non_null(b);
-	assert_int_equal(zidx_scan(a, NULL, 0, &cursor, 10, SIZE_MAX, seen_key, &sn), 0);
+	assert_int_equal(zidx_scan(a, NULL, 0, &cursor, 10, SIZE_MAX, false, seen_key, &sn), 0);
 	assert_int_equal(cursor, 0);
 	assert_int_equal(sn.times[0], 0);
 	key_of(key, sizeof(key), 0);
 	assert_int_equal(update(a, key, put1(1, 0)), 1);
 	assert_int_equal(update(b, key, put1(1, 0)), 1);
-	assert_int_equal(zidx_scan(a, NULL, 0, &cursor, 1, SIZE_MAX, seen_key, &sn), 0);
+	assert_int_equal(zidx_scan(a, NULL, 0, &cursor, 1, SIZE_MAX, false, seen_key, &sn), 0);
 	assert_true(cursor != 0); /* two slots of 1024 do not end the scan */
 	other = cursor;
-	assert_int_equal(zidx_scan(b, NULL, 0, &other, 1, SIZE_MAX, seen_key, &sn), -EINVAL);
+	assert_int_equal(zidx_scan(b, NULL, 0, &other, 1, SIZE_MAX, false, seen_key, &sn), -EINVAL);
 	other = cursor | 0xffffffffu;
-	assert_int_equal(zidx_scan(a, NULL, 0, &other, 1, SIZE_MAX, seen_key, &sn), -EINVAL);
+	assert_int_equal(zidx_scan(a, NULL, 0, &other, 1, SIZE_MAX, false, seen_key, &sn), -EINVAL);
 	other = 12345;
-	assert_int_equal(zidx_scan(a, NULL, 0, &other, 1, SIZE_MAX, seen_key, &sn), -EINVAL);
+	assert_int_equal(zidx_scan(a, NULL, 0, &other, 1, SIZE_MAX, false, seen_key, &sn), -EINVAL);
 	zidx_free(a);
 	zidx_free(b);
 	free(sn.times);
+}
+
+/* With tombs, a scan hands over the keys of tombstones too, once each; without, only live ones. */
+static void test_scan_tombs(void **state)
+{
+	enum { N = 3000 };
+	struct seen all = { .times = calloc(N, sizeof(unsigned)), .n = N };
+	struct seen live = { .times = calloc(N, sizeof(unsigned)), .n = N };
+	struct zidx *idx = zidx_new();
+	uint64_t cursor = 0;
+	char key[32];
+
+	assert_non_null(idx);
+	for (unsigned i = 0; i < N; i++) {
+		key_of(key, sizeof(key), i);
+		assert_int_equal(update(idx, key, put1(i + 1, 0)), 1);
+		if (i % 3 == 0)
+			assert_int_equal(update(idx, key, tomb(N + i + 1)), 1);
+	}
+	do {
+		assert_int_equal(
+		    zidx_scan(idx, NULL, 0, &cursor, 50, SIZE_MAX, true, seen_key, &all), 0);
+	} while (cursor);
+	scan_all(idx, &live, 50, SIZE_MAX);
+	for (unsigned i = 0; i < N; i++) {
+		assert_int_equal(all.times[i], 1);
+		assert_int_equal(live.times[i], i % 3 ? 1 : 0);
+	}
+	zidx_free(idx);
+	/* An index of tombstones alone still has keys to hand over. */
+	idx = zidx_new();
+	assert_non_null(idx);
+	memset(all.times, 0, N * sizeof(unsigned));
+	key_of(key, sizeof(key), 7);
+	assert_int_equal(update(idx, key, tomb(1)), 1);
+	do {
+		assert_int_equal(
+		    zidx_scan(idx, NULL, 0, &cursor, 50, SIZE_MAX, true, seen_key, &all), 0);
+	} while (cursor);
+	assert_int_equal(all.times[7], 1);
+	zidx_free(idx);
+	free(all.times);
+	free(live.times);
 }
 
 static void test_growth(void **state)
@@ -880,6 +924,7 @@ int main(void)
 		cmocka_unit_test(test_scan_all),
 		cmocka_unit_test(test_scan_while_growing),
 		cmocka_unit_test(test_scan_cursor),
+		cmocka_unit_test(test_scan_tombs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
