@@ -545,19 +545,20 @@ size_t zidx_memory(const struct zidx *idx)
 	return idx->cap * sizeof(struct slot) + idx->arena.bytes;
 }
 
-int zidx_foreach(const struct zidx *idx, zidx_ent_fn fn, void *arg)
+int zidx_foreach(const struct zidx *idx, bool keys, zidx_ent_fn fn, void *arg)
 {
 	int ret = 0;
 
 	for (size_t i = 0; i < idx->cap && !ret; i++) {
 		const struct slot *s = &idx->slots[i];
-		const uint8_t *k;
+		const uint8_t *k = NULL;
 		struct zent e;
-		size_t klen;
+		size_t klen = 0;
 
 		if (!s->key)
 			continue;
-		k = key_at(idx, s, &klen);
+		if (keys)
+			k = key_at(idx, s, &klen);
 		decode(s, &e);
 		ret = fn(k, klen, &e, arg);
 	}

@@ -91,8 +91,12 @@ size_t zidx_count(const struct zidx *idx);
 
 typedef int (*zidx_ent_fn)(const void *key, size_t klen, const struct zent *e, void *arg);
 
-/* Every entry, tombstones included, in no particular order; stops at fn's first non-zero. */
-int zidx_foreach(const struct zidx *idx, zidx_ent_fn fn, void *arg);
+/*
+ * Every entry, tombstones included, in no particular order; stops at fn's
+ * first non-zero. Without keys, fn gets a NULL key: keys lie in insertion
+ * order, slots in hash order, and reading each is a cache miss.
+ */
+int zidx_foreach(const struct zidx *idx, bool keys, zidx_ent_fn fn, void *arg);
 
 typedef int (*zidx_key_fn)(const void *key, size_t klen, void *arg);
 

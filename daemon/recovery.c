@@ -714,41 +714,57 @@ static int check_parts(const struct zone *z, const struct parts *ps, size_t *ent
 	return 0;
 }
 
-/* Index slots are random memory reads: the next ones load while this one is applied. */
+/*
+ * Index slots are random memory reads: the next ones load while this one is
+ * applied. Entries are decoded once, PREFETCH_AHEAD ahead, into a ring.
+ */
 #define PREFETCH_AHEAD 16
 
-static void prefetch_next(struct scan *sc, const struct zrec *p, struct zsum_pos *ahead)
-{
-	struct zrec a;
+struct ahead {
+	struct zrec r;
 	uint64_t off;
+};
 
-	if (zsum_next(p->data, p->vlen, ahead, &a, &off) == 0)
-		zidx_prefetch(sc->s->idx, a.key, a.klen);
+/* The part's next entry into a, its slot prefetched; false at the part's end. */
+static bool decode_ahead(struct scan *sc, const struct zrec *p, struct zsum_pos *at,
+			 struct ahead *a)
+{
+	if (zsum_next(p->data, p->vlen, at, &a->r, &a->off))
+		return false;
+	zidx_prefetch(sc->s->idx, a->r.key, a->r.klen);
+	return true;
+}
+
+static int feed_part(struct scan *sc, const struct zone *z, const struct zrec *p,
+		     struct zsum_pos *at)
+{
+	struct ahead ring[PREFETCH_AHEAD], cur;
+	unsigned head = 0, n = 0;
+	int ret = 0;
+
+	while (n < PREFETCH_AHEAD && decode_ahead(sc, p, at, &ring[n]))
+		n++;
+	/* The ring stays full until the part ends: the consumed slot takes the next entry. */
+	while (n && !ret) {
+		cur = ring[head];
+		if (!decode_ahead(sc, p, at, &ring[head]))
+			n--;
+		head = (head + 1) % PREFETCH_AHEAD;
+		ret = found(sc, &cur.r, z->start + cur.off);
+	}
+	return ret;
 }
 
 static int feed_parts(struct scan *sc, const struct zone *z, const struct parts *ps)
 {
 	struct zsum_pos at = { 0 };
+	int ret = 0;
 
-	for (unsigned i = ps->n; i-- > 0;) {
-		const struct zrec *p = &ps->r[i];
-		struct zsum_pos ahead;
-		struct zrec r;
-		uint64_t off;
-		int ret = 0;
-
+	for (unsigned i = ps->n; i-- > 0 && !ret;) {
 		at.pos = 0;
-		ahead = at;
-		for (unsigned k = 0; k < PREFETCH_AHEAD; k++)
-			prefetch_next(sc, p, &ahead);
-		while (!ret && zsum_next(p->data, p->vlen, &at, &r, &off) == 0) {
-			prefetch_next(sc, p, &ahead);
-			ret = found(sc, &r, z->start + off);
-		}
-		if (ret)
-			return ret;
+		ret = feed_part(sc, z, &ps->r[i], &at);
 	}
-	return 0;
+	return ret;
 }
 
 /* 0 when the zone's records came from its summary; -EBADMSG: the zone must be scanned. */
@@ -908,7 +924,7 @@ static int scan_all(struct store *s, struct zerr *err)
 		ret = assemble(&sc);
 	if (!ret) {
 		zidx_fit(s->idx);
-		zidx_foreach(s->idx, count_live, &s->zones);
+		zidx_foreach(s->idx, false, count_live, &s->zones);
 	}
 	/*
 	 * Records that could not be read may carry sequence numbers above all

@@ -869,6 +869,14 @@ static int visit(const void *key, size_t klen, const struct zent *e, void *arg)
 	return 0;
 }
 
+static int count_keyless(const void *key, size_t klen, const struct zent *e, void *arg)
+{
+	assert_null(key);
+	assert_int_equal(klen, 0);
+	*(unsigned *)arg += e->seq;
+	return 0;
+}
+
 static int stop_now(const void *key, size_t klen, const struct zent *e, void *arg)
 {
 	++*(int *)arg;
@@ -885,7 +893,7 @@ static void test_foreach(void **state)
 
 	assert_non_null(v.seen);
 	assert_non_null(idx);
-	assert_int_equal(zidx_foreach(idx, stop_now, &calls), 0);
+	assert_int_equal(zidx_foreach(idx, true, stop_now, &calls), 0);
 	assert_int_equal(calls, 0);
 	for (unsigned i = 0; i < N; i++) {
 		/* Keys with the terminating NUL, so that visit can sscanf them. */
@@ -894,11 +902,13 @@ static void test_foreach(void **state)
 		assert_int_equal(zidx_update(idx, key, strlen(key) + 1, &e, NULL), 1);
 		zent_done(&e);
 	}
-	assert_int_equal(zidx_foreach(idx, visit, &v), 0);
+	assert_int_equal(zidx_foreach(idx, true, visit, &v), 0);
 	for (unsigned i = 0; i < N; i++)
 		assert_int_equal(v.seen[i], 1);
 	assert_int_equal(v.tombs, (N + 2) / 3);
-	assert_int_equal(zidx_foreach(idx, stop_now, &calls), -7);
+	assert_int_equal(zidx_foreach(idx, false, count_keyless, &v.n), 0);
+	assert_int_equal(v.n, N + N * (N + 1) / 2); /* N, then the sum of every seq */
+	assert_int_equal(zidx_foreach(idx, true, stop_now, &calls), -7);
 	assert_int_equal(calls, 1);
 	free(v.seen);
 	zidx_free(idx);
