@@ -1474,10 +1474,12 @@ ZAP_EXPORT int zap_snapshot_end(zap_client *c)
 {
 	if (!c)
 		return -EINVAL;
-	if (!c->snap)
-		return 0;
 	c->snap = false;
-	/* Lost with its connection: nothing to end, and no reason to connect for it. */
+	/*
+	 * Lost with its connection: nothing to end, and no reason to connect for
+	 * it. Else END goes even when zap_snapshot failed: the daemon may have
+	 * opened one all the same.
+	 */
 	if (c->fd < 0)
 		return 0;
 	return bare_call(c, ZAPPEND__OP__OP_SNAPSHOT_END, NULL);

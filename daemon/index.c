@@ -466,6 +466,7 @@ int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zen
 	struct slot *s = probe(idx, h, key, klen);
 	struct slot prev = *s;
 	struct zent was = { 0 };
+	struct zloc *copy = NULL;
 
 	if (e->seq > ZIDX_MAX_SEQ)
 		return -EOVERFLOW;
@@ -473,6 +474,13 @@ int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zen
 		decode(s, &was);
 		if (was.seq >= e->seq)
 			return 0;
+		/* The replaced chunks go to the caller: copied while failing changes nothing. */
+		if (old && was.nchunks > 1) {
+			copy = malloc(was.nchunks * sizeof(*copy));
+			if (!copy)
+				return -ENOMEM;
+			memcpy(copy, was.chunks, was.nchunks * sizeof(*copy));
+		}
 	} else {
 		s = insert(idx, h, key, klen);
 		if (!s)
@@ -480,6 +488,7 @@ int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zen
 		prev = *s;
 	}
 	if (encode(s, e)) {
+		free(copy);
 		*s = prev;
 		if (!prev.seq) {
 			/* A key just added holds no entry yet: it goes again. */
@@ -490,15 +499,8 @@ int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zen
 	}
 	idx->live += (e->nchunks != 0) - (prev.seq && was.nchunks != 0);
 	if (old) {
-		/* The caller gets the replaced entry's chunks as its own. */
 		*old = was;
-		if (was.nchunks > 1) {
-			old->chunks = malloc(was.nchunks * sizeof(*old->chunks));
-			if (old->chunks)
-				memcpy(old->chunks, was.chunks, was.nchunks * sizeof(*old->chunks));
-			else
-				old->nchunks = 0;
-		}
+		old->chunks = copy;
 	}
 	if (prev.seq)
 		slot_free_chunks(&prev);

@@ -68,7 +68,7 @@ size_t zidx_memory(const struct zidx *idx);
  * keeps its own copy of e->chunks). Returns 1 when recorded, and then *old,
  * if old is not NULL, receives the replaced entry with a chunk list that is
  * the caller's (zent_done frees it), or seq 0 if there was none; 0 when e is
- * older than the index's entry; -ENOMEM.
+ * older than the index's entry; -ENOMEM, the index unchanged.
  */
 int zidx_update(struct zidx *idx, const void *key, size_t klen, const struct zent *e,
 		struct zent *old);

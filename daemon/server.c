@@ -36,6 +36,7 @@ static Zappend__Status status_of(int err)
 	case -ENOSPC:
 		return ZAPPEND__STATUS__STATUS_NO_SPACE;
 	case -EBUSY:
+	case -EAGAIN:
 	case -ENOMEM:
 		return ZAPPEND__STATUS__STATUS_BUSY;
 	case -EACCES:
@@ -363,10 +364,11 @@ static void snapshot_ready(void *arg, int err, uint64_t seq)
 		req_free(q);
 		return;
 	}
-	if (err) {
-		respond_err(q->c, q->id, err,
-			    err == -ECANCELED ? "replaced by a later SNAPSHOT before it was ready"
-					      : NULL);
+	if (err == -ECANCELED) {
+		respond_err(q->c, q->id, -ESTALE,
+			    "ended by a later SNAPSHOT or SNAPSHOT_END before it was ready");
+	} else if (err) {
+		respond_err(q->c, q->id, err, NULL);
 	} else {
 		r.id = q->id;
 		r.seq = seq;

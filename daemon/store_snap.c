@@ -184,7 +184,12 @@ void snap_commit(struct store *s, const void *key, size_t klen, const struct zen
 
 	for (sn = s->snaps; sn; sn = next) {
 		next = sn->next; /* offer may drop sn */
-		if (old && old->seq && e->seq > sn->seq)
+		/*
+		 * Once ready, a tombstone need not be kept: the index's newer entry
+		 * alone says the key had no value. Before, it must: a put it
+		 * deleted may yet be offered, and lose to it.
+		 */
+		if (old && old->seq && e->seq > sn->seq && (old->nchunks || !sn->ready))
 			offer(sn, key, klen, old);
 		else if (!old && e->seq <= sn->seq && zidx_get(s->idx, key, klen, &cur) &&
 			 cur.seq > sn->seq)

@@ -111,7 +111,11 @@ int zap_ping(zap_client *c);
  * drops a snapshot when a put needs the room its old versions take, or when
  * too many keys changed since; it lives on one connection, so it is gone
  * when the connection is lost: reads of it then fail with -ESTALE.
- * -EBUSY: the daemon has as many snapshots open as it allows.
+ * -EBUSY: the daemon has as many snapshots open as it allows; -ESTALE: it
+ * dropped this one before it was ready (retry). A snapshot is ready once
+ * every put and delete the daemon received before it has ended: a client
+ * that stops midway through sending a put holds it up, until the daemon's
+ * --idle-timeout closes that client.
  */
 int zap_snapshot(zap_client *c, uint64_t *seq);
 /* Back to the live store. 0 also when the snapshot was gone already. */

@@ -416,12 +416,21 @@ static void drop_run(void)
 	stop_clean();
 }
 
+static int count_key(const void *key, size_t klen, void *arg)
+{
+	(void)key;
+	(void)klen;
+	++*(unsigned *)arg;
+	return 0;
+}
+
 /* A snapshot lives on its connection: after a restart its reads fail, the live store's do not. */
 static void restart_run(void)
 {
 	zap_client *c, *w;
 	uint64_t seq, cursor = 0;
 	void *v = NULL;
+	unsigned n = 0;
 	size_t vlen;
 	int ret;
 
@@ -441,7 +450,7 @@ static void restart_run(void)
 	ret = zap_get(c, "s0001", 5, &v, &vlen);
 	zt_check(ret == -ESTALE, "get from a snapshot lost with its connection: %s",
 		 zap_strerror(ret));
-	ret = zap_scan(c, NULL, 0, &cursor, 10, listed, NULL);
+	ret = zap_scan(c, NULL, 0, &cursor, 10, count_key, &n);
 	zt_check(ret == -ESTALE, "scan of a snapshot lost with its connection: %s",
 		 zap_strerror(ret));
 	zt_ok(zap_snapshot_end(c));
@@ -449,6 +458,41 @@ static void restart_run(void)
 	zt_check(ret == -ENOENT, "the live store: %s", zap_strerror(ret));
 	zt_ok(zap_get(c, "s0002", 5, &v, &vlen));
 	free(v);
+	zap_close(w);
+	zap_close(c);
+	stop_clean();
+}
+
+/* Keys deleted before a snapshot and put again after it cost the snapshot nothing. */
+static void tombs_run(void)
+{
+	zap_client *c, *w;
+	uint64_t seq, cursor = 0;
+	void *v = NULL;
+	unsigned n = 0;
+	size_t vlen;
+	int ret;
+
+	start_on("32M", NULL);
+	c = zt_connect(&d);
+	w = zt_connect(&d);
+	put_all(w, 100, 1);
+	for (uint32_t k = 0; k < 200; k++) {
+		char key[16];
+
+		key_of(k, key);
+		zt_ok(zap_del(w, key, strlen(key)));
+	}
+	zt_ok(zap_snapshot(c, &seq));
+	put_all(w, 100, 2);
+	zt_check(zt_stat(c, "snapshot_versions_kept") == 0, "%" PRIu64 " tombstones kept",
+		 zt_stat(c, "snapshot_versions_kept"));
+	ret = zap_get(c, "s0001", 5, &v, &vlen);
+	zt_check(ret == -ENOENT, "a key deleted before the snapshot: %s", zap_strerror(ret));
+	do
+		zt_ok(zap_scan(c, NULL, 0, &cursor, 1000, count_key, &n));
+	while (cursor);
+	zt_check(n == 0, "a snapshot of no keys listed %u", n);
 	zap_close(w);
 	zap_close(c);
 	stop_clean();
@@ -597,6 +641,7 @@ int main(void)
 	zt_watchdog(seconds + 240, "test-snapshot");
 	limit_run();
 	restart_run();
+	tombs_run();
 	drop_run();
 	model_run(seed, seconds);
 	overtake_run(); /* last: it skips without the fault-injecting daemon */
