@@ -353,7 +353,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ret == 0) {
 		ks.n = 0;
 		ks.dead_len = 0;
-		zidx_foreach(R.store.idx, take_key, &ks);
+		zidx_foreach(R.store.idx, true, take_key, &ks);
 		for (unsigned i = 0; i < ks.n; i++) {
 			ret = get_back(ks.k[i].k, ks.k[i].len, 0, NULL);
 			if (ret && ret != -EIO && ret != -EBADMSG)
