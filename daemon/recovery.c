@@ -171,7 +171,8 @@ static int found(struct scan *sc, const struct zrec *r, uint64_t addr)
 	}
 }
 
-static int last_written(struct scan *sc, const struct zone *z, uint64_t *end);
+/* Just past the last block below from that is not all zeros; 0 if none. */
+static int last_written(struct scan *sc, const struct zone *z, uint64_t from, uint64_t *end);
 
 /*
  * The record at pos, read into sc's window as needed: 0 and r; -ENOENT at
@@ -262,7 +263,7 @@ static int scan_zone(struct scan *sc, struct zone *z)
 	 */
 	if (z->state == ZS_FULL) {
 		z->data_end = 0;
-		ret = last_written(sc, z, &last);
+		ret = last_written(sc, z, z->cap, &last);
 		if (ret)
 			return ret;
 		stop = z->start + last;
@@ -543,11 +544,11 @@ static int read_super(struct store *s, struct zdev_zone *dz, bool force, struct 
  * byte; 0 if none. A full zone's summary ends a few blocks short of its
  * capacity, so the window this leaves in sc->buf usually holds all of it.
  */
-static int last_written(struct scan *sc, const struct zone *z, uint64_t *end)
+static int last_written(struct scan *sc, const struct zone *z, uint64_t from, uint64_t *end)
 {
 	uint32_t block = sc->s->zones.block;
 
-	for (uint64_t hi = z->cap; hi > 0;) {
+	for (uint64_t hi = from; hi > 0;) {
 		uint64_t lo = hi > SCAN_BUF ? hi - SCAN_BUF : 0;
 		int ret = load(sc, z->start + lo, z->start + hi);
 
@@ -636,15 +637,35 @@ static int summary_end(struct scan *sc, const struct zone *z, uint64_t *end)
 		*end = z->cap;
 		return 0;
 	}
-	return last_written(sc, z, end);
+	return last_written(sc, z, z->cap, end);
 }
 
-/* Reads the summary's parts into ps; *first: where the first part, and so the summary, begins. */
-static int read_parts(struct scan *sc, const struct zone *z, struct parts *ps, uint64_t *first)
+/*
+ * Where a zone that takes appends may hold a clean stop's checkpoint: its
+ * last written block. That is the one below its write pointer, but where the
+ * write pointer is a file's allocation, which may end past a store's smaller
+ * blocks. The window read stays in sc->buf.
+ */
+static int checkpoint_end(struct scan *sc, const struct zone *z, uint64_t *end)
+{
+	uint32_t block = sc->s->zones.block;
+	int ret = last_written(sc, z, MIN(z->used, z->cap), end);
+
+	if (ret || *end < block || in_buf(sc, z->start + *end - block, block))
+		return ret;
+	return load(sc, z->start + (*end > SCAN_BUF ? *end - SCAN_BUF : 0), z->start + *end);
+}
+
+/*
+ * Reads the parts of the summary (or, with ckpt, of the checkpoint) into
+ * ps; *first: where the first part, and so the summary, begins.
+ */
+static int read_parts(struct scan *sc, const struct zone *z, bool ckpt, struct parts *ps,
+		      uint64_t *first)
 {
 	uint32_t block = sc->s->zones.block;
 	uint64_t end, off, len;
-	int ret = summary_end(sc, z, &end);
+	int ret = ckpt ? checkpoint_end(sc, z, &end) : summary_end(sc, z, &end);
 
 	if (ret || end < block)
 		return ret ? ret : -EBADMSG;
@@ -691,9 +712,10 @@ static void parts_free(struct parts *ps)
 
 /*
  * Entries are all checked before any is used, so a bad one leaves nothing
- * behind. Parts are in ps last first; entries are read first to last.
+ * behind; each record they name lies below limit. Parts are in ps last
+ * first; entries are read first to last.
  */
-static int check_parts(const struct zone *z, const struct parts *ps, size_t *entries)
+static int check_parts(uint64_t limit, const struct parts *ps, size_t *entries)
 {
 	struct zsum_pos at = { 0 };
 
@@ -704,7 +726,7 @@ static int check_parts(const struct zone *z, const struct parts *ps, size_t *ent
 
 		at.pos = 0;
 		while ((ret = zsum_next(ps->r[i].data, ps->r[i].vlen, &at, &r, &off)) == 0) {
-			if (off > z->cap || r.len > z->cap - off)
+			if (off > limit || r.len > limit - off)
 				return -EBADMSG;
 			(*entries)++;
 		}
@@ -767,8 +789,11 @@ static int feed_parts(struct scan *sc, const struct zone *z, const struct parts 
 	return ret;
 }
 
-/* 0 when the zone's records came from its summary; -EBADMSG: the zone must be scanned. */
-static int use_summary(struct scan *sc, struct zone *z)
+/*
+ * 0 when the zone's records came from its summary (ckpt: from the checkpoint
+ * of a zone that takes appends); -EBADMSG: the zone must be scanned.
+ */
+static int use_summary(struct scan *sc, struct zone *z, bool ckpt)
 {
 	struct parts *ps = calloc(1, sizeof(*ps));
 	size_t entries = 0;
@@ -777,10 +802,15 @@ static int use_summary(struct scan *sc, struct zone *z)
 
 	if (!ps)
 		return -ENOMEM;
-	ret = read_parts(sc, z, ps, &first);
+	ret = read_parts(sc, z, ckpt, ps, &first);
+	/* A checkpoint lists the records before it, all of them. */
 	if (!ret)
-		ret = check_parts(z, ps, &entries);
-	if (!ret) {
+		ret = check_parts(ckpt ? first : z->cap, ps, &entries);
+	if (!ret && ckpt) {
+		/* The checkpoint's bytes count as padding below the records' end. */
+		z->data_end = z->ckpt_end = MIN(z->used, z->cap);
+		ret = feed_parts(sc, z, ps);
+	} else if (!ret) {
 		/*
 		 * The first summary tells how many records a zone holds: the index
 		 * makes room for as many in every written zone at once rather than
@@ -810,9 +840,9 @@ static int summary_entries(struct scan *sc, const struct zone *z, size_t *entrie
 		return -ENOMEM;
 	*entries = 0;
 	sc->len = 0;
-	ret = read_parts(sc, z, ps, &first);
+	ret = read_parts(sc, z, false, ps, &first);
 	if (!ret)
-		ret = check_parts(z, ps, entries);
+		ret = check_parts(z->cap, ps, entries);
 	parts_free(ps);
 	return ret;
 }
@@ -889,16 +919,15 @@ static int recover_zone(struct scan *sc, struct zone *z)
 			ret = verify_summary(sc, z);
 		return ret;
 	}
-	if (z->state == ZS_FULL && !sc->s->cfg.rescan) {
-		ret = use_summary(sc, z);
-		z->recs = MAX(z->recs, z->data_end);
-		if (ret != -EBADMSG) {
-			sc->s->st.zones_summarised += !ret;
-			return ret;
-		}
+	ret = -EBADMSG;
+	if (!sc->s->cfg.rescan)
+		ret = use_summary(sc, z, z->state != ZS_FULL);
+	*(z->state == ZS_FULL ? &sc->s->st.zones_summarised : &sc->s->st.zones_checkpointed) +=
+	    !ret;
+	if (ret == -EBADMSG) {
+		sc->s->st.zones_scanned++;
+		ret = scan_zone(sc, z);
 	}
-	sc->s->st.zones_scanned++;
-	ret = scan_zone(sc, z);
 	/* Below its data's end, what is not a record is padding (or torn): garbage. */
 	z->recs = MAX(z->recs, z->data_end);
 	/* Room for the summary of what the zone already holds. */

@@ -507,6 +507,7 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_d(a, "recovery_seconds", st->st.recovery_seconds);
 	stat_u(a, "recovery_zones_scanned", st->st.zones_scanned);
 	stat_u(a, "recovery_zones_summarised", st->st.zones_summarised);
+	stat_u(a, "recovery_zones_checkpointed", st->st.zones_checkpointed);
 	stat_u(a, "summary_bytes", st->st.summary_bytes);
 	stat_u(a, "connections", srv->conns.n);
 	stat_u(a, "connection_buffer_bytes", conns_buffer_bytes(&srv->conns));
@@ -827,6 +828,11 @@ static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
 	struct server *srv = arg;
 	static const struct timeval tick = { 0, STOP_POLL_MS * 1000 };
 
+	/* Everything answered: the open zones' checkpoints, then the end. */
+	if (quiet(srv) && store_checkpoint(srv->store)) {
+		event_add(srv->stop_timer, &tick);
+		return;
+	}
 	if (quiet(srv) || ++srv->stop_ticks > STOP_GRACE_TICKS) {
 		if (!quiet(srv))
 			log_warn(srv->log, "stopping with requests still unanswered after 30 s");

@@ -39,10 +39,11 @@ struct store_cfg {
 struct store_stats {
 	uint64_t puts, gets, dels;
 	uint64_t put_bytes, get_bytes;
-	uint64_t appended_bytes;   /* records written to the device */
-	uint64_t summary_bytes;	   /* zone summaries written */
-	uint64_t zones_scanned;	   /* at the last start: zones read whole */
-	uint64_t zones_summarised; /* at the last start: zones read from their summary */
+	uint64_t appended_bytes;     /* records written to the device */
+	uint64_t summary_bytes;	     /* zone summaries written */
+	uint64_t zones_scanned;	     /* at the last start: zones read whole */
+	uint64_t zones_summarised;   /* at the last start: zones read from their summary */
+	uint64_t zones_checkpointed; /* at the last start: open zones read from a checkpoint */
 	uint64_t flushes;
 	uint64_t errors;
 	uint64_t zone_errors; /* appends the device failed, each retiring a zone */
@@ -125,6 +126,8 @@ struct store {
 	struct zsnap *snaps;	      /* open, not dropped */
 	unsigned nsnaps;
 	struct gc gc;
+	bool checkpointed; /* the clean stop's checkpoints were started */
+	struct zdev_io ckpt_io;
 	struct store_stats st;
 };
 
@@ -233,6 +236,13 @@ void store_tick(struct store *s);
 /* Shutting down: no new GC work; idle once everything in flight has ended. */
 void store_stop(struct store *s);
 bool store_idle(const struct store *s);
+/*
+ * Once stopped and idle: each zone taking appends gets a checkpoint, the
+ * summary of what it holds so far, so that a restart reads it rather than
+ * scanning the zone (store_finish.c). true when that started I/O (the store
+ * is busy until it ends); false once there is nothing more to do.
+ */
+bool store_checkpoint(struct store *s);
 
 /* Totals over the data zones. */
 struct store_space {

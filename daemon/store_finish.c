@@ -11,6 +11,7 @@
 
 static void summary_next(struct zone_op *op);
 static void pad_next(struct zone_op *op);
+static void summary_over(struct zone_op *op);
 
 /* --- zones --- */
 
@@ -88,7 +89,7 @@ static void part_done(struct zdev_io *io)
 	struct store *s = op->s;
 
 	if (!meta_landed(op, io)) {
-		zone_finish(op);
+		summary_over(op);
 		return;
 	}
 	op->prev = io->addr - s->zones.z[op->zone].start;
@@ -119,7 +120,7 @@ static void summary_next(struct zone_op *op)
 
 	if (z->sum_lost || (op->pos == z->sum.len && op->prev != ZSUM_NONE) ||
 	    (!n && op->pos < z->sum.len) || !(op->buf = meta_buf(len))) {
-		zone_finish(op);
+		summary_over(op);
 		return;
 	}
 	if (n) /* an empty summary has no buffer at all */
@@ -205,6 +206,82 @@ static void summary_flushed(struct zdev_io *io)
 	/* A summary that does not fit (it always does) goes unpadded: a restart looks for it. */
 	op->pad = total <= z->cap - z->wp ? z->cap - z->wp - total : 0;
 	pad_next(op);
+}
+
+/* --- a clean stop's checkpoints --- */
+
+/*
+ * A checkpoint is a summary appended at the zone's write pointer: its footer
+ * is then the zone's last block, which a restart reads first. The zone stays
+ * open; what is appended after it makes it dead bytes, and a crash after
+ * those leaves a last block that is no footer, and a scan, as before.
+ */
+static void summary_over(struct zone_op *op)
+{
+	struct store *s = op->s;
+	struct zone *z = &s->zones.z[op->zone];
+
+	if (!op->ckpt) {
+		zone_finish(op);
+		return;
+	}
+	free(op->buf);
+	op->buf = NULL;
+	if (op->pos == z->sum.len && op->prev != ZSUM_NONE && z->wp == z->used)
+		z->ckpt_end = z->wp;
+	s->busy--;
+}
+
+/*
+ * Whether zone i takes a checkpoint: it is written and not full, holds
+ * records no checkpoint lists, and has room. A closed zone may be refused
+ * by the device's open limit: then it is scanned, as before.
+ */
+static bool wants_checkpoint(const struct store *s, uint32_t i)
+{
+	const struct zone *z = &s->zones.z[i];
+	uint64_t total;
+
+	if ((z->state != ZS_OPEN && z->state != ZS_CLOSED) || !z->sum.len || z->sum_lost ||
+	    z->wp != z->used || z->ckpt_end == z->wp)
+		return false;
+	total = summary_bytes(s, z);
+	/* Its own room, and still the room its summary keeps back at the end. */
+	return total != UINT64_MAX && z->used + total + z->meta + ZSUM_BASE_RESERVE <= z->cap;
+}
+
+/* The records are on stable media before the checkpoints that list them. */
+static void checkpoint_flushed(struct zdev_io *io)
+{
+	struct store *s = container_of(io, struct store, ckpt_io);
+
+	s->busy--;
+	for (uint32_t i = 0; i < s->zones.n && io->res >= 0; i++) {
+		struct zone_op *op = &s->zops[i];
+
+		if (!wants_checkpoint(s, i))
+			continue;
+		*op = (struct zone_op){ .s = s, .zone = i, .prev = ZSUM_NONE, .ckpt = true };
+		s->busy++;
+		summary_next(op);
+	}
+}
+
+bool store_checkpoint(struct store *s)
+{
+	bool any = false;
+
+	if (s->checkpointed || s->dev_broken)
+		return false;
+	s->checkpointed = true;
+	for (uint32_t i = 0; i < s->zones.n && !any; i++)
+		any = wants_checkpoint(s, i);
+	if (!any)
+		return false;
+	s->busy++;
+	s->ckpt_io.done = checkpoint_flushed;
+	zdev_flush(s->dev, &s->ckpt_io);
+	return true;
 }
 
 void store_finish_zone(void *arg, uint32_t zone)

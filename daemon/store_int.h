@@ -139,6 +139,7 @@ struct zone_op {
 	size_t pos;    /* summary bytes written */
 	uint64_t prev; /* offset of the part before, in the zone */
 	void *buf;
+	bool ckpt; /* a checkpoint: the zone stays open */
 };
 
 /* store.c: buffer memory and waiting for it. */

@@ -46,6 +46,7 @@ struct zone {
 	uint64_t wp;	   /* bytes written: the end of the last append that landed */
 	uint64_t base;	   /* the write pointer at start: nothing of this run lands below it */
 	uint64_t data_end; /* where its records end and its summary begins, once it has one */
+	uint64_t ckpt_end; /* where its last checkpoint ends: none again while nothing follows */
 	uint64_t meta;	   /* bytes kept back for the zone's summary */
 	uint64_t recs;	   /* bytes of put and delete records in it, live or dead, and padding */
 	uint64_t live;	   /* bytes of records the index points at */

@@ -45,7 +45,7 @@ done
 
 # The hardest tests, on 512-byte blocks (the harness passes ZT_DEVICE_ARGS on).
 export ZT_DEVICE_ARGS="--block 512" STRESS_SECONDS=${STRESS_SECONDS:-20}
-for t in test-basic test-corrupt test-summary test-torture test-stress; do
+for t in test-basic test-corrupt test-summary test-checkpoint test-torture test-stress; do
 	./tests/integration/$t >"$dir/$t.log" 2>&1 || {
 		fail "$t on 512-byte blocks (exit $?)"
 		tail -n 30 "$dir/$t.log" >&2

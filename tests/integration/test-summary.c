@@ -208,8 +208,8 @@ static void summary_cut_short(void)
 		expect_value(c, key, sizeof(key), name, &k, sizeof(k),
 			     ", in a zone whose summary was cut short");
 	}
-	/* The open zone, and the one whose summary was cut short. */
-	zt_check(zt_stat(c, "recovery_zones_scanned") >= 2, "the zone cut short was not scanned");
+	/* The one whose summary was cut short (the open one has a checkpoint). */
+	zt_check(zt_stat(c, "recovery_zones_scanned") >= 1, "the zone cut short was not scanned");
 	printf("summary cut short: %u keys read back (%llu zones scanned)\n", nkeys,
 	       (unsigned long long)zt_stat(c, "recovery_zones_scanned"));
 	zap_close(c);
