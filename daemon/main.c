@@ -308,10 +308,11 @@ static int setup_store(struct zapd *d, struct zerr *err)
 		return zerr_about(err, ret, d->opt.device);
 	log_notice(&d->log,
 		   "%s: %zu keys from %llu records in %.3f s (%llu zones read from their summary, "
-		   "%llu scanned; %llu torn records skipped)",
+		   "%llu from a checkpoint, %llu scanned; %llu torn records skipped)",
 		   d->opt.device, zidx_count(d->store.idx),
 		   (unsigned long long)d->store.st.recovered_records, d->store.st.recovery_seconds,
 		   (unsigned long long)d->store.st.zones_summarised,
+		   (unsigned long long)d->store.st.zones_checkpointed,
 		   (unsigned long long)d->store.st.zones_scanned,
 		   (unsigned long long)d->store.st.torn_records);
 	if (d->store.zones.offline)

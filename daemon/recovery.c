@@ -570,6 +570,21 @@ static int last_written(struct scan *sc, const struct zone *z, uint64_t from, ui
 	return 0;
 }
 
+/*
+ * last_written, where a summary's or checkpoint's footer is looked for: a
+ * block that could not be read reads as zeros there, and may hide appends
+ * made after the footer it leads to. -EBADMSG then: a scan reads the zone,
+ * and reports what it lost.
+ */
+static int last_written_readable(struct scan *sc, const struct zone *z, uint64_t from,
+				 uint64_t *end)
+{
+	uint64_t bad = sc->bad;
+	int ret = last_written(sc, z, from, end);
+
+	return ret ? ret : sc->bad != bad ? -EBADMSG : 0;
+}
+
 static bool in_buf(const struct scan *sc, uint64_t addr, uint64_t len)
 {
 	return addr >= sc->at && addr + len <= sc->at + sc->len;
@@ -637,7 +652,7 @@ static int summary_end(struct scan *sc, const struct zone *z, uint64_t *end)
 		*end = z->cap;
 		return 0;
 	}
-	return last_written(sc, z, z->cap, end);
+	return last_written_readable(sc, z, z->cap, end);
 }
 
 /*
@@ -649,7 +664,7 @@ static int summary_end(struct scan *sc, const struct zone *z, uint64_t *end)
 static int checkpoint_end(struct scan *sc, const struct zone *z, uint64_t *end)
 {
 	uint32_t block = sc->s->zones.block;
-	int ret = last_written(sc, z, MIN(z->used, z->cap), end);
+	int ret = last_written_readable(sc, z, MIN(z->used, z->cap), end);
 
 	if (ret || *end < block || in_buf(sc, z->start + *end - block, block))
 		return ret;

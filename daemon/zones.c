@@ -418,7 +418,7 @@ void zones_reset_done(struct zones *zs, uint32_t zone, bool dropped_dead)
 	zsum_done(&z->sum);
 	free(z->landed);
 	z->landed = NULL;
-	z->used = z->wp = z->base = z->data_end = z->meta = 0;
+	z->used = z->wp = z->base = z->data_end = z->meta = z->ckpt_end = 0;
 	z->recs = z->live = z->pending = z->max_seq = z->stuck = 0;
 	z->tombs = z->kept = z->kept_max = z->held = 0;
 	z->max_rec = z->nrecs = 0;
@@ -478,6 +478,12 @@ static void note_key(struct zone *z, const void *key, size_t klen, uint64_t seq)
 void zones_note_failed(struct zones *zs, uint32_t zone, const void *key, size_t klen, uint64_t seq)
 {
 	note_key(&zs->z[zone], key, klen, seq);
+	/*
+	 * The append may have been written all the same: a summary or checkpoint
+	 * would not list it, and the filter a restart rebuilds from one would
+	 * lose the key. The zone is scanned instead.
+	 */
+	zs->z[zone].sum_lost = true;
 }
 
 void zones_forget_keys(struct zones *zs, uint32_t zone)

@@ -121,6 +121,11 @@ void zones_finished(struct zones *zs, uint32_t zone, bool ok);
  * is not worth another try.
  */
 void zones_retire(struct zones *zs, uint32_t zone);
+/*
+ * An append of key's record (seq) to zone failed, yet may have been written:
+ * the zone's key filter keeps the key, and the zone gets no summary or
+ * checkpoint, which would not list it (a restart scans the zone).
+ */
 void zones_note_failed(struct zones *zs, uint32_t zone, const void *key, size_t klen, uint64_t seq);
 /*
  * GC took every live record out of zone and the device reset it. If dead
