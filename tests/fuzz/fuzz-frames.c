@@ -176,7 +176,7 @@ static void rx_bytes(struct rx *rx, const uint8_t *p, size_t n)
 
 			if (!r)
 				fz_die("the daemon sent a response that does not parse");
-			if (r->status > ZAPPEND__STATUS__STATUS_INTERNAL)
+			if (r->status > ZAPPEND__STATUS__STATUS_SNAPSHOT_GONE)
 				fz_die("the daemon sent status %d", r->status);
 			zappend__response__free_unpacked(r, NULL);
 			rx->frames++;
