@@ -7,7 +7,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "frame.h"
 #include "log.h"
 #include "store.h"
 
@@ -15,7 +14,7 @@
 #define READS_PER_TURN 16
 #define IOV_BATCH      64
 
-enum conn_rstate { R_PREFIX, R_PUT, R_DISCARD };
+enum conn_rstate { R_INPUT, R_PUT, R_DISCARD };
 
 struct conn {
 	LIST_ENTRY(conn) link;
@@ -28,7 +27,6 @@ struct conn {
 	uint8_t *in;
 	size_t in_start, in_end, in_cap;
 	enum conn_rstate rs;
-	struct zap_frame fr;
 	uint64_t left;	    /* payload bytes still to come */
 	struct zput *put;   /* R_PUT: where they go */
 	struct zsnap *snap; /* the connection's snapshot, if it took one */
@@ -38,6 +36,8 @@ struct conn {
 	size_t out_bytes;
 	unsigned inflight; /* requests not yet answered */
 	unsigned refs;	   /* struct req pointing here */
+	void *data;	   /* the protocol's */
+	bool mid;	   /* the protocol is inside a request */
 	bool reading, waiting, eof, dead;
 };
 
@@ -126,6 +126,21 @@ struct zsnap *conn_snapshot(const struct conn *c)
 	return c->snap;
 }
 
+void *conn_data(const struct conn *c)
+{
+	return c->data;
+}
+
+void conn_set_data(struct conn *c, void *data)
+{
+	c->data = data;
+}
+
+void conn_set_mid(struct conn *c, bool mid)
+{
+	c->mid = mid;
+}
+
 void conn_set_snapshot(struct conn *c, struct zsnap *sn)
 {
 	struct zsnap *old = c->snap;
@@ -212,6 +227,8 @@ void conn_close(struct conn *c, const char *why)
 	LIST_REMOVE(c, link);
 	c->cs->n--;
 	c->refs++; /* dropping the queue must not free c under us */
+	if (c->cs->proto->closed)
+		c->cs->proto->closed(c->cs, c);
 	STAILQ_INIT(&c->outq);
 	drop_outs(outs);
 	conn_set_snapshot(c, NULL);
@@ -241,7 +258,7 @@ static bool want_read(const struct conn *c)
 {
 	if (c->dead || c->eof || c->waiting)
 		return false;
-	return c->rs != R_PREFIX || may_start(c);
+	return c->rs != R_INPUT || c->mid || may_start(c);
 }
 
 /* Starts or stops reading, as the limits, buffer memory and the requests in flight allow. */
@@ -263,17 +280,16 @@ static void conn_update(struct conn *c)
 
 /* --- output --- */
 
-int conn_queue(struct conn *c, struct req *r, const void *msg, size_t mlen, const void *data,
+int conn_queue(struct conn *c, struct req *r, const void *hdr, size_t hlen, const void *data,
 	       size_t dlen, bool last)
 {
-	size_t hlen = ZAP_FRAME_PREFIX + mlen;
 	struct out *o = malloc(sizeof(*o) + hlen);
 
 	if (!o)
 		return -ENOMEM;
 	*o = (struct out){ .r = r, .last = last, .data = data, .dlen = dlen, .hlen = hlen };
-	zap_frame_encode(o->hdr, mlen, dlen);
-	memcpy(o->hdr + ZAP_FRAME_PREFIX, msg, mlen);
+	if (hlen)
+		memcpy(o->hdr, hdr, hlen);
 	if (STAILQ_EMPTY(&c->outq)) {
 		event_add(c->wev, NULL);
 		c->last_write = now_s();
@@ -374,7 +390,7 @@ static void compact(struct conn *c)
 }
 
 /* Makes the buffer able to hold need bytes from in_start on. */
-static int make_room(struct conn *c, size_t need)
+int conn_want(struct conn *c, size_t need)
 {
 	uint8_t *in;
 
@@ -391,33 +407,27 @@ static int make_room(struct conn *c, size_t need)
 	return 0;
 }
 
-static int take_header(struct conn *c)
+static int take_input(struct conn *c)
 {
-	if (c->in_end - c->in_start < ZAP_FRAME_PREFIX)
-		return NEED_INPUT;
-	if (zap_frame_decode(c->in + c->in_start, &c->fr)) {
-		c->cs->bad_frames++;
-		conn_close(c, "frame header longer than the limit: not a zappend client?");
+	ssize_t n;
+
+	/* Finished (QUIT, a refused peer): what else it sent goes unread. */
+	if (c->eof)
+		return PAUSED;
+	n = c->cs->proto->input(c->cs, c, c->in + c->in_start, c->in_end - c->in_start);
+	if (n < 0 || c->dead)
 		return CLOSED;
-	}
-	if (make_room(c, ZAP_FRAME_PREFIX + c->fr.hlen)) {
-		conn_close(c, "out of memory for a request header");
-		return CLOSED;
-	}
-	if (c->in_end - c->in_start < ZAP_FRAME_PREFIX + c->fr.hlen)
+	if (n == 0)
 		return NEED_INPUT;
-	c->in_start += ZAP_FRAME_PREFIX;
-	c->left = c->fr.plen;
-	c->rs = R_DISCARD;
-	c->cs->on_request(c->cs, c, c->in + c->in_start, c->fr.hlen, c->fr.plen);
-	c->in_start += c->fr.hlen;
-	return c->dead ? CLOSED : GO_ON;
+	c->in_start += n;
+	return GO_ON;
 }
 
-void conn_expect_payload(struct conn *c, struct zput *put)
+void conn_payload(struct conn *c, uint64_t n, struct zput *put)
 {
+	c->left = n;
 	c->put = put;
-	c->rs = R_PUT;
+	c->rs = put ? R_PUT : R_DISCARD;
 }
 
 /* Hands buffered payload to the put; *dst, *room: where to read the rest straight into. */
@@ -447,7 +457,7 @@ static int feed_put(struct conn *c, uint8_t **dst, size_t *room)
 		}
 	}
 	c->put = NULL;
-	c->rs = c->left ? R_DISCARD : R_PREFIX;
+	c->rs = c->left ? R_DISCARD : R_INPUT;
 	return GO_ON;
 }
 
@@ -459,7 +469,7 @@ static int discard(struct conn *c)
 	c->left -= n;
 	if (c->left)
 		return NEED_INPUT;
-	c->rs = R_PREFIX;
+	c->rs = R_INPUT;
 	return GO_ON;
 }
 
@@ -470,12 +480,12 @@ static int process(struct conn *c, uint8_t **dst, size_t *room)
 	do {
 		*dst = NULL;
 		switch (c->rs) {
-		case R_PREFIX:
-			if (!may_start(c)) {
+		case R_INPUT:
+			if (!c->mid && !may_start(c)) {
 				conn_update(c);
 				return PAUSED;
 			}
-			ret = take_header(c);
+			ret = take_input(c);
 			break;
 		case R_PUT:
 			ret = feed_put(c, dst, room);
@@ -490,7 +500,7 @@ static int process(struct conn *c, uint8_t **dst, size_t *room)
 
 static void on_eof(struct conn *c)
 {
-	if (c->rs != R_PREFIX || c->in_end != c->in_start) {
+	if (c->rs != R_INPUT || c->mid || c->in_end != c->in_start) {
 		conn_close(c, "the client went away in the middle of a request");
 		return;
 	}
@@ -569,7 +579,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 static bool conn_sweep(struct conn *c, time_t now, unsigned timeout)
 {
-	bool mid_request = c->rs != R_PREFIX || c->in_end != c->in_start;
+	bool mid_request = c->rs != R_INPUT || c->mid || c->in_end != c->in_start;
 
 	/* Waiting for buffer memory is the daemon's doing, not the client's. */
 	if (mid_request && !c->waiting && now - c->last_read > timeout) {
@@ -586,9 +596,10 @@ static bool conn_sweep(struct conn *c, time_t now, unsigned timeout)
 /* --- the set --- */
 
 void conns_init(struct conns *cs, struct event_base *base, const struct zlog *log,
-		const struct conn_limits *lim, conn_request_fn on_request)
+		const struct conn_limits *lim, const struct conn_proto *proto, void *owner)
 {
-	*cs = (struct conns){ .base = base, .log = log, .lim = lim, .on_request = on_request };
+	*cs =
+	    (struct conns){ .base = base, .log = log, .lim = lim, .proto = proto, .owner = owner };
 	LIST_INIT(&cs->list);
 }
 

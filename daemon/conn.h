@@ -1,10 +1,11 @@
 /*
- * Client connections: reading frames (a put's value straight into store
- * buffers), writing response frames in the order they are queued (a get's
- * value straight from store buffers), and pausing reads while a client has
- * too much in flight. Only conn.c touches a connection: its owner (server.c)
- * hears of each request through conns.on_request and answers through the
- * functions below, so the protocol can change without the framing knowing.
+ * Client connections: reading requests (a put's value straight into store
+ * buffers), writing responses in the order they are queued (a get's value
+ * straight from store buffers), and pausing reads while a client has too
+ * much in flight. Only conn.c touches a connection: the protocol a listener
+ * speaks (native frames in server.c, RESP in resp.c) takes requests from
+ * its buffered input through conns.proto and answers through the functions
+ * below, so no protocol knows how the bytes move.
  */
 #ifndef ZAPD_CONN_H
 #define ZAPD_CONN_H
@@ -13,6 +14,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 
 struct event_base;
@@ -30,20 +32,25 @@ struct conn_limits {
 	size_t max_queued;     /* response bytes queued per connection */
 };
 
-/*
- * One request's header, msg; plen payload bytes follow it, and are read and
- * dropped unless the handler calls conn_expect_payload(). c may be closed on
- * return.
- */
-typedef void (*conn_request_fn)(struct conns *cs, struct conn *c, const uint8_t *msg, size_t mlen,
-				uint32_t plen);
+/* How a listener's connections speak. */
+struct conn_proto {
+	/*
+	 * Takes what it can of buf, the len bytes c has buffered: returns how
+	 * many it took (0: it needs more to go on), or -1 once it closed c.
+	 * Called again while it takes bytes and the client's share allows.
+	 */
+	ssize_t (*input)(struct conns *cs, struct conn *c, const uint8_t *buf, size_t len);
+	/* c is closing, its state to be dropped; answers would go nowhere. */
+	void (*closed)(struct conns *cs, struct conn *c);
+};
 
 /* The connections of one listener, and what they share. */
 struct conns {
 	struct event_base *base;
 	const struct zlog *log;
 	const struct conn_limits *lim;
-	conn_request_fn on_request;
+	const struct conn_proto *proto;
+	void *owner;
 	LIST_HEAD(, conn) list;
 	unsigned n;
 	bool stopping;	     /* no new request starts */
@@ -51,7 +58,7 @@ struct conns {
 };
 
 void conns_init(struct conns *cs, struct event_base *base, const struct zlog *log,
-		const struct conn_limits *lim, conn_request_fn on_request);
+		const struct conn_limits *lim, const struct conn_proto *proto, void *owner);
 /* Stops reading new requests; those begun are read to their end and answered. */
 void conns_stop(struct conns *cs);
 void conns_close_all(struct conns *cs);
@@ -82,8 +89,18 @@ struct store_budget *conn_budget(struct conn *c);
  */
 struct zsnap *conn_snapshot(const struct conn *c);
 void conn_set_snapshot(struct conn *c, struct zsnap *sn);
-/* From on_request: the request's payload goes into put, as it arrives. */
-void conn_expect_payload(struct conn *c, struct zput *put);
+/*
+ * From input: the n bytes after those it takes are a payload, handed to put
+ * as they arrive, or dropped if put is NULL; input is called again after.
+ */
+void conn_payload(struct conn *c, uint64_t n, struct zput *put);
+/* From input, before it returns 0: the buffer will hold a request of n bytes. */
+int conn_want(struct conn *c, size_t n);
+/* The protocol is inside a request across calls of input (a sweep or EOF says so). */
+void conn_set_mid(struct conn *c, bool mid);
+/* The protocol's own state for c. */
+void *conn_data(const struct conn *c);
+void conn_set_data(struct conn *c, void *data);
 
 /* A request that outlives its dispatch: a put, delete or get in progress. */
 struct req {
@@ -91,6 +108,7 @@ struct req {
 	uint64_t id;
 	struct zget *g;
 	bool started; /* get: the first frame is out */
+	void *p;      /* the protocol's */
 };
 
 /* Requests take a reference on their connection; the last one frees a closed one. */
@@ -98,11 +116,12 @@ struct req *req_new(struct conn *c, uint64_t id);
 void req_free(struct req *r);
 
 /*
- * Queues a frame: msg (an encoded Response) and dlen bytes of payload. With r,
- * the payload is a piece of r's value in a store buffer: once it is written
- * conn.c calls store_get_next(r->g), and ends r after the last piece.
+ * Queues hlen bytes of hdr (copied) and dlen bytes of data. With r, the data
+ * is a piece of r's value in a store buffer: once it is written conn.c calls
+ * store_get_next(r->g), and ends r after the last piece; without, data must
+ * live until written (NULL, or static).
  */
-int conn_queue(struct conn *c, struct req *r, const void *msg, size_t mlen, const void *data,
+int conn_queue(struct conn *c, struct req *r, const void *hdr, size_t hlen, const void *data,
 	       size_t dlen, bool last);
 
 #endif

@@ -40,6 +40,7 @@ struct zapd {
 	struct event *watchdog;
 	char socket_path[108]; /* where clients connect: --socket, or systemd's socket */
 	uint32_t *allow_uids, *allow_gids; /* --allow-uid, --allow-gid as numbers */
+	char *resp_password;		   /* --resp-password-file's */
 	size_t n_allow_uids, n_allow_gids;
 	struct zdev *dev;
 	struct zring ring;
@@ -105,6 +106,32 @@ static int socket_group(const struct options *o, int *gid, struct zerr *err)
 	*gid = n ? (int)ids[0] : -1;
 	free(ids);
 	return 0;
+}
+
+/* The first line of --resp-password-file: a password, never empty. */
+static int load_password(struct zapd *d, struct zerr *err)
+{
+	const char *path = d->opt.resp_password_file;
+	char line[512];
+	FILE *f;
+	size_t n;
+
+	if (!path || !*path)
+		return 0;
+	f = fopen(path, "re");
+	if (!f)
+		return zerr_set(err, -errno, "--resp-password-file %s: %s", path, strerror(errno));
+	if (!fgets(line, sizeof(line), f))
+		line[0] = 0;
+	fclose(f);
+	n = strcspn(line, "\r\n");
+	line[n] = 0;
+	if (!n)
+		return zerr_set(err, -EINVAL, "--resp-password-file %s: its first line is empty",
+				path);
+	d->resp_password = strdup(line);
+	explicit_bzero(line, sizeof(line));
+	return d->resp_password ? 0 : zerr_set(err, -ENOMEM, "out of memory");
 }
 
 static int load_allow_lists(struct zapd *d, const struct options *o, struct zerr *err)
@@ -351,6 +378,8 @@ static int setup(struct zapd *d, struct zerr *err)
 	ret = socket_group(&d->opt, &scfg.socket_gid, err);
 	if (!ret)
 		ret = load_allow_lists(d, &d->opt, err);
+	if (!ret)
+		ret = load_password(d, err);
 	if (ret) {
 		if (lfd >= 0)
 			close(lfd);
@@ -358,6 +387,8 @@ static int setup(struct zapd *d, struct zerr *err)
 		return ret;
 	}
 	conn_limits(d, &d->opt, &scfg);
+	scfg.resp = d->opt.resp && *d->opt.resp ? d->opt.resp : NULL;
+	scfg.resp_password = d->resp_password;
 	/* No locks: the daemon is one thread. */
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
 	d->base = event_base_new_with_config(cfg);
@@ -367,13 +398,14 @@ static int setup(struct zapd *d, struct zerr *err)
 	ret = setup_io(d, err);
 	if (!ret)
 		ret = setup_store(d, err);
-	if (!ret)
-		ret = server_start(&d->srv, d->base, &d->store, &d->log, &scfg, err);
 	if (ret) {
-		if (lfd >= 0 && d->srv.lfd != lfd)
+		if (lfd >= 0)
 			close(lfd);
 		return ret;
 	}
+	ret = server_start(&d->srv, d->base, &d->store, &d->log, &scfg, err);
+	if (ret)
+		return ret;
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
 	d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
@@ -421,6 +453,7 @@ static void teardown(struct zapd *d)
 	svc_done(&d->svc);
 	free(d->allow_uids);
 	free(d->allow_gids);
+	free(d->resp_password);
 }
 
 /*
@@ -494,7 +527,7 @@ static int verify(struct zapd *d, struct zerr *err)
 
 int main(int argc, char **argv)
 {
-	static struct zapd zapd = { .srv.lfd = -1 };
+	static struct zapd zapd;
 	struct zapd *d = &zapd;
 	struct zerr err = { "" };
 	int ret;

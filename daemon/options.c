@@ -44,6 +44,10 @@ static const struct opt_def defs[] = {
 	{ "socket", OPT_STR, O(socket), "PATH", "Unix socket to serve on" },
 	{ "socket-group", OPT_STR, O(socket_group), "GROUP",
 	  "group owning the socket (mode 0660) when zappendd creates it" },
+	{ "resp", OPT_STR, O(resp), "unix:PATH,HOST:PORT",
+	  "also serve the Redis protocol (RESP2) there; TCP beyond loopback needs a password" },
+	{ "resp-password-file", OPT_STR, O(resp_password_file), "FILE",
+	  "RESP clients must AUTH with the password in FILE (its first line)" },
 	{ "backend", OPT_STR, O(backend), "NAME", "auto, file, zbd or nvme" },
 	{ "size", OPT_SIZE, O(size), "SIZE", "file backend: image size at creation (4G)" },
 	{ "zone-size", OPT_SIZE, O(zone_size), "SIZE",
@@ -111,6 +115,8 @@ void options_done(struct options *o)
 	free(o->backend);
 	free(o->log_file);
 	free(o->socket_group);
+	free(o->resp);
+	free(o->resp_password_file);
 	free(o->allow_uid);
 	free(o->allow_gid);
 	memset(o, 0, sizeof(*o));

@@ -35,8 +35,10 @@ struct options {
 	char *allow_gid;
 	char *log_file;	    /* NULL: stderr */
 	char *socket_group; /* group owning the socket we create; NULL: ours */
-	int gc_policy;	    /* enum gc_policy */
-	int log_level;	    /* LOG_ERR .. LOG_DEBUG */
+	char *resp;	    /* RESP listeners, "unix:PATH,HOST:PORT"; NULL: none */
+	char *resp_password_file;
+	int gc_policy; /* enum gc_policy */
+	int log_level; /* LOG_ERR .. LOG_DEBUG */
 	bool format;
 	bool rescan;	  /* ignore zone summaries: scan every zone at start */
 	bool verify;	  /* check the device, read only, report and exit */

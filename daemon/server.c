@@ -1,8 +1,12 @@
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +16,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "resp.h"
 #include "zappend.pb-c.h"
 
 #define LIST_DEFAULT	 1000u
@@ -52,34 +57,11 @@ static Zappend__Status status_of(int err)
 	}
 }
 
-static const char *message_of(int err)
-{
-	switch (err) {
-	case -ENOENT:
-		return "key not found";
-	case -ENOSPC:
-		return "no space left on the device";
-	case -ESTALE:
-		return "the snapshot is gone: take a new one";
-	case -EBUSY:
-	case -ENOMEM:
-		return "the daemon is out of memory for this request; retry";
-	case -EIO:
-		return "device I/O error";
-	case -EBADMSG:
-		return "stored data failed its checksum";
-	case -EROFS:
-		return "the device is read-only";
-	default:
-		return strerror(-err);
-	}
-}
-
 /* Sends r; on failure the connection is closed (it cannot stay in sync). */
 static int send_response(struct conn *c, Zappend__Response *r, struct req *get, const void *data,
 			 size_t dlen, bool last)
 {
-	size_t len = zappend__response__get_packed_size(r);
+	size_t len = ZAP_FRAME_PREFIX + zappend__response__get_packed_size(r);
 	uint8_t small[256], *buf = len <= sizeof(small) ? small : malloc(len);
 	int ret;
 
@@ -87,7 +69,8 @@ static int send_response(struct conn *c, Zappend__Response *r, struct req *get, 
 		conn_close(c, "out of memory for a response");
 		return -ENOMEM;
 	}
-	zappend__response__pack(r, buf);
+	zap_frame_encode(buf, len - ZAP_FRAME_PREFIX, dlen);
+	zappend__response__pack(r, buf + ZAP_FRAME_PREFIX);
 	ret = conn_queue(c, get, buf, len, data, dlen, last);
 	if (buf != small)
 		free(buf);
@@ -102,7 +85,7 @@ static void respond_err(struct conn *c, uint64_t id, int err, const char *msg)
 
 	r.id = id;
 	r.status = status_of(err);
-	r.message = (char *)(msg ? msg : err ? message_of(err) : "");
+	r.message = (char *)(msg ? msg : err ? store_strerror(err) : "");
 	send_response(c, &r, NULL, NULL, 0, true);
 }
 
@@ -128,15 +111,6 @@ static void put_done(void *arg, const struct zput_result *res)
 	req_free(q);
 }
 
-static void limit_message(struct server *srv, char *buf, size_t len, size_t klen, uint64_t vlen)
-{
-	if (klen > ZAP_KEY_MAX)
-		snprintf(buf, len, "key of %zu bytes exceeds the limit of %u", klen, ZAP_KEY_MAX);
-	else
-		snprintf(buf, len, "value of %llu bytes exceeds the limit of %llu (--max-value)",
-			 (unsigned long long)vlen, (unsigned long long)srv->store->cfg.max_value);
-}
-
 static void do_put(struct server *srv, struct conn *c, const Zappend__Request *rq, uint32_t plen)
 {
 	struct req *q = req_new(c, rq->id);
@@ -152,7 +126,7 @@ static void do_put(struct server *srv, struct conn *c, const Zappend__Request *r
 			      q, &put);
 	if (ret) {
 		if (ret == -E2BIG)
-			limit_message(srv, msg, sizeof(msg), rq->key.len, plen);
+			store_limit_message(srv->store, msg, sizeof(msg), rq->key.len, plen);
 		respond_err(c, rq->id, ret,
 			    ret == -E2BIG    ? msg
 			    : ret == -EINVAL ? "empty key"
@@ -160,7 +134,7 @@ static void do_put(struct server *srv, struct conn *c, const Zappend__Request *r
 		req_free(q);
 		return;
 	}
-	conn_expect_payload(c, put);
+	conn_payload(c, plen, put);
 }
 
 static void do_del(struct server *srv, struct conn *c, const Zappend__Request *rq)
@@ -404,50 +378,36 @@ static void do_snapshot(struct server *srv, struct conn *c, const Zappend__Reque
 
 /* --- stat, zones --- */
 
-#define STAT_MAX 96
-
 struct stat_acc {
-	Zappend__StatItem items[STAT_MAX];
-	Zappend__StatItem *ptrs[STAT_MAX];
-	size_t n;
+	struct stat_item *items;
+	size_t n, max;
 };
 
-static Zappend__StatItem *stat_item(struct stat_acc *a, const char *name)
+static struct stat_item *stat_item(struct stat_acc *a, const char *name, char kind)
 {
 	/* Past the array's end, the last slot is overwritten: raise STAT_MAX then. */
-	Zappend__StatItem *it = &a->items[MIN(a->n, STAT_MAX - 1)];
+	struct stat_item *it = &a->items[MIN(a->n, a->max - 1)];
 
-	if (a->n == STAT_MAX)
-		a->n--;
-
-	zappend__stat_item__init(it);
-	it->name = (char *)name;
-	a->ptrs[a->n++] = it;
+	if (a->n < a->max)
+		a->n++;
+	it->name = name;
+	it->kind = kind;
 	return it;
 }
 
 static void stat_u(struct stat_acc *a, const char *name, uint64_t v)
 {
-	Zappend__StatItem *it = stat_item(a, name);
-
-	it->value_case = ZAPPEND__STAT_ITEM__VALUE_U;
-	it->u = v;
+	stat_item(a, name, 'u')->u = v;
 }
 
 static void stat_d(struct stat_acc *a, const char *name, double v)
 {
-	Zappend__StatItem *it = stat_item(a, name);
-
-	it->value_case = ZAPPEND__STAT_ITEM__VALUE_D;
-	it->d = v;
+	stat_item(a, name, 'd')->d = v;
 }
 
 static void stat_s(struct stat_acc *a, const char *name, const char *v)
 {
-	Zappend__StatItem *it = stat_item(a, name);
-
-	it->value_case = ZAPPEND__STAT_ITEM__VALUE_S;
-	it->s = (char *)v;
+	stat_item(a, name, 's')->s = v;
 }
 
 static void collect_stats(struct server *srv, struct stat_acc *a)
@@ -509,11 +469,14 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "recovery_zones_summarised", st->st.zones_summarised);
 	stat_u(a, "recovery_zones_checkpointed", st->st.zones_checkpointed);
 	stat_u(a, "summary_bytes", st->st.summary_bytes);
-	stat_u(a, "connections", srv->conns.n);
-	stat_u(a, "connection_buffer_bytes", conns_buffer_bytes(&srv->conns));
+	stat_u(a, "connections", srv->conns.n + srv->resp.n);
+	stat_u(a, "connections_resp", srv->resp.n);
+	stat_u(a, "connection_buffer_bytes",
+	       conns_buffer_bytes(&srv->conns) + conns_buffer_bytes(&srv->resp));
 	stat_u(a, "connections_total", srv->st.connections);
 	stat_u(a, "connections_rejected", srv->st.rejected);
 	stat_u(a, "bad_frames", srv->conns.bad_frames);
+	stat_u(a, "resp_protocol_errors", srv->resp.bad_frames);
 	stat_u(a, "connections_idle_closed", srv->st.idle_closed);
 	stat_u(a, "connections_denied", srv->st.denied);
 	stat_u(a, "max_connections", srv->cfg.max_connections);
@@ -530,15 +493,39 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_s(a, "version", PACKAGE_VERSION);
 }
 
+static size_t server_stats(void *arg, struct stat_item *items, size_t max)
+{
+	struct stat_acc a = { .items = items, .max = max };
+
+	collect_stats(arg, &a);
+	return a.n;
+}
+
 static void do_stat(struct server *srv, struct conn *c, const Zappend__Request *rq)
 {
 	Zappend__Response r = ZAPPEND__RESPONSE__INIT;
-	struct stat_acc a = { .n = 0 };
+	struct stat_item items[STAT_MAX];
+	Zappend__StatItem pb[STAT_MAX], *ptrs[STAT_MAX];
+	size_t n = server_stats(srv, items, STAT_MAX);
 
-	collect_stats(srv, &a);
+	for (size_t i = 0; i < n; i++) {
+		zappend__stat_item__init(&pb[i]);
+		pb[i].name = (char *)items[i].name;
+		if (items[i].kind == 'u') {
+			pb[i].value_case = ZAPPEND__STAT_ITEM__VALUE_U;
+			pb[i].u = items[i].u;
+		} else if (items[i].kind == 'd') {
+			pb[i].value_case = ZAPPEND__STAT_ITEM__VALUE_D;
+			pb[i].d = items[i].d;
+		} else {
+			pb[i].value_case = ZAPPEND__STAT_ITEM__VALUE_S;
+			pb[i].s = (char *)items[i].s;
+		}
+		ptrs[i] = &pb[i];
+	}
 	r.id = rq->id;
-	r.n_stats = a.n;
-	r.stats = a.ptrs;
+	r.n_stats = n;
+	r.stats = ptrs;
 	send_response(c, &r, NULL, NULL, 0, true);
 }
 
@@ -581,10 +568,9 @@ out:
 
 /* --- dispatch --- */
 
-static void on_request(struct conns *cs, struct conn *c, const uint8_t *msg, size_t mlen,
+static void on_request(struct server *srv, struct conn *c, const uint8_t *msg, size_t mlen,
 		       uint32_t plen)
 {
-	struct server *srv = container_of(cs, struct server, conns);
 	Zappend__Request *rq = zappend__request__unpack(NULL, mlen, msg);
 	char why[64];
 
@@ -632,6 +618,31 @@ static void on_request(struct conns *cs, struct conn *c, const uint8_t *msg, siz
 	zappend__request__free_unpacked(rq, NULL);
 }
 
+/* A frame: its header is handled whole; its payload follows, to a put or dropped. */
+static ssize_t frame_input(struct conns *cs, struct conn *c, const uint8_t *buf, size_t len)
+{
+	struct zap_frame fr;
+
+	if (len < ZAP_FRAME_PREFIX)
+		return 0;
+	if (zap_frame_decode(buf, &fr)) {
+		cs->bad_frames++;
+		conn_close(c, "frame header longer than the limit: not a zappend client?");
+		return -1;
+	}
+	if (len < ZAP_FRAME_PREFIX + fr.hlen) {
+		if (!conn_want(c, ZAP_FRAME_PREFIX + fr.hlen))
+			return 0;
+		conn_close(c, "out of memory for a request header");
+		return -1;
+	}
+	conn_payload(c, fr.plen, NULL);
+	on_request(cs->owner, c, buf + ZAP_FRAME_PREFIX, fr.hlen, fr.plen);
+	return conn_closed(c) ? -1 : (ssize_t)(ZAP_FRAME_PREFIX + fr.hlen);
+}
+
+static const struct conn_proto frame_proto = { .input = frame_input };
+
 /* --- listener --- */
 
 static bool listed(const uint32_t *ids, size_t n, uint32_t id)
@@ -652,32 +663,72 @@ static bool allowed(const struct server_cfg *cfg, uid_t uid, gid_t gid)
 	       listed(cfg->allow_gids, cfg->n_allow_gids, gid);
 }
 
-/* The client is told why before the connection closes. */
-static void deny(struct conn *c)
+/* The client is told why, in its protocol, before the connection closes. */
+static void deny(struct listener *l, struct conn *c)
 {
 	char why[96];
+	int n;
 
-	snprintf(why, sizeof(why), "uid %u is not allowed (--allow-uid, --allow-gid)",
-		 (unsigned)conn_peer(c)->uid);
-	respond_err(c, 0, -EACCES, why);
+	n = snprintf(why, sizeof(why), "%suid %u is not allowed (--allow-uid, --allow-gid)%s",
+		     l->cs == &l->srv->resp ? "-ERR " : "", (unsigned)conn_peer(c)->uid,
+		     l->cs == &l->srv->resp ? "\r\n" : "");
+	if (l->cs == &l->srv->resp)
+		conn_queue(c, NULL, why, n, NULL, 0, true);
+	else
+		respond_err(c, 0, -EACCES, why);
 	conn_finish(c);
+}
+
+/* A connection on l: its protocol's state, and who may use it. */
+static void accepted(struct listener *l, int fd)
+{
+	struct server *srv = l->srv;
+	const struct ucred *peer;
+	struct conn *c = conn_new(l->cs, fd);
+
+	if (c && l->cs == &srv->resp && resp_conn_init(l->cs, c)) {
+		conn_close(c, NULL);
+		c = NULL;
+		fd = -1;
+	}
+	if (!c) {
+		log_warn(srv->log, "refusing a connection: out of memory");
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	srv->st.connections++;
+	if (l->tcp) {
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+		log_debug(srv->log, "RESP client connected over TCP");
+		return;
+	}
+	peer = conn_peer(c);
+	if (!allowed(&srv->cfg, peer->uid, peer->gid)) {
+		srv->st.denied++;
+		log_warn(srv->log, "refusing client pid %d uid %u gid %u: not an allowed user",
+			 (int)peer->pid, (unsigned)peer->uid, (unsigned)peer->gid);
+		deny(l, c);
+		return;
+	}
+	log_debug(srv->log, "client pid %d uid %u gid %u connected", (int)peer->pid,
+		  (unsigned)peer->uid, (unsigned)peer->gid);
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
-	struct server *srv = arg;
+	struct listener *l = arg;
+	struct server *srv = l->srv;
 
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		const struct ucred *peer;
-		struct conn *c;
 
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				log_warn(srv->log, "accept: %s", strerror(errno));
 			return;
 		}
-		if (srv->conns.n >= srv->cfg.max_connections) {
+		if (srv->conns.n + srv->resp.n >= srv->cfg.max_connections) {
 			srv->st.rejected++;
 			log_warn(srv->log,
 				 "refusing a connection: %u connections is the limit "
@@ -686,24 +737,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			close(fd);
 			continue;
 		}
-		c = conn_new(&srv->conns, fd);
-		if (!c) {
-			log_warn(srv->log, "refusing a connection: out of memory");
-			close(fd);
-			continue;
-		}
-		srv->st.connections++;
-		peer = conn_peer(c);
-		if (!allowed(&srv->cfg, peer->uid, peer->gid)) {
-			srv->st.denied++;
-			log_warn(srv->log,
-				 "refusing client pid %d uid %u gid %u: not an allowed user",
-				 (int)peer->pid, (unsigned)peer->uid, (unsigned)peer->gid);
-			deny(c);
-			continue;
-		}
-		log_debug(srv->log, "client pid %d uid %u gid %u connected", (int)peer->pid,
-			  (unsigned)peer->uid, (unsigned)peer->gid);
+		accepted(l, fd);
 	}
 }
 
@@ -769,6 +803,124 @@ static int listen_on(const char *path, int gid, struct zerr *err)
 	return fd;
 }
 
+/* Loopback only: a listener there may go without a password. */
+static bool loopback(const struct sockaddr *sa)
+{
+	const struct sockaddr_in6 *s6 = (const void *)sa;
+
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
+	       (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && s6->sin6_addr.s6_addr[12] == 127);
+}
+
+/* "HOST:PORT" ("[::1]:6379" for IPv6) split at its last colon. */
+static int split_host(const char *spec, char *host, size_t hlen, const char **port)
+{
+	const char *colon = strrchr(spec, ':');
+	size_t n;
+
+	if (!colon || colon == spec || !colon[1])
+		return -EINVAL;
+	n = colon - spec;
+	if (spec[0] == '[' && n >= 2 && spec[n - 1] == ']') {
+		spec++;
+		n -= 2;
+	}
+	if (n >= hlen)
+		return -EINVAL;
+	memcpy(host, spec, n);
+	host[n] = 0;
+	*port = colon + 1;
+	return 0;
+}
+
+static int listen_tcp(const char *spec, bool password, struct zerr *err)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai;
+	char host[256];
+	const char *port;
+	int fd, ret;
+
+	if (split_host(spec, host, sizeof(host), &port))
+		return zerr_set(err, -EINVAL,
+				"--resp %s: expected unix:PATH or HOST:PORT (e.g. 127.0.0.1:6379)",
+				spec);
+	ret = getaddrinfo(host, port, &hints, &ai);
+	if (ret)
+		return zerr_set(err, -EINVAL, "--resp %s: %s", spec, gai_strerror(ret));
+	if (!password && !loopback(ai->ai_addr)) {
+		freeaddrinfo(ai);
+		return zerr_set(err, -EPERM,
+				"--resp %s listens beyond this machine: give --resp-password-file, "
+				"or listen on 127.0.0.1",
+				spec);
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int)) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 512)) {
+		ret = -errno;
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return zerr_set(err, ret, "cannot listen on %s: %s", spec, strerror(-ret));
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static int add_listener(struct server *srv, struct conns *cs, int fd, bool tcp, const char *path,
+			struct zerr *err)
+{
+	struct listener *l = &srv->lis[srv->nlis];
+
+	*l = (struct listener){ .srv = srv, .cs = cs, .fd = fd, .tcp = tcp };
+	l->path = path ? strdup(path) : NULL;
+	l->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, on_accept, l);
+	if (!l->ev || (path && !l->path)) {
+		free(l->path);
+		if (l->ev)
+			event_free(l->ev);
+		close(fd);
+		return zerr_set(err, -ENOMEM, "out of memory");
+	}
+	srv->nlis++;
+	event_add(l->ev, NULL);
+	return 0;
+}
+
+/* --resp's listeners: "unix:PATH" or "HOST:PORT", separated by commas. */
+static int listen_resp(struct server *srv, struct zerr *err)
+{
+	char *list = strdup(srv->cfg.resp), *save = NULL;
+	int ret = list ? 0 : zerr_set(err, -ENOMEM, "out of memory");
+
+	for (char *spec = list ? strtok_r(list, ",", &save) : NULL; spec && !ret;
+	     spec = strtok_r(NULL, ",", &save)) {
+		bool unix_path = !strncmp(spec, "unix:", 5);
+		int fd;
+
+		if (srv->nlis == ARRAY_SIZE(srv->lis)) {
+			ret = zerr_set(err, -EINVAL, "--resp: at most %zu listeners",
+				       ARRAY_SIZE(srv->lis) - 1);
+			break;
+		}
+		fd = unix_path ? listen_on(spec + 5, srv->cfg.socket_gid, err)
+			       : listen_tcp(spec, srv->cfg.resp_password != NULL, err);
+		ret = fd < 0 ? fd
+			     : add_listener(srv, &srv->resp, fd, !unix_path,
+					    unix_path ? spec + 5 : NULL, err);
+		if (!ret)
+			log_notice(srv->log, "serving RESP on %s%s", spec,
+				   srv->cfg.resp_password ? " (AUTH required)" : "");
+	}
+	free(list);
+	return ret;
+}
+
 /* Clients that stalled halfway through a request, or stopped reading, give their share back. */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
@@ -783,11 +935,14 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	store_tick(srv->store);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	srv->st.idle_closed += conns_sweep(&srv->conns, now.tv_sec, srv->cfg.idle_timeout);
+	srv->st.idle_closed += conns_sweep(&srv->resp, now.tv_sec, srv->cfg.idle_timeout);
 }
 
 int server_start(struct server *srv, struct event_base *base, struct store *store,
 		 const struct zlog *log, const struct server_cfg *cfg, struct zerr *err)
 {
+	int fd, ret;
+
 	memset(srv, 0, sizeof(*srv));
 	srv->base = base;
 	srv->store = store;
@@ -800,17 +955,21 @@ int server_start(struct server *srv, struct event_base *base, struct store *stor
 	if (!srv->cfg.idle_timeout)
 		srv->cfg.idle_timeout = SERVER_IDLE_TIMEOUT;
 	srv->started = time(NULL);
-	conns_init(&srv->conns, base, log, &srv->cfg.conn, on_request);
-	srv->lfd =
-	    cfg->inherit ? cfg->inherited_fd : listen_on(cfg->socket_path, cfg->socket_gid, err);
-	if (srv->lfd < 0)
-		return srv->lfd;
-	srv->lev = event_new(base, srv->lfd, EV_READ | EV_PERSIST, on_accept, srv);
-	if (!srv->lev) {
-		close(srv->lfd);
-		return zerr_set(err, -ENOMEM, "out of memory");
-	}
-	event_add(srv->lev, NULL);
+	conns_init(&srv->conns, base, log, &srv->cfg.conn, &frame_proto, srv);
+	srv->renv = (struct resp_env){ .store = store,
+				       .password = cfg->resp_password,
+				       .stats = server_stats,
+				       .stats_arg = srv };
+	conns_init(&srv->resp, base, log, &srv->cfg.conn, &resp_proto, &srv->renv);
+	fd = cfg->inherit ? cfg->inherited_fd : listen_on(cfg->socket_path, cfg->socket_gid, err);
+	if (fd < 0)
+		return fd;
+	ret =
+	    add_listener(srv, &srv->conns, fd, false, cfg->inherit ? NULL : cfg->socket_path, err);
+	if (!ret && cfg->resp)
+		ret = listen_resp(srv, err);
+	if (ret)
+		return ret;
 	srv->sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, srv);
 	if (!srv->sweep_timer)
 		return zerr_set(err, -ENOMEM, "out of memory");
@@ -820,7 +979,21 @@ int server_start(struct server *srv, struct event_base *base, struct store *stor
 
 static bool quiet(const struct server *srv)
 {
-	return store_idle(srv->store) && conns_idle(&srv->conns);
+	return store_idle(srv->store) && conns_idle(&srv->conns) && conns_idle(&srv->resp);
+}
+
+static void close_listeners(struct server *srv)
+{
+	for (unsigned i = 0; i < srv->nlis; i++) {
+		struct listener *l = &srv->lis[i];
+
+		event_free(l->ev);
+		close(l->fd);
+		if (l->path)
+			unlink(l->path);
+		free(l->path);
+	}
+	srv->nlis = 0;
 }
 
 static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
@@ -847,15 +1020,9 @@ void server_stop(struct server *srv)
 	if (srv->conns.stopping)
 		return;
 	conns_stop(&srv->conns);
+	conns_stop(&srv->resp);
 	store_stop(srv->store);
-	if (srv->lev) {
-		event_free(srv->lev);
-		srv->lev = NULL;
-		close(srv->lfd);
-		srv->lfd = -1;
-		if (!srv->cfg.inherit)
-			unlink(srv->cfg.socket_path);
-	}
+	close_listeners(srv);
 	srv->stop_timer = evtimer_new(srv->base, on_stop_tick, srv);
 	if (!srv->stop_timer)
 		event_base_loopexit(srv->base, NULL);
@@ -866,14 +1033,11 @@ void server_stop(struct server *srv)
 void server_done(struct server *srv)
 {
 	conns_close_all(&srv->conns);
-	if (srv->lev)
-		event_free(srv->lev);
-	if (srv->lfd >= 0)
-		close(srv->lfd);
+	conns_close_all(&srv->resp);
+	close_listeners(srv);
 	if (srv->stop_timer)
 		event_free(srv->stop_timer);
 	if (srv->sweep_timer)
 		event_free(srv->sweep_timer);
 	memset(srv, 0, sizeof(*srv));
-	srv->lfd = -1;
 }

@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "resp.h"
 #include "store.h"
 
 struct event_base;
@@ -34,6 +35,8 @@ struct server_cfg {
 	size_t n_allow_uids;
 	const uint32_t *allow_gids;
 	size_t n_allow_gids;
+	const char *resp;	   /* RESP listeners: "unix:PATH,HOST:PORT"; NULL: none */
+	const char *resp_password; /* RESP clients must AUTH with it; NULL: they need not */
 };
 
 #define SERVER_MAX_INFLIGHT 1024u
@@ -47,22 +50,37 @@ struct server_stats {
 	uint64_t denied;      /* refused: peer not among the allowed uids/gids */
 };
 
+/* A listening socket: its connections go to cs. */
+struct listener {
+	struct server *srv;
+	struct conns *cs;
+	int fd;
+	struct event *ev;
+	bool tcp;
+	char *path; /* a Unix socket zappendd made: removed when it stops */
+};
+
+#define SERVER_MAX_LISTENERS 5 /* the native socket and four RESP ones */
+
 struct server {
 	struct event_base *base;
 	struct store *store;
 	const struct zlog *log;
 	struct server_cfg cfg;
-	int lfd;
-	struct event *lev;
+	struct listener lis[SERVER_MAX_LISTENERS]; /* the native one first */
+	unsigned nlis;
 	struct event *stop_timer;
 	struct event *sweep_timer; /* once a second: connections stuck mid-request */
-	struct conns conns;
+	struct conns conns;	   /* native */
+	struct conns resp;
+	struct resp_env renv;
 	unsigned stop_ticks;
 	bool fixed_refusal_logged;
 	time_t started;
 	struct server_stats st;
 };
 
+/* Owns cfg->inherited_fd from here on, even when it fails. */
 int server_start(struct server *srv, struct event_base *base, struct store *store,
 		 const struct zlog *log, const struct server_cfg *cfg, struct zerr *err);
 /* Stops accepting and reading; the loop exits once in-flight work is answered. */

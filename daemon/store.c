@@ -11,6 +11,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,40 @@ void store_buf_put(struct store *s, void *buf, uint32_t len, struct store_budget
 	}
 	if (s->waiters.head)
 		store_wake(&s->waiters);
+}
+
+const char *store_strerror(int err)
+{
+	switch (err) {
+	case -ENOENT:
+		return "key not found";
+	case -ENOSPC:
+		return "no space left on the device";
+	case -ESTALE:
+		return "the snapshot is gone: take a new one";
+	case -EBUSY:
+	case -ENOMEM:
+		return "the daemon is out of memory for this request; retry";
+	case -EIO:
+		return "device I/O error";
+	case -EBADMSG:
+		return "stored data failed its checksum";
+	case -EROFS:
+		return "the device is read-only";
+	case -EINVAL:
+		return "empty key";
+	default:
+		return strerror(-err);
+	}
+}
+
+void store_limit_message(const struct store *s, char *buf, size_t len, size_t klen, uint64_t vlen)
+{
+	if (klen > ZAP_KEY_MAX)
+		snprintf(buf, len, "key of %zu bytes exceeds the limit of %u", klen, ZAP_KEY_MAX);
+	else
+		snprintf(buf, len, "value of %llu bytes exceeds the limit of %llu (--max-value)",
+			 (unsigned long long)vlen, (unsigned long long)s->cfg.max_value);
 }
 
 int store_check_key(size_t klen)

@@ -201,9 +201,20 @@ typedef void (*zget_fn)(void *arg, int err, const struct zget_chunk *c);
 int store_get(struct store *s, const struct zsnap *at, const void *key, size_t klen,
 	      struct store_budget *b, zget_fn fn, void *arg, struct zget **out);
 void store_get_next(struct zget *g);
+/*
+ * The chunk's data is used, and its buffer goes back, but the get reads on
+ * only at store_get_next: a reader that copies ahead of its turn holds no
+ * pool memory while it waits.
+ */
+void store_get_release(struct zget *g);
 void store_get_abort(struct zget *g);
 
 void store_wait_cancel(struct store_waiter *w);
+
+/* What a client is told of a store error, one line. */
+const char *store_strerror(int err);
+/* Why a put of a klen-byte key and a vlen-byte value was refused with -E2BIG. */
+void store_limit_message(const struct store *s, char *buf, size_t len, size_t klen, uint64_t vlen);
 
 /*
  * Snapshots (store_snap.c): the store as of the last sequence number given

@@ -312,6 +312,11 @@ void store_get_next(struct zget *g)
 	get_read(g);
 }
 
+void store_get_release(struct zget *g)
+{
+	get_buf_put(g);
+}
+
 static void unwait(struct zget *g)
 {
 	struct zget **pp = &g->wait_on->waiters;
