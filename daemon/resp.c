@@ -966,10 +966,16 @@ static void cmd_command(struct rconn *rc, size_t argc)
 
 /* --- parsing --- */
 
-/* The connection cannot stay in step: the client is told, and it closes once answered. */
+/*
+ * The connection cannot stay in step: the client is told, after the replies
+ * to what came before, and the connection closes once they are written. A
+ * value that arrived whole, as long as its length said, was stored already.
+ */
 static ssize_t proto_error(struct rconn *rc, const char *why)
 {
 	rc->cs->bad_frames++;
+	if (rc->argc)
+		request_end(rc);
 	reply(rc, "-ERR Protocol error: %s\r\n", why);
 	rc->quit = true;
 	return -1;

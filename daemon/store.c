@@ -115,6 +115,8 @@ const char *store_strerror(int err)
 		return "the device is read-only";
 	case -EINVAL:
 		return "empty key";
+	case -E2BIG:
+		return "key longer than 1024 bytes, or value over --max-value";
 	default:
 		return strerror(-err);
 	}

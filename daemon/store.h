@@ -178,7 +178,10 @@ bool store_put_filled(const struct zput *p);
 /* The value will never arrive whole (the client went away): the put fails quietly. */
 void store_put_abort(struct zput *p);
 
-/* Deletes key: done gets -ENOENT if it holds no value. */
+/*
+ * Deletes key: -ENOENT if it will hold no value when the delete takes
+ * effect, after what was received before it.
+ */
 int store_del(struct store *s, const void *key, size_t klen, struct store_budget *b, zput_fn done,
 	      void *arg);
 

@@ -445,27 +445,35 @@ static void del_write(struct store_waiter *w)
 		store_put_fill(p, 0);
 }
 
-/* Whether a put of key is in flight: received, so a delete received now must come after it. */
-static bool put_in_flight(const struct store *s, const void *key, size_t klen)
+/*
+ * Whether key will hold a value once what was received before now has
+ * taken effect: the newest put or delete in flight says, else the index.
+ * (A put in flight that then fails makes this a guess; nothing else does.)
+ */
+static bool will_hold(const struct store *s, const void *key, size_t klen)
 {
+	const struct zhold *newest = NULL;
+	struct zent e;
+
 	for (struct zhold *h = zholds_next(&s->holds, key, klen, NULL); h;
 	     h = zholds_next(&s->holds, key, klen, h)) {
-		if (h->kind == ZH_PUT)
-			return true;
+		if ((h->kind == ZH_PUT || h->kind == ZH_DEL) && (!newest || h->seq > newest->seq))
+			newest = h;
 	}
-	return false;
+	if (newest)
+		return newest->kind == ZH_PUT;
+	return zidx_get(s->idx, key, klen, &e) && e.nchunks;
 }
 
 int store_del(struct store *s, const void *key, size_t klen, struct store_budget *b, zput_fn done,
 	      void *arg)
 {
-	struct zent e;
 	struct zput *p;
 	int ret = store_check_key(klen);
 
 	if (ret)
 		return ret;
-	if ((!zidx_get(s->idx, key, klen, &e) || !e.nchunks) && !put_in_flight(s, key, klen))
+	if (!will_hold(s, key, klen))
 		return -ENOENT;
 	p = put_new(s, ZREC_DEL, key, klen, 0, b, done, arg);
 	if (!p)
