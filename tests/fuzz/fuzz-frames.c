@@ -1,5 +1,6 @@
 /*
- * fuzz-frames: the daemon's real input path. Once per process: an event loop,
+ * fuzz-frames, and fuzz-resp (built from this file with FUZZ_RESP): the
+ * daemon's real input path, native frames or RESP. Once per process: an event loop,
  * the io_uring, a small buffer pool, an emulated zoned device in a temporary
  * directory, a store and a server listening on a temporary socket, all as
  * zappendd sets them up. Per input: a client connects to that socket, the
@@ -9,6 +10,9 @@
  * responses never block. That covers the frame parser, protobuf decoding,
  * dispatch, the put/get/delete/list/stat/zones paths, limits, backpressure
  * and the response writer.
+ *
+ * fuzz-resp writes the input to the RESP listener instead, and checks that
+ * everything the daemon answers is well-formed RESP: replies, each whole.
  *
  * The store is formatted again after any input that wrote to it, so that each
  * input runs against the same empty store and a crash reproduces alone.
@@ -59,6 +63,7 @@ static struct {
 	struct server srv;
 	char img[300];
 	char sock[300];
+	char resp[310];
 } D;
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -91,6 +96,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(D.img, sizeof(D.img), "%s/zones.img", fz_tmpdir());
 	snprintf(D.sock, sizeof(D.sock), "%s/zappend.sock", fz_tmpdir());
+	snprintf(D.resp, sizeof(D.resp), "unix:%s/resp.sock", fz_tmpdir());
 	event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK);
 	D.base = event_base_new_with_config(ecfg);
 	event_config_free(ecfg);
@@ -109,6 +115,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	zdev_attach(D.dev, &D.ring, &D.pool);
 	mount(true);
 	scfg.socket_path = D.sock;
+#ifdef FUZZ_RESP
+	scfg.resp = D.resp;
+#endif
 	if (server_start(&D.srv, D.base, &D.store, &D.log, &scfg, &err))
 		fz_die("server_start: %s", err.msg);
 	return 0;
@@ -128,8 +137,93 @@ static void turn(bool wait)
 	event_del(D.tick);
 }
 
-/* --- the daemon's answers: every frame must be one a client can parse --- */
+/* --- the daemon's answers: every reply must be one a client can parse --- */
 
+#ifdef FUZZ_RESP
+#define RX_MAX (64u << 20)
+
+struct rx {
+	uint8_t *buf; /* all the connection's answers */
+	size_t len, cap;
+	uint64_t frames;
+};
+
+static void rx_bytes(struct rx *rx, const uint8_t *p, size_t n)
+{
+	if (rx->len + n > RX_MAX)
+		fz_die("the daemon answered more than %u bytes", RX_MAX);
+	if (rx->len + n > rx->cap) {
+		rx->cap = MAX(rx->cap * 2, rx->len + n);
+		rx->buf = realloc(rx->buf, rx->cap);
+		if (!rx->buf)
+			fz_die("out of memory");
+	}
+	memcpy(rx->buf + rx->len, p, n);
+	rx->len += n;
+}
+
+/* One reply at *at; its line's integer in *n. */
+static void resp_reply(const struct rx *rx, size_t *at, int depth)
+{
+	const uint8_t *p = rx->buf + *at, *end = rx->buf + rx->len;
+	const uint8_t *nl = memchr(p, '\n', end - p);
+	long long n;
+	char *e;
+
+	if (!nl || nl == p || nl[-1] != '\r' || depth > 4)
+		fz_die("a reply line without CRLF at byte %zu", *at);
+	*at += nl + 1 - p;
+	switch (*p) {
+	case '+':
+		return;
+	case '-':
+		if (strncmp((const char *)p + 1, "ERR ", 4) &&
+		    strncmp((const char *)p + 1, "NOAUTH", 6) &&
+		    strncmp((const char *)p + 1, "WRONGPASS", 9) &&
+		    strncmp((const char *)p + 1, "NOPROTO", 7))
+			fz_die("an error reply of an unknown kind: %.40s", p);
+		return;
+	case ':':
+	case '$':
+	case '*':
+		n = strtoll((const char *)p + 1, &e, 10);
+		if ((const uint8_t *)e != nl - 1 || (*p != ':' && n < -1))
+			fz_die("a reply with a bad number: %.40s", p);
+		break;
+	default:
+		fz_die("a reply of unknown type 0x%02x", *p);
+	}
+	if (*p == '$' && n >= 0) {
+		if ((size_t)(end - rx->buf) < *at + n + 2 || rx->buf[*at + n] != '\r' ||
+		    rx->buf[*at + n + 1] != '\n')
+			fz_die("a bulk reply not as long as it said");
+		*at += n + 2;
+	}
+	for (long long i = 0; *p == '*' && i < n; i++)
+		resp_reply(rx, at, depth + 1);
+}
+
+/* Once the connection closed: every byte is part of a whole reply. */
+static void rx_check(struct rx *rx)
+{
+	size_t at = 0;
+
+	while (at < rx->len) {
+		resp_reply(rx, &at, 0);
+		rx->frames++;
+	}
+	rx->len = 0;
+}
+
+static void rx_reset(struct rx *rx)
+{
+	rx->len = 0;
+	rx->frames = 0;
+}
+
+#define CONNS(srv) ((srv)->resp.n)
+#define SOCK	   (D.resp + 5)
+#else
 struct rx {
 	uint8_t buf[ZAP_FRAME_PREFIX + ZAP_FRAME_MAX_HEADER];
 	size_t have; /* bytes of prefix + header buffered */
@@ -187,6 +281,21 @@ static void rx_bytes(struct rx *rx, const uint8_t *p, size_t n)
 	}
 }
 
+static void rx_check(struct rx *rx)
+{
+}
+
+static void rx_reset(struct rx *rx)
+{
+	rx->have = 0;
+	rx->in_payload = false;
+	rx->frames = 0;
+}
+
+#define CONNS(srv) ((srv)->conns.n)
+#define SOCK	   D.sock
+#endif
+
 /* Reads what the daemon sent: 1 once it closed the connection. */
 static int drain(int fd, struct rx *rx, bool *progress)
 {
@@ -241,14 +350,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool shut = false, closed = false;
 	int fd;
 
-	rx.have = 0;
-	rx.in_payload = false;
-	rx.frames = 0;
-	strcpy(sa.sun_path, D.sock);
+	rx_reset(&rx);
+	strcpy(sa.sun_path, SOCK);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		fz_die("connect %s: %s", D.sock, strerror(errno));
-	while (!closed || D.srv.conns.n || D.srv.st.connections == accepted) {
+		fz_die("connect %s: %s", SOCK, strerror(errno));
+	while (!closed || CONNS(&D.srv) || D.srv.st.connections == accepted) {
 		bool progress = false;
 
 		if (sent < size) {
@@ -277,6 +384,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			       HANG_MS, (unsigned long long)rx.frames);
 	}
 	close(fd);
+	rx_check(&rx);
 	if (!getenv("FUZZ_NO_REFORMAT") && store_dirty())
 		reformat();
 	return 0;

@@ -4,7 +4,7 @@
 # and fails if any finds a crash, leak, hang or sanitizer error. Needs a build
 # configured with --enable-fuzzing (FUZZ_BUILDDIR, default ../../build-fuzz).
 #
-#   FUZZ_TARGETS   which targets (default: frames records recovery client dump)
+#   FUZZ_TARGETS   which targets (default: frames resp records recovery client dump)
 #   FUZZ_TIME      seconds per target
 #   FUZZ_KEEP      a directory: new corpus entries and crash artifacts are
 #                  copied there (default: they are dropped with the run)
@@ -18,7 +18,7 @@ set -eu
 src=$(cd "$(dirname "$0")" && pwd)
 build=${FUZZ_BUILDDIR:-$src/../../build-fuzz}
 time=${FUZZ_TIME:-60}
-targets=${FUZZ_TARGETS:-"frames records recovery client dump"}
+targets=${FUZZ_TARGETS:-"frames resp records recovery client dump"}
 work=$(mktemp -d "${TMPDIR:-/tmp}/zappend-fuzz-run.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 failed=
@@ -39,6 +39,7 @@ for t in $targets; do
 	done
 	case $t in
 	frames) opts="-max_len=131072 -dict=$src/fuzz-frames.dict" ;;
+	resp) opts="-max_len=131072 -dict=$src/fuzz-resp.dict" ;;
 	records) opts="-max_len=65536" ;;
 	recovery) opts="-max_len=131072 -dict=$src/fuzz-recovery.dict" ;;
 	# A daemon may announce any value length; the client's malloc of it may fail.

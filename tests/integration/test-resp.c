@@ -111,10 +111,14 @@ static bool rx_more(struct rx *x, int ms)
 /* A reply from x's buffer at *at: 1 parsed, 0 not all there yet. Fails on bad RESP. */
 static int parse(struct rx *x, size_t *at, struct reply *r)
 {
-	char *p = x->buf + *at, *end = x->buf + x->len;
-	char *nl = memchr(p, '\n', end - p);
+	char *p, *end, *nl;
 	size_t hl;
 
+	if (!x->buf)
+		return 0;
+	p = x->buf + *at;
+	end = x->buf + x->len;
+	nl = memchr(p, '\n', end - p);
 	if (p >= end || !nl)
 		return 0;
 	zt_check(nl > p + 1 && nl[-1] == '\r', "a reply line without CRLF: %.40s", p);
