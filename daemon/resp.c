@@ -31,6 +31,7 @@
 #define NUM_LINE_MAX 32 /* "*N\r\n" or "$N\r\n" */
 #define SCAN_DEFAULT 10u
 #define SCAN_MAX     10000u
+#define SCAN_SLOTS   65536u /* index slots one SCAN looks at, at most, to find COUNT keys */
 
 /* What fills a slot. */
 enum slot_kind {
@@ -858,9 +859,21 @@ static void cmd_scan(struct rconn *rc, size_t argc)
 	}
 	if (!scan_opts(rc, argc, &a, &count, &none))
 		return;
-	ret = none ? (int)(cursor = 0)
-		   : store_scan(rc->env->store, NULL, a.prefix, a.plen, &cursor,
-				MIN(count, SCAN_MAX), REQ_MAX / 4, scan_key, &a);
+	/*
+	 * A step of the index's scan looks at twice COUNT slots: in a sparse
+	 * table that finds nothing. Steps go on until COUNT keys came, up to
+	 * SCAN_SLOTS slots: bounded work still, and a small store answers at once.
+	 */
+	count = MIN(count, SCAN_MAX);
+	ret = 0;
+	if (none)
+		cursor = 0;
+	for (size_t slots = 0; !none && slots < SCAN_SLOTS; slots += 2 * count) {
+		ret = store_scan(rc->env->store, NULL, a.prefix, a.plen, &cursor, count,
+				 REQ_MAX / 4, scan_key, &a);
+		if (ret || !cursor || a.n >= count || a.keys.len >= REQ_MAX / 4)
+			break;
+	}
 	if (ret < 0) {
 		free(a.keys.p);
 		if (ret == -EINVAL)

@@ -330,6 +330,8 @@ static void commands(void)
 	expect(ASK(&x, "EXISTS", "a", "nope", "a", "k"), ":3", "EXISTS");
 	expect(ASK(&x, "DEL", "a", "nope", "b"), ":2", "DEL");
 	expect(ASK(&x, "EXISTS", "a", "b", "c"), ":1", "EXISTS after DEL");
+	/* A small store's SCAN answers whole at once, however sparse its table. */
+	expect(ASK(&x, "SCAN", "0", "MATCH", "c*"), "*2 0 ?", "SCAN of a small store");
 	expect(ASK(&x, "SELECT", "0"), "+OK", "SELECT 0");
 	expect_prefix(ASK(&x, "SELECT", "1"), "-ERR DB index is out of range", "SELECT 1");
 	expect_prefix(ASK(&x, "SET", "k", "v", "EX", "10"), "-ERR syntax error", "SET EX");
