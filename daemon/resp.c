@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include "resp_parse.h"
 #include "store.h"
 #include "util.h"
 
@@ -28,7 +29,6 @@
 #define REQ_MAX	     (4u << 20)
 #define ARGS_MAX     (1u << 20)
 #define INLINE_MAX   (64u << 10)
-#define NUM_LINE_MAX 32 /* "*N\r\n" or "$N\r\n" */
 #define SCAN_DEFAULT 10u
 #define SCAN_MAX     10000u
 #define SCAN_SLOTS   65536u /* index slots one SCAN looks at, at most, to find COUNT keys */
@@ -783,36 +783,6 @@ static int scan_key(const void *key, size_t klen, void *arg)
 	return rb_bulk(&a->keys, key, klen);
 }
 
-static bool parse_u64(const uint8_t *p, size_t n, uint64_t *v)
-{
-	*v = 0;
-	if (!n || n > 20)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9' || *v > (UINT64_MAX - (p[i] - '0')) / 10)
-			return false;
-		*v = *v * 10 + (p[i] - '0');
-	}
-	return true;
-}
-
-/* MATCH's pattern as a prefix: "abc*", or "abc" for that key alone. */
-static bool match_prefix(const uint8_t *p, size_t n, size_t *plen, bool *exact)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '*' && i == n - 1) {
-			*plen = i;
-			*exact = false;
-			return true;
-		}
-		if (p[i] == '*' || p[i] == '?' || p[i] == '[' || p[i] == '\\')
-			return false;
-	}
-	*plen = n;
-	*exact = true;
-	return true;
-}
-
 /* The options after the cursor: false once the request is answered with an error. */
 static bool scan_opts(struct rconn *rc, size_t argc, struct scan_acc *a, uint64_t *count,
 		      bool *none)
@@ -823,12 +793,13 @@ static bool scan_opts(struct rconn *rc, size_t argc, struct scan_acc *a, uint64_
 			return false;
 		}
 		if (arg_is(rc, i, "COUNT")) {
-			if (!parse_u64(rc->argv[i + 1], rc->argl[i + 1], count) || !*count) {
+			if (!resp_u64(rc->argv[i + 1], rc->argl[i + 1], count) || !*count) {
 				reply(rc, "-ERR value is out of range, must be positive\r\n");
 				return false;
 			}
 		} else if (arg_is(rc, i, "MATCH")) {
-			if (!match_prefix(rc->argv[i + 1], rc->argl[i + 1], &a->plen, &a->exact)) {
+			if (!resp_match_prefix(rc->argv[i + 1], rc->argl[i + 1], &a->plen,
+					       &a->exact)) {
 				reply(rc, "-ERR this server's SCAN MATCH takes a key, or a prefix "
 					  "and one '*' at its end\r\n");
 				return false;
@@ -853,7 +824,7 @@ static void cmd_scan(struct rconn *rc, size_t argc)
 	char cur[24];
 	int ret;
 
-	if (!parse_u64(rc->argv[1], rc->argl[1], &cursor)) {
+	if (!resp_u64(rc->argv[1], rc->argl[1], &cursor)) {
 		reply(rc, "-ERR invalid cursor\r\n");
 		return;
 	}
@@ -997,40 +968,9 @@ static ssize_t proto_error(struct rconn *rc, const char *why)
 /* More bytes are needed, n at least: the buffer grows to hold them. */
 static ssize_t need(struct rconn *rc, size_t have, size_t n)
 {
-	if (conn_want(rc->c, MAX(n, have + have / 2 + NUM_LINE_MAX)))
+	if (conn_want(rc->c, MAX(n, have + have / 2 + RESP_NUM_LINE_MAX)))
 		rc->oom = true;
 	return rc->oom ? -1 : 0;
-}
-
-/*
- * A "<type><integer>\r\n" line at *pos: 1 with *pos past it, 0 if it has
- * not all come, -1 if it is not one.
- */
-static int line_int(const uint8_t *buf, size_t len, size_t *pos, char type, int64_t *v)
-{
-	size_t i = *pos + 1;
-	bool neg;
-
-	if (*pos >= len)
-		return 0;
-	if (buf[*pos] != type)
-		return -1;
-	neg = i < len && buf[i] == '-';
-	i += neg;
-	*v = 0;
-	for (; i < len && buf[i] >= '0' && buf[i] <= '9'; i++) {
-		if (*v > INT64_MAX / 10 - 1)
-			return -1;
-		*v = *v * 10 + (buf[i] - '0');
-	}
-	if (i + 1 >= len)
-		return i - *pos > NUM_LINE_MAX ? -1 : 0;
-	if (buf[i] != '\r' || buf[i + 1] != '\n' || i == *pos + 1 + neg)
-		return -1;
-	if (neg)
-		*v = -*v;
-	*pos = i + 2;
-	return 1;
 }
 
 /* Room for n arguments; false once the connection was closed for memory. */
@@ -1118,7 +1058,7 @@ static ssize_t array_request(struct rconn *rc, const uint8_t *buf, size_t len)
 	const struct cmd *c = NULL;
 	size_t pos = 0;
 	int64_t argc, alen;
-	int r = line_int(buf, len, &pos, '*', &argc);
+	int r = resp_int_line(buf, len, &pos, '*', &argc);
 
 	if (r <= 0)
 		return r ? proto_error(rc, "invalid multibulk length") : need(rc, len, len + 1);
@@ -1129,7 +1069,7 @@ static ssize_t array_request(struct rconn *rc, const uint8_t *buf, size_t len)
 	for (size_t i = 0; i < (size_t)argc; i++) {
 		size_t at = pos;
 
-		r = line_int(buf, len, &pos, '$', &alen);
+		r = resp_int_line(buf, len, &pos, '$', &alen);
 		if (r <= 0)
 			return r ? proto_error(rc, "invalid bulk length") : need(rc, len, len + 1);
 		if (alen < 0)
@@ -1179,18 +1119,11 @@ static ssize_t inline_request(struct rconn *rc, const uint8_t *buf, size_t len)
 		return len >= INLINE_MAX ? proto_error(rc, "too big inline request")
 					 : need(rc, len, len + 1);
 	end = nl - buf;
-	for (size_t i = 0; i < end;) {
-		size_t j = i;
-
-		while (j < end && buf[j] != ' ' && buf[j] != '\t' && buf[j] != '\r')
-			j++;
-		if (j > i) {
-			if (!args_room(rc, argc + 1))
-				return -1;
-			rc->argv[argc] = buf + i;
-			rc->argl[argc++] = j - i;
-		}
-		i = j + 1;
+	argc = resp_words(buf, end, rc->argv, rc->argl, rc->args_cap);
+	if (argc > rc->args_cap) {
+		if (!args_room(rc, argc))
+			return -1;
+		resp_words(buf, end, rc->argv, rc->argl, rc->args_cap);
 	}
 	if (!argc)
 		return end + 1;
@@ -1208,7 +1141,7 @@ static ssize_t next_arg(struct rconn *rc, const uint8_t *buf, size_t len)
 {
 	size_t pos = 0, kpos;
 	int64_t klen, alen;
-	int r = line_int(buf, len, &pos, '$', &alen);
+	int r = resp_int_line(buf, len, &pos, '$', &alen);
 
 	if (r <= 0 || alen < 0)
 		return r ? proto_error(rc, "invalid bulk length") : need(rc, len, len + 1);
@@ -1238,7 +1171,7 @@ static ssize_t next_arg(struct rconn *rc, const uint8_t *buf, size_t len)
 		return pos;
 	}
 	/* MSET: the key is read; the put begins with its value's length. */
-	r = line_int(buf, len, &pos, '$', &alen);
+	r = resp_int_line(buf, len, &pos, '$', &alen);
 	if (r <= 0 || alen < 0) {
 		rc->argi--;
 		return r ? proto_error(rc, "invalid bulk length") : need(rc, len, len + 1);
