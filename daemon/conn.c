@@ -288,6 +288,8 @@ int conn_queue(struct conn *c, struct req *r, const void *hdr, size_t hlen, cons
 	if (!o)
 		return -ENOMEM;
 	*o = (struct out){ .r = r, .last = last, .data = data, .dlen = dlen, .hlen = hlen };
+	if (r)
+		r->queued = true;
 	if (hlen)
 		memcpy(o->hdr, hdr, hlen);
 	if (STAILQ_EMPTY(&c->outq)) {
@@ -305,6 +307,7 @@ static void out_done(struct conn *c, struct out *o)
 	if (o->r) {
 		struct req *r = o->r;
 
+		r->queued = false;
 		store_get_next(r->g);
 		if (o->last)
 			req_free(r);

@@ -108,6 +108,7 @@ struct req {
 	uint64_t id;
 	struct zget *g;
 	bool started; /* get: the first frame is out */
+	bool queued;  /* a piece of its value waits in the connection's queue */
 	void *p;      /* the protocol's */
 };
 

@@ -60,8 +60,8 @@ struct slot {
 	bool whole;	/* out is the whole reply */
 	bool started;	/* a GET's length is out, or in out */
 	bool streaming; /* a GET at the front: its pieces go straight out */
-	bool queued;	/* streaming: a piece is with the connection */
-	bool parked;	/* behind the front, its copies at the share: reads on at its turn */
+	bool
+	    parked; /* behind the front, copies at the share: its piece is read again at its turn */
 	struct rbuf out;
 };
 
@@ -239,7 +239,7 @@ static void resume_parked(struct rconn *rc)
 		if (s->parked) {
 			s->parked = false;
 			rc->nparked--;
-			store_get_next(s->g);
+			store_get_reread(s->g);
 		}
 	}
 }
@@ -275,7 +275,7 @@ static void flush(struct rconn *rc)
 					if (s->parked) {
 						s->parked = false;
 						rc->nparked--;
-						store_get_next(s->g);
+						store_get_reread(s->g);
 					}
 				}
 				break;
@@ -346,7 +346,6 @@ static void get_stream(struct slot *s, const char *hdr, size_t hlen, const struc
 		flush(rc);
 		return;
 	}
-	s->queued = true;
 	if (!ch->last)
 		return;
 	/* The connection ends the get and its request once the last piece is out. */
@@ -358,12 +357,28 @@ static void get_stream(struct slot *s, const char *hdr, size_t hlen, const struc
 	flush(rc);
 }
 
-/* Behind the front: the piece is copied, and the get reads on while there is room. */
-static void get_copy(struct slot *s, const char *hdr, size_t hlen, const struct zget_chunk *ch)
+/*
+ * Behind the front: the piece is copied, while the copies stay within the
+ * connection's share. Past it, the piece is dropped unread and read again
+ * at the get's turn: the copies never hold more than the share and the
+ * pieces in flight, however many gets wait behind a front nobody reads.
+ */
+static void get_copy(struct slot *s, const struct zget_chunk *ch)
 {
 	struct rconn *rc = s->rc;
 	size_t before = s->out.len;
+	char hdr[32];
+	size_t hlen = 0;
 
+	if (rc->ahead >= rc->cs->lim->max_queued) {
+		store_get_release(s->g);
+		s->parked = true;
+		rc->nparked++;
+		return;
+	}
+	if (!s->started)
+		hlen = snprintf(hdr, sizeof(hdr), "$%llu\r\n", (unsigned long long)ch->vlen);
+	s->started = true;
 	if (rb_add(&s->out, hdr, hlen) || rb_add(&s->out, ch->data, ch->dlen) ||
 	    (ch->last && rb_add(&s->out, "\r\n", 2))) {
 		rc->oom = true;
@@ -371,19 +386,11 @@ static void get_copy(struct slot *s, const char *hdr, size_t hlen, const struct 
 		return;
 	}
 	rc->ahead += s->out.len - before;
+	store_get_next(s->g);
 	if (ch->last) {
-		store_get_next(s->g);
 		s->g = NULL;
 		s->whole = true;
 		flush(rc);
-		return;
-	}
-	store_get_release(s->g);
-	if (rc->ahead < rc->cs->lim->max_queued) {
-		store_get_next(s->g);
-	} else {
-		s->parked = true;
-		rc->nparked++;
 	}
 }
 
@@ -393,7 +400,6 @@ static void get_chunk(void *arg, int err, const struct zget_chunk *ch)
 	char hdr[32];
 	size_t hlen = 0;
 
-	s->queued = false;
 	if (err && s->started) {
 		/* Part of the value went out, or was promised: the reply cannot be finished. */
 		s->g = NULL;
@@ -412,13 +418,14 @@ static void get_chunk(void *arg, int err, const struct zget_chunk *ch)
 		flush(s->rc);
 		return;
 	}
+	if (!s->streaming) {
+		get_copy(s, ch);
+		return;
+	}
 	if (!s->started)
 		hlen = snprintf(hdr, sizeof(hdr), "$%llu\r\n", (unsigned long long)ch->vlen);
 	s->started = true;
-	if (s->streaming)
-		get_stream(s, hdr, hlen, ch);
-	else
-		get_copy(s, hdr, hlen, ch);
+	get_stream(s, hdr, hlen, ch);
 }
 
 static void get_key(struct rconn *rc, enum slot_kind kind, const uint8_t *key, size_t klen)
@@ -1236,8 +1243,8 @@ static void resp_closed(struct conns *cs, struct conn *c)
 	}
 	while ((s = STAILQ_FIRST(&rc->slots))) {
 		STAILQ_REMOVE_HEAD(&rc->slots, link);
-		if (s->streaming && s->queued)
-			s->q = NULL;
+		if (s->streaming && s->q && s->q->queued)
+			s->q = NULL; /* the connection aborts the get as it drops the piece */
 		else if (s->g)
 			store_get_abort(s->g);
 		s->g = NULL;

@@ -205,11 +205,12 @@ int store_get(struct store *s, const struct zsnap *at, const void *key, size_t k
 	      struct store_budget *b, zget_fn fn, void *arg, struct zget **out);
 void store_get_next(struct zget *g);
 /*
- * The chunk's data is used, and its buffer goes back, but the get reads on
- * only at store_get_next: a reader that copies ahead of its turn holds no
- * pool memory while it waits.
+ * The chunk's buffer goes back, unused: store_get_reread then reads the
+ * same chunk again. A reader ahead of its turn that has no room for the
+ * data holds no pool memory while it waits.
  */
 void store_get_release(struct zget *g);
+void store_get_reread(struct zget *g);
 void store_get_abort(struct zget *g);
 
 void store_wait_cancel(struct store_waiter *w);

@@ -143,7 +143,9 @@ static void get_read_done(struct zdev_io *io)
 				 .data = r.data,
 				 .dlen = r.dlen,
 				 .last = g->next + 1 == g->nchunks };
-	if (c.last) {
+	/* Once: a chunk released unused is read again. */
+	if (c.last && !g->counted) {
+		g->counted = true;
 		s->st.gets++;
 		s->st.get_bytes += g->vlen;
 	}
@@ -317,6 +319,11 @@ void store_get_release(struct zget *g)
 	get_buf_put(g);
 }
 
+void store_get_reread(struct zget *g)
+{
+	get_read(g);
+}
+
 static void unwait(struct zget *g)
 {
 	struct zget **pp = &g->wait_on->waiters;
@@ -327,14 +334,32 @@ static void unwait(struct zget *g)
 	g->wait_on = NULL;
 }
 
+/*
+ * A read in flight ends later, perhaps after its caller's budget (the
+ * connection's) is gone: the buffer is uncharged from it now.
+ */
+static void get_unbudget(struct zget *g)
+{
+	struct store_budget *b = g->budget;
+
+	g->budget = NULL;
+	if (!g->buf || g->heap || !b)
+		return;
+	b->held -= g->alloc;
+	if (b->waiting.head)
+		store_wake(&b->waiting);
+}
+
 void store_get_abort(struct zget *g)
 {
 	store_wait_cancel(&g->w);
 	if (g->wait_on)
 		unwait(g);
 	get_settled(g);
-	if (g->reading)
+	if (g->reading) {
 		g->aborted = true;
-	else
+		get_unbudget(g);
+	} else {
 		get_free(g);
+	}
 }

@@ -107,6 +107,7 @@ struct zget {
 	bool heap;	  /* buf is from the heap: a record longer than any pool buffer */
 	bool reading;
 	bool aborted;
+	bool counted; /* in the totals of gets: a last chunk read again is not counted twice */
 	bool held;    /* h is in the table */
 	bool finding; /* no version yet: waiting for what was received before it */
 	struct zhold h;
