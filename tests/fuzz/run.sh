@@ -58,7 +58,12 @@ for t in $targets; do
 	else
 		status=FAILED
 		failed="$failed $t"
-		grep -E -A40 "ERROR|fuzz: |Deadly|Timeout|out-of-memory" "$work/$t.log" | head -80 >&2 || tail -n 60 "$work/$t.log" >&2
+		pat="ERROR|fuzz: |Deadly|Timeout|out-of-memory"
+		if grep -qE "$pat" "$work/$t.log"; then
+			grep -E -A40 "$pat" "$work/$t.log" | head -80 >&2
+		else
+			tail -n 60 "$work/$t.log" >&2
+		fi
 	fi
 	# Past known crashes (-ignore_crashes=1) the exit status is 0: count the
 	# artifacts. A slow-unit-* one is an input that once took over 10 s, on a
