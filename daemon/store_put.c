@@ -447,22 +447,24 @@ static void del_write(struct store_waiter *w)
 
 /*
  * Whether key will hold a value once what was received before now has
- * taken effect: the newest put or delete in flight says, else the index.
- * (A put in flight that then fails makes this a guess; nothing else does.)
+ * taken effect: the newest put or delete of it, in flight or in the index
+ * (a later put may land before an earlier delete; sequence numbers order
+ * them). A put in flight that then fails makes this a guess.
  */
 static bool will_hold(const struct store *s, const void *key, size_t klen)
 {
 	const struct zhold *newest = NULL;
 	struct zent e;
+	bool indexed = zidx_get(s->idx, key, klen, &e);
 
 	for (struct zhold *h = zholds_next(&s->holds, key, klen, NULL); h;
 	     h = zholds_next(&s->holds, key, klen, h)) {
 		if ((h->kind == ZH_PUT || h->kind == ZH_DEL) && (!newest || h->seq > newest->seq))
 			newest = h;
 	}
-	if (newest)
+	if (newest && (!indexed || newest->seq > e.seq))
 		return newest->kind == ZH_PUT;
-	return zidx_get(s->idx, key, klen, &e) && e.nchunks;
+	return indexed && e.nchunks;
 }
 
 int store_del(struct store *s, const void *key, size_t klen, struct store_budget *b, zput_fn done,
