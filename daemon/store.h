@@ -179,8 +179,9 @@ bool store_put_filled(const struct zput *p);
 void store_put_abort(struct zput *p);
 
 /*
- * Deletes key: -ENOENT if it will hold no value when the delete takes
- * effect, after what was received before it.
+ * Deletes key: -ENOENT if it holds no value and no put of it is in flight.
+ * (A delete behind another still in flight finds the value that one will
+ * delete: it answers 0, not -ENOENT.)
  */
 int store_del(struct store *s, const void *key, size_t klen, struct store_budget *b, zput_fn done,
 	      void *arg);

@@ -445,37 +445,27 @@ static void del_write(struct store_waiter *w)
 		store_put_fill(p, 0);
 }
 
-/*
- * Whether key will hold a value once what was received before now has
- * taken effect: the newest put or delete of it, in flight or in the index
- * (a later put may land before an earlier delete; sequence numbers order
- * them). A put in flight that then fails makes this a guess.
- */
-static bool will_hold(const struct store *s, const void *key, size_t klen)
+/* Whether a put of key is in flight: received, so a delete received now must come after it. */
+static bool put_in_flight(const struct store *s, const void *key, size_t klen)
 {
-	const struct zhold *newest = NULL;
-	struct zent e;
-	bool indexed = zidx_get(s->idx, key, klen, &e);
-
 	for (struct zhold *h = zholds_next(&s->holds, key, klen, NULL); h;
 	     h = zholds_next(&s->holds, key, klen, h)) {
-		if ((h->kind == ZH_PUT || h->kind == ZH_DEL) && (!newest || h->seq > newest->seq))
-			newest = h;
+		if (h->kind == ZH_PUT)
+			return true;
 	}
-	if (newest && (!indexed || newest->seq > e.seq))
-		return newest->kind == ZH_PUT;
-	return indexed && e.nchunks;
+	return false;
 }
 
 int store_del(struct store *s, const void *key, size_t klen, struct store_budget *b, zput_fn done,
 	      void *arg)
 {
+	struct zent e;
 	struct zput *p;
 	int ret = store_check_key(klen);
 
 	if (ret)
 		return ret;
-	if (!will_hold(s, key, klen))
+	if ((!zidx_get(s->idx, key, klen, &e) || !e.nchunks) && !put_in_flight(s, key, klen))
 		return -ENOENT;
 	p = put_new(s, ZREC_DEL, key, klen, 0, b, done, arg);
 	if (!p)

@@ -436,13 +436,14 @@ static void scan(void)
 
 struct kv {
 	bool set;
+	bool gone; /* deleted since its last SET: a delete may still be in flight */
 	size_t len;
 	uint64_t seed;
 };
 
 /* What a request expects back. */
 struct want {
-	char kind; /* 'o' +OK, 'i' integer, 'v' a value (or nil), 'm' MGET */
+	char kind; /* 'o' +OK, 'i' integer, 'd' 0 or 1, 'v' a value (or nil), 'm' MGET */
 	const char *op;
 	long long n;
 	struct kv v;
@@ -512,6 +513,7 @@ static void out_value(struct pconn *p, unsigned k)
 	char *buf;
 
 	v->set = true;
+	v->gone = false;
 	v->len = value_len(&p->rng);
 	v->seed = zt_rand(&p->rng);
 	buf = malloc(v->len + 1);
@@ -543,9 +545,11 @@ static void gen(struct pconn *p)
 	} else if (op < 80) {
 		out_add(p, "*2\r\n$3\r\nDEL\r\n", 13);
 		out_key(p, k);
-		w->kind = 'i';
+		/* Behind a delete still in flight, a delete finds what that one deletes. */
+		w->kind = !p->keys[k].set && p->keys[k].gone ? 'd' : 'i';
 		w->op = "DEL";
 		w->n = p->keys[k].set;
+		p->keys[k].gone = true;
 		p->keys[k].set = false;
 	} else if (op < 85) {
 		unsigned k2 = zt_rand(&p->rng) % NKEYS;
@@ -618,6 +622,10 @@ static void check(struct pconn *p, const struct reply *r)
 	case 'i':
 		zt_check(r->type == R_INT && r->n == w->n, "%s: %c%lld, want :%lld", what, r->type,
 			 r->n, w->n);
+		break;
+	case 'd':
+		zt_check(r->type == R_INT && (r->n == 0 || r->n == 1), "%s: %c%lld, want :0 or :1",
+			 what, r->type, r->n);
 		break;
 	case 'v':
 		check_value(r, &w->v, what);
