@@ -1235,21 +1235,35 @@ static ssize_t resp_input(struct conns *cs, struct conn *c, const uint8_t *buf, 
 static void resp_closed(struct conns *cs, struct conn *c)
 {
 	struct rconn *rc = conn_data(c);
+	STAILQ_HEAD(, slot) slots = STAILQ_HEAD_INITIALIZER(slots);
 	struct slot *s;
 
+	if (!rc) /* resp_conn_init failed */
+		return;
 	if (rc->set) {
 		rc->set->pending--;
 		rc->set = NULL;
 	}
-	while ((s = STAILQ_FIRST(&rc->slots))) {
-		STAILQ_REMOVE_HEAD(&rc->slots, link);
+	/*
+	 * Every slot is detached and held first: aborting a get that waits for
+	 * its version settles it, which may commit a put of this connection
+	 * deferred behind it at once (put_done, op_done): that must neither
+	 * flush to the closed connection nor free a slot still on the list.
+	 */
+	STAILQ_CONCAT(&slots, &rc->slots);
+	STAILQ_FOREACH(s, &slots, link)
+	{
+		s->rc = NULL;
+		s->pending++;
+	}
+	while ((s = STAILQ_FIRST(&slots))) {
+		STAILQ_REMOVE_HEAD(&slots, link);
 		if (s->streaming && s->q && s->q->queued)
 			s->q = NULL; /* the connection aborts the get as it drops the piece */
 		else if (s->g)
 			store_get_abort(s->g);
 		s->g = NULL;
-		s->rc = NULL;
-		if (!s->pending)
+		if (!--s->pending)
 			slot_free(s);
 	}
 	conn_set_data(c, NULL);
