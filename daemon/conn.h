@@ -109,7 +109,6 @@ struct req {
 	struct zget *g;
 	bool started; /* get: the first frame is out */
 	bool queued;  /* a piece of its value waits in the connection's queue */
-	void *p;      /* the protocol's */
 };
 
 /* Requests take a reference on their connection; the last one frees a closed one. */
