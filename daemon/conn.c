@@ -274,6 +274,8 @@ static void conn_update(struct conn *c)
 		return;
 	}
 	event_add(c->rev, NULL);
+	/* The client's silence counts from now: we were not listening. */
+	c->last_read = now_s();
 	/* Requests may already sit in our buffer, with no readiness event to come. */
 	event_active(c->rev, EV_READ, 0);
 }
@@ -584,8 +586,11 @@ static bool conn_sweep(struct conn *c, time_t now, unsigned timeout)
 {
 	bool mid_request = c->rs != R_INPUT || c->mid || c->in_end != c->in_start;
 
-	/* Waiting for buffer memory is the daemon's doing, not the client's. */
-	if (mid_request && !c->waiting && now - c->last_read > timeout) {
+	/*
+	 * Not reading (waiting for buffer memory, or at the client's share of
+	 * requests in flight) is the daemon's doing, not the client's.
+	 */
+	if (mid_request && c->reading && now - c->last_read > timeout) {
 		conn_close(c, "sent part of a request, then nothing for too long (--idle-timeout)");
 		return true;
 	}

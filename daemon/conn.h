@@ -36,7 +36,8 @@ struct conn_limits {
 struct conn_proto {
 	/*
 	 * Takes what it can of buf, the len bytes c has buffered: returns how
-	 * many it took (0: it needs more to go on), or -1 once it closed c.
+	 * many it took (0: it needs more to go on), or -1 once it closed c
+	 * or ended it (conn_finish).
 	 * Called again while it takes bytes and the client's share allows.
 	 */
 	ssize_t (*input)(struct conns *cs, struct conn *c, const uint8_t *buf, size_t len);

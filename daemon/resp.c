@@ -71,6 +71,17 @@ struct probe {
 	struct zget *g;
 };
 
+/*
+ * An array request not all in yet: the arguments read so far are kept (as
+ * offsets: the buffer moves as it grows), so each byte is parsed once.
+ */
+struct part {
+	size_t argc; /* 0: none */
+	size_t i;    /* the arguments read */
+	size_t pos;  /* the bytes they took */
+	const struct cmd *cmd;
+};
+
 struct rconn {
 	struct conn *c;
 	struct resp_env *env;
@@ -89,7 +100,9 @@ struct rconn {
 	/* The arguments of the request at hand, pointing into the buffer. */
 	const uint8_t **argv;
 	size_t *argl;
+	size_t *argo; /* where they start in the request, while it is read */
 	size_t args_cap;
+	struct part part;
 	char name[32]; /* HELLO's SETNAME, CLIENT SETNAME */
 };
 
@@ -161,6 +174,7 @@ static void rconn_free(struct rconn *rc)
 {
 	free(rc->argv);
 	free(rc->argl);
+	free(rc->argo);
 	free(rc);
 }
 
@@ -581,6 +595,10 @@ static void cmd_ping(struct rconn *rc, size_t argc)
 		reply(rc, "+PONG\r\n");
 		return;
 	}
+	if (argc > 2) {
+		reply(rc, "-ERR wrong number of arguments for 'ping' command\r\n");
+		return;
+	}
 	s = reply_buf(rc);
 	if (s)
 		reply_done(rc, s, rb_bulk(&s->out, rc->argv[1], rc->argl[1]));
@@ -984,7 +1002,7 @@ static ssize_t need(struct rconn *rc, size_t have, size_t n)
 static bool args_room(struct rconn *rc, size_t n)
 {
 	const uint8_t **v;
-	size_t *l;
+	size_t *l, *o = NULL;
 
 	if (n <= rc->args_cap)
 		return true;
@@ -993,11 +1011,14 @@ static bool args_room(struct rconn *rc, size_t n)
 	if (v)
 		rc->argv = v;
 	l = v ? realloc(rc->argl, n * sizeof(*l)) : NULL;
-	if (!l) {
+	if (l)
+		rc->argl = l;
+	o = l ? realloc(rc->argo, n * sizeof(*o)) : NULL;
+	if (!o) {
 		rc->oom = true;
 		return false;
 	}
-	rc->argl = l;
+	rc->argo = o;
 	rc->args_cap = n;
 	return true;
 }
@@ -1055,33 +1076,48 @@ static void values_begin(struct rconn *rc, size_t argc, uint64_t vlen)
 	value_begin(rc, rc->argv[1], rc->argl[1], vlen);
 }
 
+/* The first n arguments of the array request that starts at buf, read. */
+static void args_at(struct rconn *rc, const uint8_t *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		rc->argv[i] = buf + rc->argo[i];
+}
+
 /*
- * An array request from its start. Its arguments are read whole, up to
- * SET's or MSET's first value; a refused one is dropped from the argument
- * that gives it away.
+ * An array request, from its start or from where it stopped for more bytes.
+ * Its arguments are read whole, up to SET's or MSET's first value; a refused
+ * one is dropped from the argument that gives it away.
  */
 static ssize_t array_request(struct rconn *rc, const uint8_t *buf, size_t len)
 {
-	const struct cmd *c = NULL;
-	size_t pos = 0;
+	struct part *p = &rc->part;
+	const struct cmd *c;
 	int64_t argc, alen;
-	int r = resp_int_line(buf, len, &pos, '*', &argc);
+	size_t pos = 0, at;
+	int r;
 
-	if (r <= 0)
-		return r ? proto_error(rc, "invalid multibulk length") : need(rc, len, len + 1);
-	if (argc <= 0)
-		return pos;
-	if (argc > ARGS_MAX)
-		return proto_error(rc, "invalid multibulk length");
-	for (size_t i = 0; i < (size_t)argc; i++) {
-		size_t at = pos;
-
+	if (!p->argc) {
+		r = resp_int_line(buf, len, &pos, '*', &argc);
+		if (r <= 0)
+			return r ? proto_error(rc, "invalid multibulk length")
+				 : need(rc, len, len + 1);
+		if (argc <= 0)
+			return pos;
+		if (argc > ARGS_MAX)
+			return proto_error(rc, "invalid multibulk length");
+		*p = (struct part){ .argc = argc, .pos = pos };
+	}
+	for (; p->i < p->argc; p->i++) {
+		at = pos = p->pos;
 		r = resp_int_line(buf, len, &pos, '$', &alen);
 		if (r <= 0)
 			return r ? proto_error(rc, "invalid bulk length") : need(rc, len, len + 1);
 		if (alen < 0)
 			return proto_error(rc, "invalid bulk length");
-		if (c && !c->fn && i == 2) {
+		if (p->cmd && !p->cmd->fn && p->i == 2) {
+			args_at(rc, buf, 2);
+			argc = p->argc;
+			*p = (struct part){ 0 };
 			values_begin(rc, argc, alen);
 			return pos;
 		}
@@ -1090,27 +1126,36 @@ static ssize_t array_request(struct rconn *rc, const uint8_t *buf, size_t len)
 			      "-ERR an argument of %lld bytes: more than this server reads "
 			      "(64 KiB; 4 MiB a request)\r\n",
 			      (long long)alen);
-			skip_rest(rc, argc, i);
+			skip_rest(rc, p->argc, p->i);
+			*p = (struct part){ 0 };
 			return at;
 		}
 		if (pos + alen + 2 > len)
 			return need(rc, len, pos + alen + 2);
 		if (buf[pos + alen] != '\r' || buf[pos + alen + 1] != '\n')
 			return proto_error(rc, "a bulk string longer than its length");
-		if (!args_room(rc, MIN((size_t)argc, i + 64)))
+		if (!args_room(rc, MIN(p->argc, p->i + 64)))
 			return -1;
-		rc->argv[i] = buf + pos;
-		rc->argl[i] = alen;
-		pos += alen + 2;
-		if (i == 0) {
-			c = check(rc, argc);
-			if (!c) {
-				if (argc > 1)
-					skip_rest(rc, argc, 1);
+		rc->argo[p->i] = pos;
+		rc->argl[p->i] = alen;
+		p->pos = pos + alen + 2;
+		if (p->i == 0) {
+			args_at(rc, buf, 1);
+			p->cmd = check(rc, p->argc);
+			if (!p->cmd) {
+				if (p->argc > 1)
+					skip_rest(rc, p->argc, 1);
+				pos = p->pos;
+				*p = (struct part){ 0 };
 				return pos;
 			}
 		}
 	}
+	c = p->cmd;
+	args_at(rc, buf, p->argc);
+	argc = p->argc;
+	pos = p->pos;
+	*p = (struct part){ 0 };
 	c->fn(rc, argc);
 	return pos;
 }
@@ -1203,7 +1248,8 @@ static ssize_t take(struct rconn *rc, const uint8_t *buf, size_t len)
 		return next_arg(rc, buf, len);
 	if (!len)
 		return 0;
-	return buf[0] == '*' ? array_request(rc, buf, len) : inline_request(rc, buf, len);
+	return rc->part.argc || buf[0] == '*' ? array_request(rc, buf, len)
+					      : inline_request(rc, buf, len);
 }
 
 /* After QUIT, or a request that broke the stream: nothing more is read, the rest is answered. */

@@ -4,7 +4,8 @@
  * the io_uring, a small buffer pool, an emulated zoned device in a temporary
  * directory, a store and a server listening on a temporary socket, all as
  * zappendd sets them up. Per input: a client connects to that socket, the
- * input is written as the client's byte stream and the write side shut, and
+ * input is written as the client's byte stream, in pieces of 1 to 512 bytes
+ * that the daemon reads one at a time, and the write side shut, and
  * the event loop runs until the daemon has closed the connection, reading
  * (and checking the framing of) everything the daemon answers so that its
  * responses never block. That covers the frame parser, protobuf decoding,
@@ -359,7 +360,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		bool progress = false;
 
 		if (sent < size) {
-			ssize_t w = write(fd, data + sent, size - sent);
+			/* Pieces of 1 to 512 bytes: the parsers resume across reads. */
+			size_t piece = 1 + (sent * 2654435761u ^ size) % 512;
+			ssize_t w = write(fd, data + sent, MIN(piece, size - sent));
 
 			if (w > 0) {
 				sent += w;

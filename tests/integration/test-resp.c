@@ -10,7 +10,11 @@
  *   (c) hostile input: lying lengths, missing CRLFs, huge counts, oversized
  *       arguments (refused, the connection stays in step), a value over
  *       --max-value (dropped, the connection stays in step), a request sent
- *       a byte at a time, QUIT with more behind it, EOF mid-value;
+ *       a byte at a time, QUIT with more behind it, EOF mid-value; large
+ *       requests in random pieces (each byte parsed once, so a slow sender
+ *       costs no more than a fast one);
+ *   (c') a client reading steadily while the daemon holds its pipelined
+ *       requests is not closed by the idle sweep;
  *   (d) AUTH with --resp-password-file, and TCP beyond loopback refused
  *       without one;
  *   (e) kill -9 amid pipelined SETs with --sync always: every acknowledged
@@ -316,6 +320,7 @@ static void commands(void)
 	rx_open(&x);
 	expect(ASK(&x, "PING"), "+PONG", "PING");
 	expect(ASK(&x, "ping", "hi"), "$hi", "PING msg");
+	expect_prefix(ASK(&x, "PING", "a", "b"), "-ERR wrong number of arguments", "PING a b");
 	expect(ASK(&x, "ECHO", "a b"), "$a b", "ECHO");
 	expect(ASK(&x, "GET", "k"), "$nil", "GET of nothing");
 	expect(ASK(&x, "SET", "k", "v1"), "+OK", "SET");
@@ -809,6 +814,153 @@ static void hostile(void)
 	rx_close(&x);
 }
 
+/*
+ * Requests whose bytes come in random pieces, so that reads end inside
+ * number lines, arguments and CRLFs while the daemon's buffer grows and
+ * moves under a request it has half read: an MSET and an MGET of 300 keys,
+ * a refused command, an argument too long in the middle of an MGET, and a
+ * 60,000-byte ECHO, each answered as if it had come whole.
+ */
+static void trickled(uint64_t seed)
+{
+	enum { N = 300 };
+	static char vals[N][200];
+	const char *mset[1 + 2 * N], *mget[2 + N];
+	size_t msetl[1 + 2 * N], mgetl[2 + N];
+	char keys[N][16], *all = NULL, *req, *echo = malloc(60000), *huge = malloc(70000);
+	size_t len = 0, n;
+	FILE *f = open_memstream(&all, &len);
+	uint64_t rng = seed ^ 0x7472696bull;
+	struct reply r;
+	struct rx x;
+
+	zt_check(echo && huge && f, "out of memory");
+	mset[0] = "MSET";
+	msetl[0] = 4;
+	mget[0] = "MGET";
+	mgetl[0] = 4;
+	for (unsigned i = 0; i < N; i++) {
+		size_t vl = 1 + zt_rand(&rng) % sizeof(vals[i]);
+
+		snprintf(keys[i], sizeof(keys[i]), "trickle%u", i);
+		for (size_t k = 0; k < vl; k++)
+			vals[i][k] = 'a' + (i + k) % 26;
+		mset[1 + 2 * i] = mget[1 + i] = keys[i];
+		msetl[1 + 2 * i] = mgetl[1 + i] = strlen(keys[i]);
+		mset[2 + 2 * i] = vals[i];
+		msetl[2 + 2 * i] = vl;
+	}
+	mget[1 + N] = "trickle-none";
+	mgetl[1 + N] = strlen(mget[1 + N]);
+	memset(echo, 'e', 60000);
+	memset(huge, 'h', 70000);
+	n = encode(&req, 1 + 2 * N, mset, msetl);
+	fwrite(req, 1, n, f);
+	free(req);
+	n = encode(&req, 2 + N, mget, mgetl);
+	fwrite(req, 1, n, f);
+	free(req);
+	fputs("*3\r\n$6\r\nNOSUCH\r\n$1\r\na\r\n$1\r\nb\r\n", f);
+	n = encode(&req, 4, (const char *[]){ "MGET", "trickle1", huge, "trickle2" },
+		   (size_t[]){ 4, 8, 70000, 8 });
+	fwrite(req, 1, n, f);
+	free(req);
+	n = encode(&req, 2, (const char *[]){ "ECHO", echo }, (size_t[]){ 4, 60000 });
+	fwrite(req, 1, n, f);
+	free(req);
+	fclose(f);
+	rx_open(&x);
+	for (size_t at = 0; at < len; at += n) {
+		n = 1 + zt_rand(&rng) % 97;
+		n = n < len - at ? n : len - at;
+		zt_send_all(x.fd, all + at, n);
+		if (zt_rand(&rng) % 4 == 0)
+			usleep(50);
+	}
+	zt_check(next_reply(&x, &r) && r.type == R_STATUS, "a trickled MSET: not +OK");
+	reply_free(&r);
+	zt_check(next_reply(&x, &r) && r.type == R_ARRAY && r.n == N + 1,
+		 "a trickled MGET: not an array of %d", N + 1);
+	for (unsigned i = 0; i < N; i++)
+		zt_check(r.el[i].n == (long long)msetl[2 + 2 * i] &&
+			     !memcmp(r.el[i].str, vals[i], msetl[2 + 2 * i]),
+			 "a trickled MGET: key %u's value differs", i);
+	zt_check(r.el[N].n < 0, "a trickled MGET: a missing key is not nil");
+	reply_free(&r);
+	zt_check(next_reply(&x, &r) && r.type == R_ERROR && strstr(r.str, "unknown command"),
+		 "a trickled unknown command: no error");
+	reply_free(&r);
+	zt_check(next_reply(&x, &r) && r.type == R_ERROR && strstr(r.str, "70000 bytes"),
+		 "a trickled MGET with a long key: no error");
+	reply_free(&r);
+	zt_check(next_reply(&x, &r) && r.type == R_BULK && r.n == 60000 &&
+		     !memcmp(r.str, echo, 60000),
+		 "a trickled ECHO of 60,000 bytes: not echoed");
+	reply_free(&r);
+	expect(ASK(&x, "PING"), "+PONG", "in step after the trickled requests");
+	rx_close(&x);
+	free(all);
+	free(echo);
+	free(huge);
+	printf("requests in random pieces (%zu bytes): answered as if whole\n", len);
+}
+
+/*
+ * A client that reads its replies steadily, if slowly, while the daemon
+ * holds its further pipelined requests unread (at its share of requests in
+ * flight): that silence is the daemon's doing, and the idle sweep must not
+ * close the client for "sending part of a request".
+ */
+static void steady_reader(void)
+{
+	const char *extra[] = { "--idle-timeout",
+				"1",
+				"--max-inflight-per-connection",
+				"2",
+				"--max-value",
+				"2M",
+				NULL };
+	enum { N = 40, V = 1 << 20 };
+	char *val = malloc(V), *req, *all, buf[65536];
+	size_t n, want = 0, got = 0;
+	struct rx x;
+	double t0;
+
+	zt_check(val != NULL, "out of memory");
+	memset(val, 's', V);
+	zt_cleanup(&d);
+	start_daemon(extra);
+	rx_open(&x);
+	n = encode(&req, 3, (const char *[]){ "SET", "big", val }, (size_t[]){ 3, 3, V });
+	expect(ask_raw(&x, req, n), "+OK", "SET of 1 MiB");
+	free(req);
+	n = encode(&req, 2, (const char *[]){ "GET", "big" }, NULL);
+	all = malloc(n * N);
+	zt_check(all != NULL, "out of memory");
+	for (unsigned i = 0; i < N; i++)
+		memcpy(all + i * n, req, n);
+	free(req);
+	zt_send_all(x.fd, all, n * N);
+	free(all);
+	want = (size_t)N * (V + strlen("$1048576\r\n\r\n"));
+	/* About 16 MB/s: the GETs take more than two idle timeouts to drain. */
+	t0 = zt_now();
+	while (got < want) {
+		ssize_t r = read(x.fd, buf, sizeof(buf));
+
+		zt_check(r > 0, "a steady reader was closed after %zu of %zu bytes (%.1f s)", got,
+			 want, zt_now() - t0);
+		got += r;
+		usleep(4000);
+	}
+	printf("a steady reader drained %zu bytes in %.1f s with --idle-timeout 1\n", got,
+	       zt_now() - t0);
+	expect(ASK(&x, "PING"), "+PONG", "the steady reader's connection after its GETs");
+	rx_close(&x);
+	free(val);
+	zt_check(zt_stop(&d) == 0, "the daemon's exit status");
+}
+
 /* --- (d) AUTH --- */
 
 static void auth(void)
@@ -938,9 +1090,11 @@ int main(void)
 	scan();
 	printf("commands and SCAN: as expected\n");
 	hostile();
+	trickled(seed);
 	printf("hostile input: as expected\n");
 	pipeline(seed);
 	zt_check(zt_stop(&d) == 0, "the daemon's exit status");
+	steady_reader();
 	auth();
 	crash();
 	return 0;
