@@ -54,7 +54,7 @@
 #define IOV_BATCH   256		/* iovecs per sendmsg: up to 128 frames */
 #define FREE_MAX    1024u	/* idle request objects kept for reuse */
 #define TAB_MIN	    64u		/* buckets of the pending table, a power of two */
-#define LIST_PAGE   200u	/* keys a SCAN step asks for: the daemon is busy that long */
+#define LIST_PAGE   500u	/* keys a SCAN step asks for: the daemon is busy that long */
 #define ENV_SOCKET  "ZAPPEND_SOCKET"
 #define MIN(a, b)   ((a) < (b) ? (a) : (b))
 #define MAX(a, b)   ((a) > (b) ? (a) : (b))

@@ -24,6 +24,7 @@ struct conn {
 	time_t last_read;  /* when a request's bytes last arrived */
 	time_t last_write; /* when responses last went out, or began to wait */
 	struct event *rev, *wev;
+	struct event *defer_ev; /* conn_defer's timer, made on first use */
 	uint8_t *in;
 	size_t in_start, in_end, in_cap;
 	enum conn_rstate rs;
@@ -38,7 +39,7 @@ struct conn {
 	unsigned refs;	   /* struct req pointing here */
 	void *data;	   /* the protocol's */
 	bool mid;	   /* the protocol is inside a request */
-	bool reading, waiting, eof, dead;
+	bool reading, waiting, deferred, eof, dead;
 };
 
 struct out {
@@ -153,6 +154,8 @@ static void conn_free(struct conn *c)
 {
 	event_free(c->rev);
 	event_free(c->wev);
+	if (c->defer_ev)
+		event_free(c->defer_ev);
 	free(c->in);
 	free(c);
 }
@@ -217,6 +220,8 @@ void conn_close(struct conn *c, const char *why)
 	c->dead = true;
 	event_del(c->rev);
 	event_del(c->wev);
+	if (c->defer_ev)
+		event_del(c->defer_ev);
 	close(c->fd);
 	c->fd = -1;
 	store_wait_cancel(&c->w);
@@ -256,7 +261,7 @@ static bool may_start(const struct conn *c)
 /* A frame that has begun is always read to its end, unless memory is short. */
 static bool want_read(const struct conn *c)
 {
-	if (c->dead || c->eof || c->waiting)
+	if (c->dead || c->eof || c->waiting || c->deferred)
 		return false;
 	return c->rs != R_INPUT || c->mid || may_start(c);
 }
@@ -423,9 +428,30 @@ static int take_input(struct conn *c)
 	if (n < 0 || c->dead)
 		return CLOSED;
 	if (n == 0)
-		return NEED_INPUT;
+		return c->deferred ? PAUSED : NEED_INPUT;
 	c->in_start += n;
 	return GO_ON;
+}
+
+static void defer_end(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	c->deferred = false;
+	conn_update(c);
+}
+
+int conn_defer(struct conn *c, unsigned usec)
+{
+	struct timeval tv = { .tv_sec = usec / 1000000, .tv_usec = usec % 1000000 };
+
+	if (!c->defer_ev)
+		c->defer_ev = evtimer_new(c->cs->base, defer_end, c);
+	if (!c->defer_ev || evtimer_add(c->defer_ev, &tv))
+		return -ENOMEM;
+	c->deferred = true;
+	conn_update(c);
+	return 0;
 }
 
 void conn_payload(struct conn *c, uint64_t n, struct zput *put)
@@ -505,9 +531,22 @@ static int process(struct conn *c, uint8_t **dst, size_t *room)
 
 static void on_eof(struct conn *c)
 {
-	if (c->rs != R_INPUT || c->mid || c->in_end != c->in_start) {
+	if (c->rs != R_INPUT || c->mid) {
+		c->cs->cut_short++;
 		conn_close(c, "the client went away in the middle of a request");
 		return;
+	}
+	/*
+	 * We read only once the protocol needed more: what is buffered is the
+	 * start of a request that will never end. It is dropped; the requests
+	 * before it are answered whole, as at a clean EOF, not cut mid-reply.
+	 */
+	if (c->in_end != c->in_start) {
+		log_warn(c->cs->log,
+			 "client pid %d uid %u: went away in the middle of a request: "
+			 "it is dropped, the requests before it answered",
+			 (int)c->peer.pid, (unsigned)c->peer.uid);
+		c->in_start = c->in_end;
 	}
 	/* A client may shut down its sending side and still wait for answers. */
 	c->eof = true;

@@ -36,8 +36,8 @@ struct conn_limits {
 struct conn_proto {
 	/*
 	 * Takes what it can of buf, the len bytes c has buffered: returns how
-	 * many it took (0: it needs more to go on), or -1 once it closed c
-	 * or ended it (conn_finish).
+	 * many it took (0: it needs more to go on, or deferred the request:
+	 * conn_defer), or -1 once it closed c or ended it (conn_finish).
 	 * Called again while it takes bytes and the client's share allows.
 	 */
 	ssize_t (*input)(struct conns *cs, struct conn *c, const uint8_t *buf, size_t len);
@@ -56,6 +56,7 @@ struct conns {
 	unsigned n;
 	bool stopping;	     /* no new request starts */
 	uint64_t bad_frames; /* connections closed for a broken stream */
+	uint64_t cut_short;  /* closed at EOF inside a value: replies cut */
 };
 
 void conns_init(struct conns *cs, struct event_base *base, const struct zlog *log,
@@ -97,6 +98,12 @@ void conn_set_snapshot(struct conn *c, struct zsnap *sn);
 void conn_payload(struct conn *c, uint64_t n, struct zput *put);
 /* From input, before it returns 0: the buffer will hold a request of n bytes. */
 int conn_want(struct conn *c, size_t n);
+/*
+ * From input, before it returns 0 leaving the request at hand untaken: c
+ * reads nothing for usec, then input is offered that request again.
+ * Background work so yields the loop to other clients' requests.
+ */
+int conn_defer(struct conn *c, unsigned usec);
 /* The protocol is inside a request across calls of input (a sweep or EOF says so). */
 void conn_set_mid(struct conn *c, bool mid);
 /* The protocol's own state for c. */

@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include "pace.h"
 #include "resp_parse.h"
 #include "store.h"
 #include "util.h"
@@ -843,7 +844,7 @@ static bool scan_opts(struct rconn *rc, size_t argc, struct scan_acc *a, uint64_
 static void cmd_scan(struct rconn *rc, size_t argc)
 {
 	struct scan_acc a = { 0 };
-	uint64_t cursor, count = SCAN_DEFAULT;
+	uint64_t cursor, count = SCAN_DEFAULT, start = pace_now_us();
 	bool none = false;
 	struct slot *s;
 	char cur[24];
@@ -870,6 +871,7 @@ static void cmd_scan(struct rconn *rc, size_t argc)
 		if (ret || !cursor || a.n >= count || a.keys.len >= REQ_MAX / 4)
 			break;
 	}
+	pace_spent(rc->env->pace, start);
 	if (ret < 0) {
 		free(a.keys.p);
 		if (ret == -EINVAL)
@@ -1057,9 +1059,22 @@ static const struct cmd *check(struct rconn *rc, size_t argc)
 	} else if (!strcmp(c->name, "mset") && argc % 2 == 0) {
 		reply(rc, "-ERR wrong number of arguments for 'mset' command\r\n");
 	} else {
+		if (c->fn != cmd_scan)
+			pace_request(rc->env->pace);
 		return c;
 	}
 	return NULL;
+}
+
+/*
+ * SCAN yields to other clients' requests (pace.h): true if it waits, the
+ * connection deferred and the request left in the buffer.
+ */
+static bool scan_waits(struct rconn *rc, const struct cmd *c)
+{
+	unsigned wait = c->fn == cmd_scan ? pace_wait(rc->env->pace) : 0;
+
+	return wait && !conn_defer(rc->c, wait);
 }
 
 /* SET's or MSET's first value, its length just read: its put begins. */
@@ -1156,6 +1171,8 @@ static ssize_t array_request(struct rconn *rc, const uint8_t *buf, size_t len)
 	argc = p->argc;
 	pos = p->pos;
 	*p = (struct part){ 0 };
+	if (scan_waits(rc, c))
+		return 0;
 	c->fn(rc, argc);
 	return pos;
 }
@@ -1183,6 +1200,8 @@ static ssize_t inline_request(struct rconn *rc, const uint8_t *buf, size_t len)
 	if (c && !c->fn)
 		reply(rc, "-ERR SET and MSET take the array form here (as redis-cli and "
 			  "client libraries send them)\r\n");
+	else if (c && scan_waits(rc, c))
+		return 0;
 	else if (c)
 		c->fn(rc, argc);
 	return end + 1;

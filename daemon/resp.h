@@ -12,6 +12,8 @@
 
 #include "conn.h"
 
+struct pace;
+
 struct store;
 
 /* One of the daemon's counters, for stat and INFO. */
@@ -34,7 +36,8 @@ struct resp_env {
 	/* The daemon's counters, as stat shows them: how many were filled. */
 	size_t (*stats)(void *arg, struct stat_item *items, size_t max);
 	void *stats_arg;
-	uint64_t next_id; /* HELLO's client id */
+	struct pace *pace; /* SCAN yields to requests */
+	uint64_t next_id;  /* HELLO's client id */
 };
 
 extern const struct conn_proto resp_proto;

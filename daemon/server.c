@@ -304,6 +304,7 @@ static void do_scan(struct server *srv, struct conn *c, const Zappend__Request *
 	size_t count = rq->limit ? MIN(rq->limit, LIST_MAX) : LIST_DEFAULT;
 	struct list_acc a = { 0 };
 	uint64_t cursor = rq->cursor;
+	uint64_t start = pace_now_us();
 	const struct zsnap *at;
 	int ret;
 
@@ -311,6 +312,7 @@ static void do_scan(struct server *srv, struct conn *c, const Zappend__Request *
 		return;
 	ret = store_scan(srv->store, at, rq->key.data, rq->key.len, &cursor, count,
 			 LIST_MAX_BYTES / 2, scan_key, &a);
+	pace_spent(&srv->pace, start);
 	if (ret < 0) {
 		respond_err(c, rq->id, ret,
 			    ret == -EINVAL ? "unknown scan cursor (did the daemon restart?): "
@@ -479,6 +481,8 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "resp_protocol_errors", srv->resp.bad_frames);
 	stat_u(a, "connections_idle_closed", srv->st.idle_closed);
 	stat_u(a, "connections_denied", srv->st.denied);
+	stat_u(a, "connections_cut_short", srv->conns.cut_short + srv->resp.cut_short);
+	stat_u(a, "scan_steps_paced", srv->pace.waits);
 	stat_u(a, "max_connections", srv->cfg.max_connections);
 	stat_u(a, "max_inflight_per_connection", srv->cfg.conn.max_inflight);
 	stat_u(a, "max_queued_bytes_per_connection", srv->cfg.conn.max_queued);
@@ -568,10 +572,8 @@ out:
 
 /* --- dispatch --- */
 
-static void on_request(struct server *srv, struct conn *c, const uint8_t *msg, size_t mlen,
-		       uint32_t plen)
+static void on_request(struct server *srv, struct conn *c, Zappend__Request *rq, uint32_t plen)
 {
-	Zappend__Request *rq = zappend__request__unpack(NULL, mlen, msg);
 	char why[64];
 
 	if (!rq) {
@@ -579,6 +581,8 @@ static void on_request(struct server *srv, struct conn *c, const uint8_t *msg, s
 		respond_err(c, 0, -EINVAL, "cannot parse the request");
 		return;
 	}
+	if (rq->op != ZAPPEND__OP__OP_SCAN)
+		pace_request(&srv->pace);
 	switch (rq->op) {
 	case ZAPPEND__OP__OP_PUT:
 		do_put(srv, c, rq, plen);
@@ -621,7 +625,10 @@ static void on_request(struct server *srv, struct conn *c, const uint8_t *msg, s
 /* A frame: its header is handled whole; its payload follows, to a put or dropped. */
 static ssize_t frame_input(struct conns *cs, struct conn *c, const uint8_t *buf, size_t len)
 {
+	struct server *srv = cs->owner;
+	Zappend__Request *rq;
 	struct zap_frame fr;
+	unsigned wait;
 
 	if (len < ZAP_FRAME_PREFIX)
 		return 0;
@@ -636,8 +643,15 @@ static ssize_t frame_input(struct conns *cs, struct conn *c, const uint8_t *buf,
 		conn_close(c, "out of memory for a request header");
 		return -1;
 	}
+	rq = zappend__request__unpack(NULL, fr.hlen, buf + ZAP_FRAME_PREFIX);
+	/* A listing's step waits while requests come; its frame stays in the buffer. */
+	if (rq && rq->op == ZAPPEND__OP__OP_SCAN && !fr.plen && (wait = pace_wait(&srv->pace)) &&
+	    !conn_defer(c, wait)) {
+		zappend__request__free_unpacked(rq, NULL);
+		return 0;
+	}
 	conn_payload(c, fr.plen, NULL);
-	on_request(cs->owner, c, buf + ZAP_FRAME_PREFIX, fr.hlen, fr.plen);
+	on_request(srv, c, rq, fr.plen);
 	return conn_closed(c) ? -1 : (ssize_t)(ZAP_FRAME_PREFIX + fr.hlen);
 }
 
@@ -959,7 +973,8 @@ int server_start(struct server *srv, struct event_base *base, struct store *stor
 	srv->renv = (struct resp_env){ .store = store,
 				       .password = cfg->resp_password,
 				       .stats = server_stats,
-				       .stats_arg = srv };
+				       .stats_arg = srv,
+				       .pace = &srv->pace };
 	conns_init(&srv->resp, base, log, &srv->cfg.conn, &resp_proto, &srv->renv);
 	fd = cfg->inherit ? cfg->inherited_fd : listen_on(cfg->socket_path, cfg->socket_gid, err);
 	if (fd < 0)

@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "pace.h"
 #include "resp.h"
 #include "store.h"
 
@@ -74,6 +75,7 @@ struct server {
 	struct conns conns;	   /* native */
 	struct conns resp;
 	struct resp_env renv;
+	struct pace pace; /* listing steps against requests, on both protocols */
 	unsigned stop_ticks;
 	bool fixed_refusal_logged;
 	time_t started;

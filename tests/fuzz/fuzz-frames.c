@@ -163,27 +163,29 @@ static void rx_bytes(struct rx *rx, const uint8_t *p, size_t n)
 	rx->len += n;
 }
 
-/* One reply at *at; its line's integer in *n. */
-static void resp_reply(const struct rx *rx, size_t *at, int depth)
+/* One reply at *at: false if the bytes end inside it; malformed ones fail. */
+static bool resp_reply(const struct rx *rx, size_t *at, int depth)
 {
 	const uint8_t *p = rx->buf + *at, *end = rx->buf + rx->len;
 	const uint8_t *nl = memchr(p, '\n', end - p);
 	long long n;
 	char *e;
 
-	if (!nl || nl == p || nl[-1] != '\r' || depth > 4)
+	if (!nl)
+		return false;
+	if (nl == p || nl[-1] != '\r' || depth > 4)
 		fz_die("a reply line without CRLF at byte %zu", *at);
 	*at += nl + 1 - p;
 	switch (*p) {
 	case '+':
-		return;
+		return true;
 	case '-':
 		if (strncmp((const char *)p + 1, "ERR ", 4) &&
 		    strncmp((const char *)p + 1, "NOAUTH", 6) &&
 		    strncmp((const char *)p + 1, "WRONGPASS", 9) &&
 		    strncmp((const char *)p + 1, "NOPROTO", 7))
 			fz_die("an error reply of an unknown kind: %.40s", p);
-		return;
+		return true;
 	case ':':
 	case '$':
 	case '*':
@@ -195,22 +197,32 @@ static void resp_reply(const struct rx *rx, size_t *at, int depth)
 		fz_die("a reply of unknown type 0x%02x", *p);
 	}
 	if (*p == '$' && n >= 0) {
-		if ((size_t)(end - rx->buf) < *at + n + 2 || rx->buf[*at + n] != '\r' ||
-		    rx->buf[*at + n + 1] != '\n')
+		if ((size_t)(end - rx->buf) < *at + n + 2)
+			return false;
+		if (rx->buf[*at + n] != '\r' || rx->buf[*at + n + 1] != '\n')
 			fz_die("a bulk reply not as long as it said");
 		*at += n + 2;
 	}
 	for (long long i = 0; *p == '*' && i < n; i++)
-		resp_reply(rx, at, depth + 1);
+		if (!resp_reply(rx, at, depth + 1))
+			return false;
+	return true;
 }
 
-/* Once the connection closed: every byte is part of a whole reply. */
-static void rx_check(struct rx *rx)
+/*
+ * Once the connection closed: every byte is part of a whole reply, but for
+ * the last when the daemon closed it cut short (EOF inside a value).
+ */
+static void rx_check(struct rx *rx, bool cut)
 {
 	size_t at = 0;
 
 	while (at < rx->len) {
-		resp_reply(rx, &at, 0);
+		if (!resp_reply(rx, &at, 0)) {
+			if (!cut)
+				fz_die("a reply cut short at byte %zu", at);
+			break;
+		}
 		rx->frames++;
 	}
 	rx->len = 0;
@@ -223,6 +235,7 @@ static void rx_reset(struct rx *rx)
 }
 
 #define CONNS(srv) ((srv)->resp.n)
+#define CUTS(srv)  ((srv)->resp.cut_short)
 #define SOCK	   (D.resp + 5)
 #else
 struct rx {
@@ -282,7 +295,7 @@ static void rx_bytes(struct rx *rx, const uint8_t *p, size_t n)
 	}
 }
 
-static void rx_check(struct rx *rx)
+static void rx_check(struct rx *rx, bool cut)
 {
 }
 
@@ -294,6 +307,7 @@ static void rx_reset(struct rx *rx)
 }
 
 #define CONNS(srv) ((srv)->conns.n)
+#define CUTS(srv)  ((srv)->conns.cut_short)
 #define SOCK	   D.sock
 #endif
 
@@ -345,7 +359,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	static struct rx rx;
-	uint64_t accepted = D.srv.st.connections, until = 0;
+	uint64_t accepted = D.srv.st.connections, cuts = CUTS(&D.srv), until = 0;
 	uint64_t give_up = fz_now_ms() + 3 * HANG_MS;
 	size_t sent = 0;
 	bool shut = false, closed = false;
@@ -387,7 +401,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			       HANG_MS, (unsigned long long)rx.frames);
 	}
 	close(fd);
-	rx_check(&rx);
+	rx_check(&rx, CUTS(&D.srv) != cuts);
 	if (!getenv("FUZZ_NO_REFORMAT") && store_dirty())
 		reformat();
 	return 0;

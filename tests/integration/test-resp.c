@@ -10,7 +10,8 @@
  *   (c) hostile input: lying lengths, missing CRLFs, huge counts, oversized
  *       arguments (refused, the connection stays in step), a value over
  *       --max-value (dropped, the connection stays in step), a request sent
- *       a byte at a time, QUIT with more behind it, EOF mid-value; large
+ *       a byte at a time, QUIT with more behind it, EOF mid-value, EOF
+ *       inside a request behind pipelined ones (answered whole); large
  *       requests in random pieces (each byte parsed once, so a slow sender
  *       costs no more than a fast one);
  *   (c') a client reading steadily while the daemon holds its pipelined
@@ -383,7 +384,9 @@ static void commands(void)
 }
 
 /* A whole SCAN with MATCH pattern: how often each scan:N key came back (and how many in all). */
-static unsigned scan_all(struct rx *x, const char *pattern, unsigned *seen, unsigned nseen)
+/* SCAN to its end; with beside, each step right behind a request of that connection. */
+static unsigned scan_all(struct rx *x, const char *pattern, unsigned *seen, unsigned nseen,
+			 struct rx *beside)
 {
 	char cursor[32] = "0";
 	unsigned n = 0;
@@ -391,6 +394,9 @@ static unsigned scan_all(struct rx *x, const char *pattern, unsigned *seen, unsi
 	do {
 		struct reply r;
 		char *req;
+
+		if (beside)
+			expect(ASK(beside, "SET", "beside", "x"), "+OK", "a SET beside a SCAN");
 		size_t len = encode(
 		    &req, 6, (const char *[]){ "SCAN", cursor, "MATCH", pattern, "COUNT", "7" },
 		    NULL);
@@ -413,23 +419,46 @@ static unsigned scan_all(struct rx *x, const char *pattern, unsigned *seen, unsi
 }
 
 /* SCAN visits every key once, with MATCH's prefix and COUNT. */
+/* A counter of INFO's. */
+static unsigned long long info_u64(struct rx *x, const char *name)
+{
+	char *info = ASK(x, "INFO"), *at = strstr(info, name);
+	unsigned long long v;
+
+	zt_check(at && at[strlen(name)] == ':', "INFO has no %s", name);
+	v = strtoull(at + strlen(name) + 1, NULL, 10);
+	free(info);
+	return v;
+}
+
 static void scan(void)
 {
-	struct rx x;
+	struct rx x, other;
 	char key[32];
 	unsigned seen[300] = { 0 }, n;
+	unsigned long long paced;
 
 	rx_open(&x);
 	for (unsigned i = 0; i < 300; i++) {
 		snprintf(key, sizeof(key), "scan:%u", i);
 		expect(ASK(&x, "SET", key, key), "+OK", "SET for SCAN");
 	}
-	n = scan_all(&x, "scan:*", seen, 300);
+	n = scan_all(&x, "scan:*", seen, 300, NULL);
 	zt_check(n == 300, "SCAN found %u keys of 300", n);
 	for (unsigned i = 0; i < 300; i++)
 		zt_check(seen[i] == 1, "SCAN found scan:%u %u times", i, seen[i]);
+	/* Steps behind another client's requests wait, and still find every key once. */
+	rx_open(&other);
+	paced = info_u64(&x, "scan_steps_paced");
 	memset(seen, 0, sizeof(seen));
-	n = scan_all(&x, "scan:17", seen, 300);
+	n = scan_all(&x, "scan:*", seen, 300, &other);
+	zt_check(n == 300, "SCAN beside SETs found %u keys of 300", n);
+	for (unsigned i = 0; i < 300; i++)
+		zt_check(seen[i] == 1, "SCAN beside SETs found scan:%u %u times", i, seen[i]);
+	zt_check(info_u64(&x, "scan_steps_paced") > paced, "no SCAN step beside SETs waited");
+	rx_close(&other);
+	memset(seen, 0, sizeof(seen));
+	n = scan_all(&x, "scan:17", seen, 300, NULL);
 	zt_check(n == 1 && seen[17] == 1, "SCAN MATCH scan:17 found %u keys", n);
 	expect_prefix(ASK(&x, "SCAN", "0", "MATCH", "s?an*"), "-ERR this server's SCAN MATCH",
 		      "SCAN MATCH glob");
@@ -803,6 +832,37 @@ static void hostile(void)
 	/* An empty multibulk is nothing; then a request split inside its value. */
 	zt_send_all(x.fd, "*0\r\n*-1\r\n", 9);
 	expect(ASK(&x, "PING"), "+PONG", "after empty multibulks");
+	free(val);
+	/* A request cut short by EOF: the replies before it still come whole. */
+	{
+		struct reply r;
+
+		val = malloc(300000);
+		memset(val, 'w', 300000);
+		for (int i = 0; i < 4; i++) {
+			char key[8];
+
+			snprintf(key, sizeof(key), "w%d", i);
+			n = encode(&req, 3, (const char *[]){ "SET", key, val },
+				   (size_t[]){ 3, strlen(key), 300000 });
+			expect(ask_raw(&x, req, n), "+OK", "SET of 300,000 bytes");
+			free(req);
+		}
+		n = encode(&req, 5, (const char *[]){ "MGET", "w0", "w1", "w2", "w3" }, NULL);
+		zt_send_all(x.fd, req, n);
+		free(req);
+		zt_send_all(x.fd, "*2\r\n$3\r\nGET\r\n$1\r\n", 17);
+		shutdown(x.fd, SHUT_WR);
+		zt_check(next_reply(&x, &r) && r.type == R_ARRAY && r.n == 4,
+			 "an MGET before a request cut short by EOF: its reply was cut");
+		for (int i = 0; i < 4; i++)
+			zt_check(r.el[i].n == 300000 && !memcmp(r.el[i].str, val, 300000),
+				 "an MGET before a request cut short by EOF: value %d differs", i);
+		reply_free(&r);
+		expect_closed(&x, "EOF after a partial request");
+		rx_close(&x);
+		rx_open(&x);
+	}
 	free(val);
 	/* EOF in the middle of a value: that put is not stored. */
 	zt_send_all(x.fd, "*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$100\r\nabc", 32);

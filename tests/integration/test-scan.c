@@ -6,8 +6,11 @@
  * zap_list, built on it, still lists in byte order: checked against qsort on
  * keys made to be hard for its radix sort (prefixes of each other, bytes 0x00
  * and 0xff, long shared prefixes, runs past its insertion-sort cutoff).
+ * Steps yield to other clients' requests (they wait, counted in
+ * scan_steps_paced), and run at once when none come.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +101,45 @@ static void scan_during_churn(zap_client *c, zap_client *other)
 			zt_check(sn.times[i] <= 1, "key scan/%05u listed %u times", i, sn.times[i]);
 	}
 	zt_check(sn.fresh <= NEW_KEYS, "keys put during the scan listed twice");
+}
+
+/* Every key present (not gone) came once. */
+static void check_all_once(const struct seen *sn, const char *what)
+{
+	for (unsigned i = 0; i < N; i++)
+		zt_check(sn->times[i] == !gone[i], "%s: key scan/%05u listed %u times", what, i,
+			 sn->times[i]);
+}
+
+/*
+ * A listing yields to requests: a step right behind another client's request
+ * waits (scan_steps_paced counts it) and still hands over every key once;
+ * with no request for a while, steps run at once.
+ */
+static void scan_yields(zap_client *c, zap_client *other)
+{
+	static struct seen sn;
+	uint64_t cursor = 0, before = zt_stat(c, "scan_steps_paced"), paced;
+	unsigned steps = 0;
+
+	do {
+		put_key(other, "yield/%05u", steps++);
+		zt_ok(zap_scan(c, "scan/", 5, &cursor, 100, seen_key, &sn));
+	} while (cursor);
+	paced = zt_stat(c, "scan_steps_paced") - before;
+	zt_check(paced > 0, "%u steps, each right behind a put: none waited", steps);
+	check_all_once(&sn, "a scan that yields to puts");
+	printf("a scan of %u steps behind puts: %" PRIu64 " steps waited\n", steps, paced);
+
+	memset(&sn, 0, sizeof(sn));
+	before = zt_stat(c, "scan_steps_paced");
+	zt_sleep_ms(100);
+	do
+		zt_ok(zap_scan(c, "scan/", 5, &cursor, 100, seen_key, &sn));
+	while (cursor);
+	paced = zt_stat(c, "scan_steps_paced") - before;
+	zt_check(paced == 0, "a scan with no request beside it: %" PRIu64 " steps waited", paced);
+	check_all_once(&sn, "a scan alone");
 }
 
 struct sorted {
@@ -208,6 +250,7 @@ int main(void)
 		del_key(c, i);
 
 	scan_during_churn(c, other);
+	scan_yields(c, other);
 
 	zt_ok(zap_list(c, "scan/", 5, in_order, &so));
 	for (unsigned i = 0; i < N; i++)
@@ -234,9 +277,7 @@ int main(void)
 	do
 		zt_ok(zap_scan(c, "scan/", 5, &cursor, 1000, seen_key, &sn));
 	while (cursor);
-	for (unsigned i = 0; i < N; i++)
-		zt_check(sn.times[i] == !gone[i], "after a restart, key scan/%05u listed %u times",
-			 i, sn.times[i]);
+	check_all_once(&sn, "after a restart");
 	check_sorted_list(c);
 	zap_close(c);
 	zt_check(zt_stop(&d) == 0, "daemon did not exit cleanly");
