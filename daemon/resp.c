@@ -29,6 +29,7 @@
 #define ONE_ARG_MAX  (64u << 10)
 #define REQ_MAX	     (4u << 20)
 #define ARGS_MAX     (1u << 20)
+#define ARGS_KEEP    1024 /* argument slots a connection keeps between requests */
 #define INLINE_MAX   (64u << 10)
 #define SCAN_DEFAULT 10u
 #define SCAN_MAX     10000u
@@ -182,10 +183,11 @@ static void rconn_free(struct rconn *rc)
 /* A reply slot at the end of the queue; NULL once the connection was closed for memory. */
 static struct slot *slot_new(struct rconn *rc, enum slot_kind kind)
 {
-	struct slot *s = calloc(1, sizeof(*s));
+	struct slot *s;
 
 	if (rc->oom)
 		return NULL;
+	s = calloc(1, sizeof(*s));
 	if (s)
 		s->q = req_new(rc->c, 0);
 	if (!s || !s->q) {
@@ -1025,6 +1027,20 @@ static bool args_room(struct rconn *rc, size_t n)
 	return true;
 }
 
+/* After a request of many arguments: an idle connection keeps little. */
+static void args_shrink(struct rconn *rc)
+{
+	if (rc->args_cap <= ARGS_KEEP)
+		return;
+	free(rc->argv);
+	free(rc->argl);
+	free(rc->argo);
+	rc->argv = NULL;
+	rc->argl = NULL;
+	rc->argo = NULL;
+	rc->args_cap = 0;
+}
+
 /* The rest of the request, from argument i on, is read and dropped. */
 static void skip_rest(struct rconn *rc, size_t argc, size_t i)
 {
@@ -1032,6 +1048,7 @@ static void skip_rest(struct rconn *rc, size_t argc, size_t i)
 	rc->argi = i;
 	rc->skip = true;
 	conn_set_mid(rc->c, true);
+	args_shrink(rc);
 }
 
 /*
@@ -1174,6 +1191,7 @@ static ssize_t array_request(struct rconn *rc, const uint8_t *buf, size_t len)
 	if (scan_waits(rc, c))
 		return 0;
 	c->fn(rc, argc);
+	args_shrink(rc);
 	return pos;
 }
 
@@ -1204,6 +1222,7 @@ static ssize_t inline_request(struct rconn *rc, const uint8_t *buf, size_t len)
 		return 0;
 	else if (c)
 		c->fn(rc, argc);
+	args_shrink(rc);
 	return end + 1;
 }
 

@@ -877,13 +877,13 @@ static void hostile(void)
 /*
  * Requests whose bytes come in random pieces, so that reads end inside
  * number lines, arguments and CRLFs while the daemon's buffer grows and
- * moves under a request it has half read: an MSET and an MGET of 300 keys,
+ * moves under a request it has half read: an MSET and an MGET of 1100 keys,
  * a refused command, an argument too long in the middle of an MGET, and a
  * 60,000-byte ECHO, each answered as if it had come whole.
  */
 static void trickled(uint64_t seed)
 {
-	enum { N = 300 };
+	enum { N = 1100 }; /* MGET: past the argument slots a connection keeps */
 	static char vals[N][200];
 	const char *mset[1 + 2 * N], *mget[2 + N];
 	size_t msetl[1 + 2 * N], mgetl[2 + N];
