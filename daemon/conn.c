@@ -39,7 +39,7 @@ struct conn {
 	unsigned refs;	   /* struct req pointing here */
 	void *data;	   /* the protocol's */
 	bool mid;	   /* the protocol is inside a request */
-	bool reading, waiting, deferred, eof, dead;
+	bool reading, waiting, deferred, woken, eof, dead;
 };
 
 struct out {
@@ -429,6 +429,7 @@ static int take_input(struct conn *c)
 		return CLOSED;
 	if (n == 0)
 		return c->deferred ? PAUSED : NEED_INPUT;
+	c->woken = false;
 	c->in_start += n;
 	return GO_ON;
 }
@@ -438,7 +439,13 @@ static void defer_end(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 
 	c->deferred = false;
+	c->woken = true;
 	conn_update(c);
+}
+
+bool conn_woken(const struct conn *c)
+{
+	return c->woken;
 }
 
 int conn_defer(struct conn *c, unsigned usec)

@@ -104,6 +104,8 @@ int conn_want(struct conn *c, size_t n);
  * Background work so yields the loop to other clients' requests.
  */
 int conn_defer(struct conn *c, unsigned usec);
+/* The request at hand waited (conn_defer) and is offered again. */
+bool conn_woken(const struct conn *c);
 /* The protocol is inside a request across calls of input (a sweep or EOF says so). */
 void conn_set_mid(struct conn *c, bool mid);
 /* The protocol's own state for c. */

@@ -21,13 +21,20 @@ void pace_request(struct pace *p)
 	p->request_at = pace_now_us();
 }
 
-unsigned pace_wait(struct pace *p)
+unsigned pace_wait(struct pace *p, bool woken)
 {
 	uint64_t now = pace_now_us();
 	uint64_t next = p->step_at + MAX(GAP_US, SHARE_DIV * p->step_took);
 
-	if (now - p->request_at > QUIET_US || now >= next)
+	if (now - p->request_at > QUIET_US) {
+		p->booked = 0; /* those still waiting go on as they wake */
 		return 0;
+	}
+	/* A step that waited has its turn; a newcomer goes behind those waiting. */
+	if (woken || (now >= next && p->booked <= now))
+		return 0;
+	next = MAX(next, p->booked + GAP_US);
+	p->booked = next;
 	p->waits++;
 	return next - now;
 }

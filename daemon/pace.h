@@ -8,6 +8,7 @@
 #ifndef ZAPD_PACE_H
 #define ZAPD_PACE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct pace {
@@ -15,13 +16,19 @@ struct pace {
 	uint64_t step_at;    /* when the last step began */
 	uint64_t step_took;  /* and how long it ran */
 	uint64_t waits;	     /* steps made to wait */
+	uint64_t booked;     /* the last start handed to a step that waits */
 };
 
 uint64_t pace_now_us(void);
 /* A request (not background work) begins. */
 void pace_request(struct pace *p);
-/* How many µs a step must wait before it runs; 0: now. */
-unsigned pace_wait(struct pace *p);
+/*
+ * How many µs a step must wait before it runs; 0: now. Each step that waits
+ * is handed its own start, GAP_US after the one before (first come, first
+ * served), so that the waiting listings do not all wake at one instant to
+ * find one of them may go on. woken: the step already waited its turn.
+ */
+unsigned pace_wait(struct pace *p, bool woken);
 /* A step ran from start (pace_now_us) until now. */
 void pace_spent(struct pace *p, uint64_t start);
 

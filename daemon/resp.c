@@ -1089,7 +1089,7 @@ static const struct cmd *check(struct rconn *rc, size_t argc)
  */
 static bool scan_waits(struct rconn *rc, const struct cmd *c)
 {
-	unsigned wait = c->fn == cmd_scan ? pace_wait(rc->env->pace) : 0;
+	unsigned wait = c->fn == cmd_scan ? pace_wait(rc->env->pace, conn_woken(rc->c)) : 0;
 
 	return wait && !conn_defer(rc->c, wait);
 }

@@ -645,8 +645,8 @@ static ssize_t frame_input(struct conns *cs, struct conn *c, const uint8_t *buf,
 	}
 	rq = zappend__request__unpack(NULL, fr.hlen, buf + ZAP_FRAME_PREFIX);
 	/* A listing's step waits while requests come; its frame stays in the buffer. */
-	if (rq && rq->op == ZAPPEND__OP__OP_SCAN && !fr.plen && (wait = pace_wait(&srv->pace)) &&
-	    !conn_defer(c, wait)) {
+	if (rq && rq->op == ZAPPEND__OP__OP_SCAN && !fr.plen &&
+	    (wait = pace_wait(&srv->pace, conn_woken(c))) && !conn_defer(c, wait)) {
 		zappend__request__free_unpacked(rq, NULL);
 		return 0;
 	}

@@ -7,10 +7,12 @@
  * keys made to be hard for its radix sort (prefixes of each other, bytes 0x00
  * and 0xff, long shared prefixes, runs past its insertion-sort cutoff).
  * Steps yield to other clients' requests (they wait, counted in
- * scan_steps_paced), and run at once when none come.
+ * scan_steps_paced), and run at once when none come; a dozen listings at
+ * once take turns rather than all waking each time one may go on.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +144,69 @@ static void scan_yields(zap_client *c, zap_client *other)
 	check_all_once(&sn, "a scan alone");
 }
 
+#define SCANNERS 12
+
+struct scanner {
+	zap_client *c;
+	pthread_t t;
+	unsigned steps, keys;
+};
+
+static int count_key(const void *key, size_t klen, void *arg)
+{
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+static void *scanner_run(void *arg)
+{
+	struct scanner *sc = arg;
+	uint64_t cursor = 0;
+
+	do {
+		zt_ok(zap_scan(sc->c, "scan/", 5, &cursor, 100, count_key, &sc->keys));
+		sc->steps++;
+	} while (cursor);
+	return NULL;
+}
+
+/*
+ * Many listings at once beside a stream of puts: each step waits for its own
+ * turn, about once, rather than every waiting listing waking each time one
+ * may go on (a herd that cost more than the listings themselves).
+ */
+static void scanners_take_turns(struct zt_daemon *d, zap_client *c, zap_client *other)
+{
+	static struct scanner sc[SCANNERS];
+	uint64_t before = zt_stat(c, "scan_steps_paced"), waits;
+	unsigned steps = 0, live = 0, done = 0, i = 0;
+
+	for (unsigned k = 0; k < N; k++)
+		live += !gone[k];
+	for (unsigned k = 0; k < SCANNERS; k++) {
+		sc[k].c = zt_connect(d);
+		zt_check(!pthread_create(&sc[k].t, NULL, scanner_run, &sc[k]), "pthread_create");
+	}
+	while (done < SCANNERS) {
+		put_key(other, "turns/%05u", i++ % 1000);
+		done = 0;
+		for (unsigned k = 0; k < SCANNERS; k++)
+			done += __atomic_load_n(&sc[k].keys, __ATOMIC_RELAXED) >= live;
+	}
+	for (unsigned k = 0; k < SCANNERS; k++) {
+		pthread_join(sc[k].t, NULL);
+		zt_check(sc[k].keys == live, "a listing beside the others found %u keys of %u",
+			 sc[k].keys, live);
+		steps += sc[k].steps;
+		zap_close(sc[k].c);
+	}
+	waits = zt_stat(c, "scan_steps_paced") - before;
+	printf("%d listings at once beside puts: %u steps, %" PRIu64 " waits\n", SCANNERS, steps,
+	       waits);
+	zt_check(waits <= 2 * steps, "%u steps waited %" PRIu64 " times: listings woke in a herd",
+		 steps, waits);
+}
+
 struct sorted {
 	char last[64];
 	size_t lastlen;
@@ -251,6 +316,7 @@ int main(void)
 
 	scan_during_churn(c, other);
 	scan_yields(c, other);
+	scanners_take_turns(&d, c, other);
 
 	zt_ok(zap_list(c, "scan/", 5, in_order, &so));
 	for (unsigned i = 0; i < N; i++)
