@@ -24,16 +24,21 @@ void pace_request(struct pace *p)
 unsigned pace_wait(struct pace *p, bool woken)
 {
 	uint64_t now = pace_now_us();
-	uint64_t next = p->step_at + MAX(GAP_US, SHARE_DIV * p->step_took);
+	uint64_t gap = MAX(GAP_US, SHARE_DIV * p->step_took);
+	uint64_t next = p->step_at + gap;
 
-	if (now - p->request_at > QUIET_US) {
-		p->booked = 0; /* those still waiting go on as they wake */
+	/*
+	 * Quiet: this step runs now, but those still waiting keep the turns
+	 * they were handed; forgetting them would start a second queue beside
+	 * theirs when requests resume.
+	 */
+	if (now - p->request_at > QUIET_US)
 		return 0;
-	}
 	/* A step that waited has its turn; a newcomer goes behind those waiting. */
 	if (woken || (now >= next && p->booked <= now))
 		return 0;
-	next = MAX(next, p->booked + GAP_US);
+	/* Turns are as far apart as a step's share of the loop asks, not just GAP_US. */
+	next = MAX(next, p->booked + gap);
 	p->booked = next;
 	p->waits++;
 	return next - now;
