@@ -24,9 +24,10 @@ uint64_t pace_now_us(void);
 void pace_request(struct pace *p);
 /*
  * How many µs a step must wait before it runs; 0: now. Each step that waits
- * is handed its own start, GAP_US after the one before (first come, first
- * served), so that the waiting listings do not all wake at one instant to
- * find one of them may go on. woken: the step already waited its turn.
+ * is handed its own start, after the one before by 1 ms or four times what
+ * the last step took (first come, first served), so that the waiting
+ * listings do not all wake at one instant to find one of them may go on.
+ * woken: the step already waited its turn.
  */
 unsigned pace_wait(struct pace *p, bool woken);
 /* A step ran from start (pace_now_us) until now. */

@@ -1006,7 +1006,7 @@ static ssize_t need(struct rconn *rc, size_t have, size_t n)
 static bool args_room(struct rconn *rc, size_t n)
 {
 	const uint8_t **v;
-	size_t *l, *o = NULL;
+	size_t *l, *o;
 
 	if (n <= rc->args_cap)
 		return true;

@@ -13,7 +13,6 @@
 #include "conn.h"
 
 struct pace;
-
 struct store;
 
 /* One of the daemon's counters, for stat and INFO. */
