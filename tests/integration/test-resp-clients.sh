@@ -160,7 +160,7 @@ r = redis.Redis(unix_socket_path=sys.argv[1], socket_timeout=60)
 rnd = random.Random(int(sys.argv[3]))
 model, want = {}, []
 # Keys deleted earlier in the pipeline and not set since: a DEL of one may be
-# answered 1 while the earlier delete is in flight (a daemon bug, see below).
+# answered 1 while the earlier delete is in flight (a known difference from Redis, see below).
 gone = set()
 base = int(r.info()["keys"])
 keys = ["key:%02d" % i for i in range(50)]
