@@ -117,12 +117,9 @@ struct store {
 	struct store_budget gets;	    /* the share of the pool all gets together may hold */
 	struct zchunk *space, **space_tail; /* records waiting for room on the device */
 	struct zqueue *zq;		    /* per zone: appends in flight, records gathering */
-	uint32_t *due, ndue;		    /* zones whose batch is looked at when the turn ends */
-	uint32_t *held, nheld;		    /* zones whose partial batch waits for more */
-	struct event *hold_ev;
-	uint32_t small_zone;  /* where small records go, to pack together */
-	struct zone_op *zops; /* per zone: its summary and finish */
-	struct zholds holds;  /* operations in flight, by key */
+	uint32_t small_zone;		    /* where small records go, to pack together */
+	struct zone_op *zops;		    /* per zone: its summary and finish */
+	struct zholds holds;		    /* operations in flight, by key */
 	unsigned space_waiters;
 	struct zput *oldest, *newest; /* puts and deletes in flight */
 	unsigned busy;		      /* puts, gets and zone operations not yet ended */

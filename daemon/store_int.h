@@ -55,9 +55,6 @@ struct zbatch {
 struct zqueue {
 	unsigned appending;
 	struct zbatch *batch;
-	bool loaded; /* its last batch filled a block: more records are coming */
-	bool due;    /* on the store's list for the end of the loop's turn */
-	bool held;   /* on the store's list for the hold timer */
 };
 
 struct zput {
@@ -166,10 +163,8 @@ void chunk_release_buf(struct store *s, struct zchunk *c);
 /* store_batch.c */
 /* Adds c to its zone's batch if the zone is busy; false if c goes alone. */
 bool batch_add(struct store *s, struct zchunk *c);
-/* An append to the zone ended: what gathered behind it goes now, or waits a moment for more. */
+/* An append to the zone ended: what gathered behind it goes now. */
 void batch_zone_ended(struct store *s, uint32_t zone);
-/* The ring's turn_end: batches of idle zones go, or wait a moment for more. */
-void batch_turn_end(void *arg);
 
 /* store_commit.c */
 /* All the put's records ended and no more input comes: on to flush, commit or the end. */
