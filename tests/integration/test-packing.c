@@ -1,7 +1,7 @@
 /*
  * Small records share blocks (daemon/store_batch.c), through the real daemon:
- *   - puts one at a time each take one append of one block, are answered
- *     without waiting for company, and do not count as batched;
+ *   - puts one at a time each take one append of one block and do not
+ *     count as batched;
  *   - 100-byte values pipelined 64 at a time share blocks: the device bytes
  *     they take stay within a small multiple of their own (each alone in a
  *     block would take 35 times), every put is answered, and every value
