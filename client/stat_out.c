@@ -177,6 +177,7 @@ static const struct {
 	{ "gc_tombstones_dropped", "gc_dropped_tombstones_total", true },
 	{ "gc_zones_reclaimed", "gc_reclaimed_zones_total", true },
 	{ "gc_victims_given_up", "gc_victims_given_up_total", true },
+	{ "gc_records_restored", "gc_restored_records_total", true },
 	{ "zones_reset", "zone_resets_total", true },
 	{ "zone_errors", "zone_errors_total", true },
 	{ "batched_appends", "batched_appends_total", true },

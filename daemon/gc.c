@@ -11,7 +11,7 @@
 #define NONE	  UINT32_MAX
 #define COPY_KLEN 64 /* a key's length, as far as a copy's summary entry costs */
 
-enum { GC_IDLE, GC_SCAN, GC_CKPT, GC_FLUSH, GC_RESET };
+enum { GC_IDLE, GC_SCAN, GC_UNDO, GC_CKPT, GC_FLUSH, GC_RESET };
 
 struct gc_drop {
 	struct gc_drop *next;
@@ -308,7 +308,8 @@ void gc_kick(struct gc *g)
 		return;
 	zs->z[g->victim].state = ZS_RECLAIMING;
 	g->pos = 0;
-	g->failed = false;
+	g->failed = g->lost_target = false;
+	g->ntargets = 0;
 	/* Dead records, not just moved ones, go with it: tombstones kept for them may go too. */
 	g->dead = zone_garbage(&zs->z[g->victim]) > 0;
 	g->state = GC_SCAN;
@@ -379,6 +380,34 @@ static void finish_victim(struct gc *g, bool reclaimed)
 	gc_kick(g);
 }
 
+/*
+ * The victim is given up. When a zone its copies went to failed or ran out
+ * of room, that zone may have been the last one GC had: the copies there go
+ * back to the victim's records (still on the media, as it was not reset),
+ * which leaves the zone dead, to be reset without room to copy into.
+ * Otherwise a device failing an append now and then could leave every zone
+ * full, mostly of dead records, with nowhere to copy the rest.
+ */
+static void give_up(struct gc *g)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < g->ntargets; i++) {
+		if (g->targets[i] != g->zones->gc_zone)
+			g->targets[n++] = g->targets[i];
+	}
+	g->ntargets = n;
+	if (!g->lost_target || !n || g->stopping || g->state == GC_UNDO) {
+		finish_victim(g, false);
+		return;
+	}
+	g->undo_end = g->pos;
+	g->pos = 0;
+	g->failed = false;
+	g->state = GC_UNDO;
+	step(g);
+}
+
 static void reset_done(struct zdev_io *io)
 {
 	struct gc *g = container_of(io, struct gc, io);
@@ -423,7 +452,8 @@ static void checkpoint(struct gc *g)
 		return;
 	}
 	if (zones_reserve(g->zones, ZC_GC, g->zones->block, 0, &g->ckpt_zone)) {
-		finish_victim(g, false);
+		g->lost_target = true;
+		give_up(g);
 		return;
 	}
 	memset(g->ckpt, 0, g->zones->block);
@@ -443,8 +473,21 @@ static void checkpoint(struct gc *g)
 static void copy_failed(struct gc *g, uint32_t zone, int err)
 {
 	g->failed = true;
-	if (err != -EINVAL && err != -E2BIG && err != -EDQUOT && err != -EBUSY)
+	if (err != -EINVAL && err != -E2BIG && err != -EDQUOT && err != -EBUSY) {
 		zones_retire(g->zones, zone);
+		g->lost_target = true;
+	}
+}
+
+static void add_target(struct gc *g, uint32_t zone)
+{
+	for (unsigned i = 0; i < g->ntargets; i++) {
+		if (g->targets[i] == zone)
+			return;
+	}
+	/* A victim's copies fill a zone or two: more are not taken back. */
+	if (g->ntargets < GC_TARGETS)
+		g->targets[g->ntargets++] = zone;
 }
 
 static void pack_free(struct gc_pack *pk)
@@ -465,8 +508,10 @@ static void pack_done(struct zdev_io *io)
 	bool ok = io->res >= 0 && !store_landed(s, pk->zone, io->addr, alen);
 
 	zones_append_done(g->zones, pk->zone);
-	if (ok)
+	if (ok) {
 		zones_add_dead(g->zones, pk->zone, alen - pk->len);
+		add_target(g, pk->zone);
+	}
 	for (uint32_t i = 0; i < pk->n; i++) {
 		const struct gc_rec *c = &pk->recs[i];
 		struct zloc to = { io->addr + c->off, c->r.len };
@@ -502,6 +547,7 @@ static int pack_submit(struct gc *g)
 	g->pack = NULL;
 	ret = zones_reserve(g->zones, ZC_GC, alen, pk->meta, &pk->zone);
 	if (ret) {
+		g->lost_target = true;
 		pack_free(pk);
 		return ret;
 	}
@@ -623,6 +669,10 @@ static int handle(struct gc *g, const struct zrec *r, uint64_t addr, const uint8
 
 	if (r->type != ZREC_PUT && r->type != ZREC_DEL)
 		return 0;
+	if (g->state == GC_UNDO) {
+		g->records_restored += store_unmove(g->s, r, addr, g->targets, g->ntargets);
+		return 0;
+	}
 	held = store_holds(g->s, r, addr);
 	if (!held && !is_live(g, r, addr))
 		return 0;
@@ -691,6 +741,10 @@ static void scan_next(struct gc *g)
 	uint64_t at = g->pos / g->zones->block * g->zones->block;
 
 	if (g->failed || g->stopping) {
+		give_up(g);
+		return;
+	}
+	if (g->state == GC_UNDO && g->pos >= g->undo_end) {
 		finish_victim(g, false);
 		return;
 	}
@@ -719,6 +773,9 @@ static void step(struct gc *g)
 			return;
 		}
 		g->paced = false;
+		scan_next(g);
+		break;
+	case GC_UNDO:
 		scan_next(g);
 		break;
 	case GC_CKPT:

@@ -30,6 +30,8 @@ struct zrec;
 
 enum gc_policy { GC_COST_BENEFIT, GC_GREEDY };
 
+#define GC_TARGETS 4
+
 struct gc_drop;
 struct gc_pack;
 
@@ -56,6 +58,15 @@ struct gc {
 	bool paced;
 	bool failed; /* a copy failed: the victim is given up until more of it dies */
 	bool dead;   /* the victim held dead records when it was picked */
+	/*
+	 * A zone the victim's copies went to failed or filled up: those copies go
+	 * back to the victim's records, read again up to undo_end, so that the
+	 * zone can be reset without room to copy anything into.
+	 */
+	bool lost_target;
+	uint64_t undo_end;
+	uint32_t targets[GC_TARGETS]; /* zones the victim's copies went to */
+	unsigned ntargets;
 	struct zdev_io io;
 	void *ckpt; /* the sequence checkpoint being written */
 	uint32_t ckpt_zone;
@@ -69,6 +80,7 @@ struct gc {
 	uint64_t tombstones_dropped;
 	uint64_t zones_reclaimed;
 	uint64_t victims_given_up;
+	uint64_t records_restored;
 };
 
 int gc_init(struct gc *g, struct store *s, struct zdev *dev, struct zring *ring,
@@ -102,6 +114,8 @@ bool gc_idle(const struct gc *g);
  *   have landed there, and then the device is not written again.
  * store_moved: GC copied the record r from `from` to `to`; the index and
  *   whoever held it follow.
+ * store_unmove: r, at addr, is the original of a copy GC made into one of
+ *   the n zones: whoever points at the copy points at r again. Whether one did.
  */
 uint64_t store_next_seq(const struct store *s);
 bool store_space_short(const struct store *s);
@@ -112,5 +126,7 @@ bool store_key_held(const struct store *s, const void *key, size_t klen);
 bool store_holds(const struct store *s, const struct zrec *r, uint64_t addr);
 int store_landed(struct store *s, uint32_t zone, uint64_t addr, uint32_t len);
 void store_moved(struct store *s, const struct zrec *r, uint64_t from, struct zloc to);
+bool store_unmove(struct store *s, const struct zrec *r, uint64_t addr, const uint32_t *zones,
+		  unsigned n);
 
 #endif

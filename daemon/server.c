@@ -441,6 +441,7 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "gc_tombstones_dropped", st->gc.tombstones_dropped);
 	stat_u(a, "gc_zones_reclaimed", st->gc.zones_reclaimed);
 	stat_u(a, "gc_victims_given_up", st->gc.victims_given_up);
+	stat_u(a, "gc_records_restored", st->gc.records_restored);
 	stat_s(a, "gc_policy", st->gc.policy == GC_GREEDY ? "greedy" : "cost-benefit");
 	stat_u(a, "snapshots_open", st->nsnaps);
 	stat_u(a, "snapshot_versions_kept", store_snap_versions(st));
