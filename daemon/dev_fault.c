@@ -32,6 +32,7 @@ struct fault_spec {
 	bool unwritten;
 	uint64_t max_append;
 	uint64_t bad_addr_at;
+	uint64_t append_faults_for; /* appends that may fail, tear or lie: 0 for all */
 };
 
 enum { LIE_NONE, LIE_FAIL, LIE_ADDR };
@@ -176,6 +177,11 @@ static int k_bad_addr_at(struct fault_spec *sp, const char *v)
 	return parse_u64(v, &sp->bad_addr_at) || !sp->bad_addr_at ? -EINVAL : 0;
 }
 
+static int k_append_faults_for(struct fault_spec *sp, const char *v)
+{
+	return parse_u64(v, &sp->append_faults_for) || !sp->append_faults_for ? -EINVAL : 0;
+}
+
 static const struct {
 	const char *name;
 	int (*parse)(struct fault_spec *sp, const char *v);
@@ -192,6 +198,7 @@ static const struct {
 	{ "unwritten_read_fail", k_unwritten, "0 or 1" },
 	{ "max_append", k_max_append, "a size" },
 	{ "bad_addr_at", k_bad_addr_at, "N, the N-th append from 1" },
+	{ "append_faults_for", k_append_faults_for, "N, the first N appends" },
 };
 
 static int parse_item(struct fault_spec *sp, char *item, struct zerr *err)
@@ -212,7 +219,7 @@ static int parse_item(struct fault_spec *sp, char *item, struct zerr *err)
 	return zerr_set(err, -EINVAL,
 			"ZAPPEND_FAULT: unknown key '%s' (keys: seed, delay, flush_delay, "
 			"append_fail, append_lie, append_short, read_fail, read_fail_at, "
-			"unwritten_read_fail, max_append, bad_addr_at)",
+			"unwritten_read_fail, max_append, bad_addr_at, append_faults_for)",
 			item);
 }
 
@@ -400,6 +407,7 @@ static void fault_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len,
 	struct fault_dev *f = fdev(d);
 	uint64_t n = ++f->appends;
 	struct fault_io *fio = fio_new(d, io, ZDEV_IO_APPEND, zone, buf, len);
+	bool faulty = !f->spec.append_faults_for || n <= f->spec.append_faults_for;
 
 	if (!fio)
 		return;
@@ -414,17 +422,17 @@ static void fault_append(struct zdev *d, uint32_t zone, void *buf, uint32_t len,
 	}
 	if (n == f->spec.bad_addr_at) {
 		fio->lie = LIE_ADDR;
-	} else if (roll(f, f->spec.append_fail)) {
+	} else if (faulty && roll(f, f->spec.append_fail)) {
 		fio_fail(fio, -EIO);
 		return;
-	} else if (roll(f, f->spec.append_short)) {
+	} else if (faulty && roll(f, f->spec.append_short)) {
 		fio->lie = LIE_FAIL;
 		len = torn_len(f, len);
 		if (!len) {
 			fio_fail(fio, -EIO);
 			return;
 		}
-	} else if (roll(f, f->spec.append_lie)) {
+	} else if (faulty && roll(f, f->spec.append_lie)) {
 		fio->lie = LIE_FAIL;
 	}
 	zdev_append(f->in, zone, buf, len, &fio->in);

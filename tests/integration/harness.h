@@ -20,7 +20,7 @@
  * ZAPPEND_FAULT=spec in its environment; "seed=N,delay=PCT:MAXUS,
  * flush_delay=PCT:MAXUS,append_fail=PCT,append_lie=PCT,append_short=PCT,
  * read_fail=PCT,read_fail_at=ADDR:LEN,unwritten_read_fail=1,max_append=BYTES,
- * bad_addr_at=N" (README.md, "Tests", says what each does).
+ * bad_addr_at=N,append_faults_for=N" (README.md, "Tests", says what each does).
  */
 #ifndef ZAP_HARNESS_H
 #define ZAP_HARNESS_H
