@@ -182,6 +182,7 @@ static const struct {
 	{ "zone_errors", "zone_errors_total", true },
 	{ "batched_appends", "batched_appends_total", true },
 	{ "batched_records", "batched_records_total", true },
+	{ "batched_holds", "batched_holds_total", true },
 	{ "appended_bytes", "appended_bytes_total", true },
 	{ "flushes", "flushes_total", true },
 	{ "errors", "errors_total", true },

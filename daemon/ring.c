@@ -92,8 +92,11 @@ static void submit_failed(struct zring *r, int err)
 static void on_submit(evutil_socket_t fd, short what, void *arg)
 {
 	struct zring *r = arg;
-	int ret = zring_submit(r);
+	int ret;
 
+	if (r->turn_end)
+		r->turn_end(r->turn_end_arg);
+	ret = zring_submit(r);
 	if (ret < 0)
 		submit_failed(r, ret);
 }
@@ -121,6 +124,16 @@ void zring_queue(struct zring *r, struct zring_op *op)
 	}
 	/* Activating an active event is a no-op, so this costs one callback per turn. */
 	event_active(r->submit_ev, 0, 0);
+}
+
+void zring_kick(struct zring *r)
+{
+	event_active(r->submit_ev, 0, 0);
+}
+
+struct event_base *zring_base(const struct zring *r)
+{
+	return event_get_base(r->submit_ev);
 }
 
 int zring_init(struct zring *r, struct event_base *base, unsigned entries, unsigned setup_flags)

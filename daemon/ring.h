@@ -34,6 +34,12 @@ struct zring {
 	bool fixed_buffers;
 	bool up;
 	int error; /* submission failed for good: nothing queued will complete */
+	/*
+	 * Called at the end of a turn the ring was kicked in, before what is
+	 * queued is submitted: its last chance to queue more (may be NULL).
+	 */
+	void (*turn_end)(void *arg);
+	void *turn_end_arg;
 	/* Called once, when submission fails for good (set by the daemon, may be NULL). */
 	void (*on_error)(void *arg, int err);
 	void *error_arg;
@@ -48,6 +54,10 @@ int zring_register_buffer(struct zring *r, void *base, size_t len);
 
 /* Queues op; it is submitted at the end of this turn of the event loop. */
 void zring_queue(struct zring *r, struct zring_op *op);
+/* Has turn_end called at the end of this turn of the event loop. */
+void zring_kick(struct zring *r);
+/* The event loop the ring's completions come back to. */
+struct event_base *zring_base(const struct zring *r);
 
 /*
  * Submits what is queued now (the loop does it anyway; shutdown needs it

@@ -452,6 +452,7 @@ static void collect_stats(struct server *srv, struct stat_acc *a)
 	stat_u(a, "zone_errors", st->st.zone_errors);
 	stat_u(a, "batched_appends", st->st.batches);
 	stat_u(a, "batched_records", st->st.batched_records);
+	stat_u(a, "batched_holds", st->st.batched_holds);
 	/* Everything the device was asked to write, over the value bytes clients put. */
 	stat_d(a, "write_amplification",
 	       st->st.put_bytes

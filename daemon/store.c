@@ -11,6 +11,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,9 +150,11 @@ int store_zones_init(struct store *s, const struct zdev_zone *dz)
 	s->zones.finish_fn = store_finish_zone;
 	s->zones.arg = s;
 	s->zq = calloc(s->zones.n, sizeof(*s->zq));
+	s->due = calloc(s->zones.n, sizeof(*s->due));
+	s->held = calloc(s->zones.n, sizeof(*s->held));
 	s->small_zone = UINT32_MAX;
 	s->zops = calloc(s->zones.n, sizeof(*s->zops));
-	return s->zq && s->zops ? 0 : -ENOMEM;
+	return s->zq && s->due && s->held && s->zops ? 0 : -ENOMEM;
 }
 
 int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpool *pool,
@@ -160,6 +163,8 @@ int store_init(struct store *s, struct zdev *dev, struct zring *ring, struct zpo
 	memset(s, 0, sizeof(*s));
 	s->dev = dev;
 	s->ring = ring;
+	ring->turn_end = batch_turn_end;
+	ring->turn_end_arg = s;
 	s->pool = pool;
 	s->cfg = *cfg;
 	s->rec_max = MIN(dev->info.max_append, zpool_max(pool));
@@ -210,8 +215,14 @@ bool store_idle(const struct store *s)
 
 void store_done(struct store *s)
 {
+	if (s->ring)
+		s->ring->turn_end = NULL;
+	if (s->hold_ev)
+		event_free(s->hold_ev);
 	gc_done(&s->gc);
 	free(s->zq);
+	free(s->due);
+	free(s->held);
 	free(s->zops);
 	zholds_done(&s->holds);
 	zidx_free(s->idx);

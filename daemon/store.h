@@ -49,7 +49,8 @@ struct store_stats {
 	uint64_t zone_errors; /* appends the device failed, each retiring a zone */
 	uint64_t batches;     /* appends that carried several records */
 	uint64_t batched_records;
-	uint64_t corrupt; /* records that failed verification on read */
+	uint64_t batched_holds; /* partial batches that waited for company */
+	uint64_t corrupt;	/* records that failed verification on read */
 	double recovery_seconds;
 	uint64_t recovered_records;
 	uint64_t torn_records;
@@ -117,9 +118,12 @@ struct store {
 	struct store_budget gets;	    /* the share of the pool all gets together may hold */
 	struct zchunk *space, **space_tail; /* records waiting for room on the device */
 	struct zqueue *zq;		    /* per zone: appends in flight, records gathering */
-	uint32_t small_zone;		    /* where small records go, to pack together */
-	struct zone_op *zops;		    /* per zone: its summary and finish */
-	struct zholds holds;		    /* operations in flight, by key */
+	uint32_t *due, ndue;		    /* zones whose batch is looked at when the turn ends */
+	uint32_t *held, nheld;		    /* zones whose partial batch waits for more */
+	struct event *hold_ev;
+	uint32_t small_zone;  /* where small records go, to pack together */
+	struct zone_op *zops; /* per zone: its summary and finish */
+	struct zholds holds;  /* operations in flight, by key */
 	unsigned space_waiters;
 	struct zput *oldest, *newest; /* puts and deletes in flight */
 	unsigned busy;		      /* puts, gets and zone operations not yet ended */

@@ -1,38 +1,101 @@
 /*
- * Coalescing: a small record bound for a zone with an append in flight
- * gathers with others in one buffer, back to back on 8 bytes; they go as one
- * append, zero-padded to the block, once the zone's appends in flight are
- * done (group commit). Whole blocks go and a partial last block waits behind
- * them for the next append, while there is one, unless the record across the
- * cut would leave more padding than sending it all: the device takes few
- * large writes, and small records share blocks instead of taking one each.
- * Sending at once what gathered while an append was in flight keeps batches
- * small: 100-byte values take 1.45x their bytes (1.33x sent at the end of the
- * loop's turn), for 15% more puts (bench/small, bench/peers). A small
- * record bound for an idle zone goes at once, alone: at depth 1 a put costs
- * a block, and no wait.
+ * Coalescing: small records bound for one zone gather in one buffer, back
+ * to back on 8 bytes, and go as one append, zero-padded to the block (group
+ * commit). A zone has one batch in flight at a time; what arrives meanwhile
+ * gathers behind it and goes, at once, when it lands, so that the device
+ * writes it while the loop answers the puts that landed (15% more puts than
+ * waiting for the end of the loop's turn). Records bound for an idle zone
+ * gather until the end of the loop's turn: what one read of a pipeline
+ * brings shares an append, and a lone put at depth 1 waits for nothing.
+ *
+ * Whole blocks go and a partial last block waits behind them, while an
+ * append is in flight, unless the record across the cut would leave more
+ * padding than sending it all. When the zone falls idle with less than a
+ * block gathered, that goes too, except under load (the zone's last batch
+ * was several records filling a block): then it waits for the next turn
+ * of the loop that brings records to the zone, HOLD_USEC at most. Without
+ * the wait, packing depends on how fast the device is: the faster appends
+ * land, the fewer records gather behind them, and each load's last few
+ * take a block of their own.
  */
 #include "store_int.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* How long, under load, less than a block waits at most for more records. */
+#define HOLD_USEC 1000
+
 static void batch_submit(struct store *s, struct zqueue *q);
 
-/*
- * An append to the zone ended: what gathered behind it goes once nothing is
- * in flight, at once, not at the end of the loop's turn, so that the device
- * writes it while the loop answers the puts of the append that ended.
- */
+static void hold_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *s = arg;
+
+	(void)fd;
+	(void)what;
+	while (s->nheld) {
+		struct zqueue *q = &s->zq[s->held[--s->nheld]];
+
+		q->held = false;
+		if (q->waiting && q->batch && !q->appending)
+			batch_submit(s, q);
+	}
+}
+
+/* Sets q's partial batch to wait for more records; false if the timer cannot be set. */
+static bool batch_hold(struct store *s, struct zqueue *q, uint32_t zone)
+{
+	static const struct timeval hold = { 0, HOLD_USEC };
+
+	if (!s->hold_ev && !(s->hold_ev = evtimer_new(zring_base(s->ring), hold_fire, s)))
+		return false;
+	if (!evtimer_pending(s->hold_ev, NULL) && evtimer_add(s->hold_ev, &hold))
+		return false;
+	if (!q->held) {
+		q->held = true;
+		s->held[s->nheld++] = zone;
+	}
+	q->waiting = true;
+	s->st.batched_holds++;
+	return true;
+}
+
+/* The idle zone's batch goes, or waits once for more: see the top of the file. */
+static void batch_go(struct store *s, uint32_t zone)
+{
+	struct zqueue *q = &s->zq[zone];
+
+	if (q->loaded && !q->waiting && q->batch->len < s->zones.block && batch_hold(s, q, zone))
+		return;
+	batch_submit(s, q);
+}
+
+/* An append to the zone ended: what gathered behind it goes now, not at the end of the turn. */
 void batch_zone_ended(struct store *s, uint32_t zone)
 {
 	struct zqueue *q = &s->zq[zone];
 
 	q->appending--;
 	if (q->batch && !q->appending) {
-		batch_submit(s, q);
+		batch_go(s, zone);
 		zring_submit_now(s->ring);
+	}
+}
+
+void batch_turn_end(void *arg)
+{
+	struct store *s = arg;
+
+	while (s->ndue) {
+		uint32_t zone = s->due[--s->ndue];
+		struct zqueue *q = &s->zq[zone];
+
+		q->due = false;
+		if (q->batch && !q->appending)
+			batch_go(s, zone);
 	}
 }
 
@@ -72,12 +135,17 @@ static void batch_done(struct zdev_io *io)
 
 	if (io->res >= 0 && !misplaced)
 		zones_add_dead(&s->zones, b->zone, alen - b->len);
-	s->st.batches++;
+	/* Counted as batched only with company: a lone put goes this way too. */
+	if (b->chunks->next) {
+		s->st.batches++;
+		for (c = b->chunks; c; c = c->next)
+			s->st.batched_records++;
+	}
+	s->zq[b->zone].loaded = b->chunks->next && b->len >= s->zones.block;
 	/* Before its puts are answered: see batch_zone_ended. */
 	batch_zone_ended(s, b->zone);
 	for (c = b->chunks; c; c = next) {
 		next = c->next;
-		s->st.batched_records++;
 		if (io->res < 0)
 			chunk_rebuf(s, c, b->buf + c->boff);
 		chunk_complete(s, c, io->res < 0 ? io->res : 0, io->addr + c->boff, misplaced);
@@ -151,6 +219,7 @@ static void batch_submit(struct store *s, struct zqueue *q)
 	uint32_t alen;
 
 	q->batch = batch_split(s, b);
+	q->waiting = false;
 	alen = store_block_up(s, b->len);
 	q->appending++;
 	/* Each record reserved a block-padded append of its own: packed, they take less. */
@@ -162,12 +231,12 @@ static void batch_submit(struct store *s, struct zqueue *q)
 	zdev_append(s->dev, b->zone, b->buf, alen, &b->io);
 }
 
-/* Adds c to its zone's batch if the zone is busy; false if c goes alone. */
+/* Adds c to its zone's batch if it is small; false if c goes alone. */
 bool batch_add(struct store *s, struct zchunk *c)
 {
 	struct zqueue *q = &s->zq[c->zone];
 
-	if (c->len > BATCH_SMALL || !q->appending || BATCH_MAX > s->rec_max)
+	if (c->len > BATCH_SMALL || BATCH_MAX > s->rec_max)
 		return false;
 	/* A full batch goes now, beside what is in flight: no use waiting for more. */
 	if (q->batch && store_block_up(s, q->batch->len + c->len) > BATCH_MAX)
@@ -176,5 +245,10 @@ bool batch_add(struct store *s, struct zchunk *c)
 		return false;
 	batch_push(q->batch, c, c->buf);
 	chunk_release_buf(s, c);
+	if (!q->appending && !q->due) {
+		q->due = true;
+		s->due[s->ndue++] = c->zone;
+		zring_kick(s->ring);
+	}
 	return true;
 }

@@ -55,6 +55,10 @@ struct zbatch {
 struct zqueue {
 	unsigned appending;
 	struct zbatch *batch;
+	bool loaded;  /* its last batch was several records filling a block: more are coming */
+	bool due;     /* on the store's list for the end of the loop's turn */
+	bool held;    /* on the store's list for the hold timer */
+	bool waiting; /* its partial batch waits for the next records, or the timer */
 };
 
 struct zput {
@@ -161,10 +165,12 @@ void chunk_complete(struct store *s, struct zchunk *c, int res, uint64_t addr, b
 void chunk_release_buf(struct store *s, struct zchunk *c);
 
 /* store_batch.c */
-/* Adds c to its zone's batch if the zone is busy; false if c goes alone. */
+/* Adds c to its zone's batch if it is small; false if c goes alone. */
 bool batch_add(struct store *s, struct zchunk *c);
-/* An append to the zone ended: what gathered behind it goes now. */
+/* An append to the zone ended: what gathered behind it goes now, or waits a moment for more. */
 void batch_zone_ended(struct store *s, uint32_t zone);
+/* The ring's turn_end: batches of idle zones go, or wait a moment for more. */
+void batch_turn_end(void *arg);
 
 /* store_commit.c */
 /* All the put's records ended and no more input comes: on to flush, commit or the end. */

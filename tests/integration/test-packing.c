@@ -1,10 +1,12 @@
 /*
  * Small records share blocks (daemon/store_batch.c), through the real daemon:
  *   - puts one at a time each take one append of one block and do not
- *     count as batched;
+ *     count as batched; alternating with 5000-byte ones, none waits for
+ *     company (batched_holds);
  *   - 100-byte values pipelined 64 at a time share blocks: the device bytes
  *     they take stay within a small multiple of their own (each alone in a
- *     block would take 35 times), every put is answered, and every value
+ *     block would take 35 times), every put is answered (a partial block
+ *     held back for company goes once the load stops), and every value
  *     reads back byte-exact, before and after a restart.
  */
 #include <stdio.h>
@@ -13,12 +15,13 @@
 
 #include "harness.h"
 
-#define LONE	 20u
-#define PIPED	 6000u
-#define DEPTH	 64u
-#define VLEN	 100u
-#define KLEN	 16u
-#define MAX_RATE 3.0 /* used bytes over key and value bytes, pipelined: 1.2-1.9 seen */
+#define LONE	  20u
+#define PIPED	  6000u
+#define DEPTH	  64u
+#define VLEN	  100u
+#define KLEN	  16u
+#define MIXED_BIG 5000u
+#define MAX_RATE  3.0 /* used bytes over key and value bytes, pipelined: 1.2-1.9 seen */
 
 static struct zt_daemon d;
 static unsigned answered, failed, next_put;
@@ -82,6 +85,33 @@ static void test_lone(zap_client *c)
 		 "puts one at a time were counted as batched");
 }
 
+/*
+ * Puts one at a time, large and small in turn: a block-filling record alone
+ * is no sign of load, so no small one after it waits for company.
+ */
+static void test_lone_mixed(zap_client *c)
+{
+	uint64_t holds0 = zt_stat(c, "batched_holds");
+	static uint8_t v[MIXED_BIG];
+	char key[KLEN + 1];
+
+	for (unsigned i = 0; i < LONE; i++) {
+		size_t len = i % 2 ? VLEN : MIXED_BIG;
+		void *got;
+		size_t glen;
+
+		snprintf(key, sizeof(key), "mixd/%011u", i);
+		zt_fill(v, len, 0x51d0ull + i);
+		zt_ok(zap_put(c, key, KLEN, v, len, NULL));
+		zt_ok(zap_get(c, key, KLEN, &got, &glen));
+		zt_check(glen == len && !memcmp(got, v, len), "%s reads back wrong", key);
+		free(got);
+	}
+	zt_check(zt_stat(c, "batched_holds") == holds0,
+		 "puts one at a time waited for company %llu times",
+		 (unsigned long long)(zt_stat(c, "batched_holds") - holds0));
+}
+
 static void test_piped(zap_client *c)
 {
 	uint64_t used0 = zt_stat(c, "used_bytes");
@@ -130,6 +160,7 @@ int main(void)
 	zt_start(&d);
 	c = zt_connect(&d);
 	test_lone(c);
+	test_lone_mixed(c);
 	test_piped(c);
 	check_all(c, "before a restart");
 	zap_close(c);
