@@ -13,8 +13,9 @@
  * padding than sending it all. When the zone falls idle with less than a
  * block gathered, that goes too, except under load (the zone's last batch
  * was several records filling a block): then it waits for the next turn
- * of the loop that brings records to the zone, HOLD_USEC at most. Without
- * the wait, packing depends on how fast the device is: the faster appends
+ * of the loop that brings records to the zone, or for HOLD_USEC when the
+ * load has stopped (epoll's timeouts are whole milliseconds: up to twice
+ * that). Without the wait, packing depends on how fast the device is: the faster appends
  * land, the fewer records gather behind them, and each load's last few
  * take a block of their own.
  */
