@@ -309,6 +309,7 @@ void gc_kick(struct gc *g)
 	zs->z[g->victim].state = ZS_RECLAIMING;
 	g->pos = 0;
 	g->failed = g->lost_target = false;
+	g->pass++;
 	g->ntargets = 0;
 	/* Dead records, not just moved ones, go with it: tombstones kept for them may go too. */
 	g->dead = zone_garbage(&zs->z[g->victim]) > 0;
@@ -383,21 +384,21 @@ static void finish_victim(struct gc *g, bool reclaimed)
 /*
  * The victim is given up. When a zone its copies went to failed or ran out
  * of room, that zone may have been the last one GC had: the copies there go
- * back to the victim's records (still on the media, as it was not reset),
- * which leaves the zone dead, to be reset without room to copy into.
- * Otherwise a device failing an append now and then could leave every zone
- * full, mostly of dead records, with nowhere to copy the rest.
+ * back to the victim's records (still on the media, as it was not reset), so
+ * that the zone holds none of this victim. Otherwise a device failing an
+ * append now and then could leave every zone full, mostly of dead records,
+ * with nowhere to copy the rest. Copies of victims reclaimed before stay:
+ * their originals are gone. The zone GC still appends to keeps its copies.
  */
 static void give_up(struct gc *g)
 {
-	unsigned n = 0;
+	uint32_t open = g->zones->gc_zone;
 
-	for (unsigned i = 0; i < g->ntargets; i++) {
-		if (g->targets[i] != g->zones->gc_zone)
-			g->targets[n++] = g->targets[i];
+	if (open != NONE && g->zones->z[open].gc_pass == g->pass) {
+		g->zones->z[open].gc_pass = 0;
+		g->ntargets--;
 	}
-	g->ntargets = n;
-	if (!g->lost_target || !n || g->stopping || g->state == GC_UNDO) {
+	if (!g->lost_target || !g->ntargets || g->stopping || g->state == GC_UNDO) {
 		finish_victim(g, false);
 		return;
 	}
@@ -427,12 +428,32 @@ static void flush_done(struct zdev_io *io)
 	step(g);
 }
 
+/*
+ * A copy failed: the victim is given up. A record longer than the device now
+ * takes in one append (written under a larger limit; -EINVAL) cannot move at
+ * all, a full host file system or the active zone limit is no zone's fault;
+ * any other error is GC's zone's.
+ */
+static void copy_failed(struct gc *g, uint32_t zone, int err)
+{
+	g->failed = true;
+	if (err != -EINVAL && err != -E2BIG && err != -EDQUOT && err != -EBUSY) {
+		zones_retire(g->zones, zone);
+		g->lost_target = true;
+	}
+}
+
 static void ckpt_done(struct zdev_io *io)
 {
 	struct gc *g = container_of(io, struct gc, io);
 
 	zones_append_done(g->zones, g->ckpt_zone);
-	if (io->res < 0 || store_landed(g->s, g->ckpt_zone, io->addr, g->zones->block)) {
+	if (io->res < 0) {
+		copy_failed(g, g->ckpt_zone, io->res);
+		give_up(g);
+		return;
+	}
+	if (store_landed(g->s, g->ckpt_zone, io->addr, g->zones->block)) {
 		finish_victim(g, false);
 		return;
 	}
@@ -464,30 +485,12 @@ static void checkpoint(struct gc *g)
 
 /* --- copying --- */
 
-/*
- * A copy failed: the victim is given up. A record longer than the device now
- * takes in one append (written under a larger limit; -EINVAL) cannot move at
- * all, a full host file system or the active zone limit is no zone's fault;
- * any other error is GC's zone's.
- */
-static void copy_failed(struct gc *g, uint32_t zone, int err)
-{
-	g->failed = true;
-	if (err != -EINVAL && err != -E2BIG && err != -EDQUOT && err != -EBUSY) {
-		zones_retire(g->zones, zone);
-		g->lost_target = true;
-	}
-}
-
 static void add_target(struct gc *g, uint32_t zone)
 {
-	for (unsigned i = 0; i < g->ntargets; i++) {
-		if (g->targets[i] == zone)
-			return;
+	if (g->zones->z[zone].gc_pass != g->pass) {
+		g->zones->z[zone].gc_pass = g->pass;
+		g->ntargets++;
 	}
-	/* A victim's copies fill a zone or two: more are not taken back. */
-	if (g->ntargets < GC_TARGETS)
-		g->targets[g->ntargets++] = zone;
 }
 
 static void pack_free(struct gc_pack *pk)
@@ -670,7 +673,7 @@ static int handle(struct gc *g, const struct zrec *r, uint64_t addr, const uint8
 	if (r->type != ZREC_PUT && r->type != ZREC_DEL)
 		return 0;
 	if (g->state == GC_UNDO) {
-		g->records_restored += store_unmove(g->s, r, addr, g->targets, g->ntargets);
+		g->records_restored += store_unmove(g->s, r, addr, g->pass);
 		return 0;
 	}
 	held = store_holds(g->s, r, addr);

@@ -30,8 +30,6 @@ struct zrec;
 
 enum gc_policy { GC_COST_BENEFIT, GC_GREEDY };
 
-#define GC_TARGETS 4
-
 struct gc_drop;
 struct gc_pack;
 
@@ -60,13 +58,13 @@ struct gc {
 	bool dead;   /* the victim held dead records when it was picked */
 	/*
 	 * A zone the victim's copies went to failed or filled up: those copies go
-	 * back to the victim's records, read again up to undo_end, so that the
-	 * zone can be reset without room to copy anything into.
+	 * back to the victim's records, read again up to undo_end. The zones
+	 * they went to are marked with the victim's pass (zone.gc_pass).
 	 */
 	bool lost_target;
 	uint64_t undo_end;
-	uint32_t targets[GC_TARGETS]; /* zones the victim's copies went to */
-	unsigned ntargets;
+	uint64_t pass;	   /* counts victims */
+	unsigned ntargets; /* zones marked with this pass */
 	struct zdev_io io;
 	void *ckpt; /* the sequence checkpoint being written */
 	uint32_t ckpt_zone;
@@ -114,8 +112,9 @@ bool gc_idle(const struct gc *g);
  *   have landed there, and then the device is not written again.
  * store_moved: GC copied the record r from `from` to `to`; the index and
  *   whoever held it follow.
- * store_unmove: r, at addr, is the original of a copy GC made into one of
- *   the n zones: whoever points at the copy points at r again. Whether one did.
+ * store_unmove: r, at addr, is the original of a copy GC made in pass
+ *   `pass` (a zone marked with it): whoever points at the copy points at r
+ *   again. Whether one did.
  */
 uint64_t store_next_seq(const struct store *s);
 bool store_space_short(const struct store *s);
@@ -126,7 +125,6 @@ bool store_key_held(const struct store *s, const void *key, size_t klen);
 bool store_holds(const struct store *s, const struct zrec *r, uint64_t addr);
 int store_landed(struct store *s, uint32_t zone, uint64_t addr, uint32_t len);
 void store_moved(struct store *s, const struct zrec *r, uint64_t from, struct zloc to);
-bool store_unmove(struct store *s, const struct zrec *r, uint64_t addr, const uint32_t *zones,
-		  unsigned n);
+bool store_unmove(struct store *s, const struct zrec *r, uint64_t addr, uint64_t pass);
 
 #endif

@@ -65,24 +65,19 @@ void store_moved(struct store *s, const struct zrec *r, uint64_t from, struct zl
 	}
 }
 
-static bool in_zones(const struct store *s, uint64_t addr, const uint32_t *zones, unsigned n)
+static bool copied_in(const struct store *s, uint64_t addr, uint64_t pass)
 {
-	for (unsigned i = 0; i < n; i++) {
-		if (zones_of(&s->zones, addr) == zones[i])
-			return true;
-	}
-	return false;
+	return s->zones.z[zones_of(&s->zones, addr)].gc_pass == pass;
 }
 
-/* Where the index, or else an operation in flight, has r's chunk now, if in one of the zones. */
-static bool copy_of(struct store *s, const struct zrec *r, const uint32_t *zones, unsigned n,
-		    uint64_t *at)
+/* Where the index, or else an operation in flight, has r's chunk now, if in a zone of the pass. */
+static bool copy_of(struct store *s, const struct zrec *r, uint64_t pass, uint64_t *at)
 {
 	struct zent e;
 
 	if (zidx_get(s->idx, r->key, r->klen, &e) && e.seq == r->seq &&
 	    r->chunk < MAX(e.nchunks, 1u) && (r->type == ZREC_DEL) == !e.nchunks &&
-	    in_zones(s, zent_chunk(&e, r->chunk)->addr, zones, n)) {
+	    copied_in(s, zent_chunk(&e, r->chunk)->addr, pass)) {
 		*at = zent_chunk(&e, r->chunk)->addr;
 		return true;
 	}
@@ -90,7 +85,7 @@ static bool copy_of(struct store *s, const struct zrec *r, const uint32_t *zones
 	     h = zholds_next(&s->holds, r->key, r->klen, h)) {
 		struct zloc *l = h->seq == r->seq ? held_loc(h, r->chunk) : NULL;
 
-		if (l && in_zones(s, l->addr, zones, n)) {
+		if (l && copied_in(s, l->addr, pass)) {
 			*at = l->addr;
 			return true;
 		}
@@ -98,12 +93,11 @@ static bool copy_of(struct store *s, const struct zrec *r, const uint32_t *zones
 	return false;
 }
 
-bool store_unmove(struct store *s, const struct zrec *r, uint64_t addr, const uint32_t *zones,
-		  unsigned n)
+bool store_unmove(struct store *s, const struct zrec *r, uint64_t addr, uint64_t pass)
 {
 	uint64_t from;
 
-	if (!copy_of(s, r, zones, n, &from))
+	if (!copy_of(s, r, pass, &from))
 		return false;
 	store_moved(s, r, from, (struct zloc){ addr, r->len });
 	return true;

@@ -58,6 +58,7 @@ struct zone {
 	uint64_t min_seq;  /* oldest record: UINT64_MAX when none; 0 when unknown */
 	uint64_t max_seq;  /* newest record: the zone's age for GC */
 	uint64_t stuck;	   /* GC gave it up with this much to gain: wait for more, or a reclaim */
+	uint64_t gc_pass;  /* the GC pass whose copies last landed in it */
 	uint32_t max_rec;  /* longest record in it */
 	uint32_t nrecs;	   /* put and delete records in it, live or dead */
 	uint32_t inflight;
