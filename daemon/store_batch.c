@@ -12,12 +12,14 @@
  * append is in flight, unless the record across the cut would leave more
  * padding than sending it all. When the zone falls idle with less than a
  * block gathered, that goes too, except under load (the zone's last batch
- * was several records filling a block): then it waits for the next turn
- * of the loop that brings records to the zone, or for HOLD_USEC when the
- * load has stopped (epoll's timeouts are whole milliseconds: up to twice
- * that). Without the wait, packing depends on how fast the device is: the faster appends
- * land, the fewer records gather behind them, and each load's last few
- * take a block of their own.
+ * was several records filling a block, and records joined since the last
+ * append went): then it waits for the next turn of the loop that brings
+ * records to the zone, or for HOLD_USEC when the load has stopped (epoll's
+ * timeouts are whole milliseconds: up to twice that). The leftover of a
+ * batch that just landed never waits: a pipelined client sends no more
+ * until it has its answers. Without the wait, packing depends on how fast
+ * the device is: the faster appends land, the fewer records gather behind
+ * them, and each load's last few take a block of their own.
  */
 #include "store_int.h"
 
@@ -69,7 +71,8 @@ static void batch_go(struct store *s, uint32_t zone)
 {
 	struct zqueue *q = &s->zq[zone];
 
-	if (q->loaded && !q->waiting && q->batch->len < s->zones.block && batch_hold(s, q, zone))
+	if (q->loaded && q->fresh && !q->waiting && q->batch->len < s->zones.block &&
+	    batch_hold(s, q, zone))
 		return;
 	batch_submit(s, q);
 }
@@ -224,6 +227,7 @@ static void batch_submit(struct store *s, struct zqueue *q)
 
 	q->batch = batch_split(s, b);
 	q->waiting = false;
+	q->fresh = false;
 	alen = store_block_up(s, b->len);
 	q->appending++;
 	/* Each record reserved a block-padded append of its own: packed, they take less. */
@@ -248,6 +252,7 @@ bool batch_add(struct store *s, struct zchunk *c)
 	if (!q->batch && !(q->batch = batch_new(s, c->zone)))
 		return false;
 	batch_push(q->batch, c, c->buf);
+	q->fresh = true;
 	chunk_release_buf(s, c);
 	if (!q->appending && !q->due) {
 		q->due = true;

@@ -59,6 +59,7 @@ struct zqueue {
 	bool due;     /* on the store's list for the end of the loop's turn */
 	bool held;    /* on the store's list for the hold timer */
 	bool waiting; /* its partial batch waits for the next records, or the timer */
+	bool fresh;   /* records joined its batch since its last append went */
 };
 
 struct zput {
