@@ -1,8 +1,9 @@
 /*
- * CRC32C: known vectors, chaining, unaligned buffers, and every length 0..64
- * against a bit-at-a-time reference. The daemon's crc32c.c is included so
- * that its table fallback is checked too, not only the SSE4.2 path this CPU
- * most likely takes through crc32c().
+ * CRC32C: known vectors, chaining, unaligned buffers, every length 0..64 and
+ * every length around the three-stream cuts against a bit-at-a-time
+ * reference, and the three-stream shift tables recomputed from it. The daemon's crc32c.c is
+ * included so that its table fallback is checked too, not only the SSE4.2 path this CPU most likely
+ * takes through crc32c().
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -155,6 +156,53 @@ static void test_large_unaligned(void **state)
 	free(mem);
 }
 
+#if defined(__x86_64__)
+/* The register (not inverted) run through n zero bytes, a bit at a time. */
+static uint32_t ref_zeros(uint32_t c, size_t n)
+{
+	while (n--)
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0x82F63B78u & -(c & 1));
+	return c;
+}
+
+static void check_table(const uint32_t t[8][16], size_t n)
+{
+	for (unsigned k = 0; k < 8; k++)
+		for (uint32_t v = 0; v < 16; v++)
+			assert_int_equal(t[k][v], ref_zeros(v << 4 * k, n));
+}
+
+static void test_shift_tables(void **state)
+{
+	check_table(shift_long, LONG);
+	check_table(shift_short, SHORT);
+}
+#endif
+
+/*
+ * Lengths on both sides of where the three streams start and stop (3 *
+ * SHORT, 3 * LONG and their multiples and sums), at two alignments.
+ */
+static void test_stream_cuts(void **state)
+{
+	static const size_t base[] = { 0, 1536, 3072, 24576, 24576 + 1536, 49152 + 4608 };
+	size_t max = 49152 + 4608 + 16;
+	uint8_t *mem = malloc(max + 8);
+
+	assert_non_null(mem);
+	fill(mem, max + 8, 11);
+	for (size_t b = 0; b < sizeof(base) / sizeof(base[0]); b++)
+		for (size_t len = base[b] ? base[b] - 9 : 0; len <= base[b] + 9; len++)
+			for (size_t off = 0; off < 8; off += 3) {
+				uint32_t want = crc_ref(0x5eed, mem + off, len);
+
+				for (size_t i = 0; i < NIMPLS; i++)
+					assert_int_equal(impls[i](0x5eed, mem + off, len), want);
+			}
+	free(mem);
+}
+
 /* Every single-bit change of a buffer changes its CRC. */
 static void test_single_bit_errors(void **state)
 {
@@ -177,6 +225,10 @@ int main(void)
 		cmocka_unit_test(test_chaining),
 		cmocka_unit_test(test_lengths_and_alignment),
 		cmocka_unit_test(test_large_unaligned),
+#if defined(__x86_64__)
+		cmocka_unit_test(test_shift_tables),
+#endif
+		cmocka_unit_test(test_stream_cuts),
 		cmocka_unit_test(test_single_bit_errors),
 	};
 
