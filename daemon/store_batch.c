@@ -11,13 +11,14 @@
  * Whole blocks go and a partial last block waits behind them, while an
  * append is in flight, unless the record across the cut would leave more
  * padding than sending it all. When the zone falls idle with less than a
- * block gathered, that goes too, except under load (the zone's last batch
- * was several records filling a block, and records joined since the last
- * append went): then it waits for the next turn of the loop that brings
- * records to the zone, or for HOLD_USEC when the load has stopped (epoll's
- * timeouts are whole milliseconds: up to twice that). The leftover of a
- * batch that just landed never waits: a pipelined client sends no more
- * until it has its answers. Without the wait, packing depends on how fast
+ * block gathered, that goes too, except under load: the zone's last batch
+ * was several records filling a block, and records joined since it went or
+ * it answered many puts (BUSY_RECORDS), whose clients' next records come at
+ * once. Then it waits for the next turn of the loop that brings records to
+ * the zone, or for HOLD_USEC when the load has stopped (epoll's timeouts
+ * are whole milliseconds: up to twice that). The leftover of a burst of a
+ * few does not wait: its client waits for all its answers and sends nothing
+ * before the leftover goes. Without the wait, packing depends on how fast
  * the device is: the faster appends land, the fewer records gather behind
  * them, and each load's last few take a block of their own.
  */
@@ -30,6 +31,8 @@
 
 /* How long, under load, less than a block waits at most for more records. */
 #define HOLD_USEC 1000
+/* Records answered at once that make the zone's leftover wait for their clients' next. */
+#define BUSY_RECORDS 16
 
 static void batch_submit(struct store *s, struct zqueue *q);
 
@@ -71,7 +74,7 @@ static void batch_go(struct store *s, uint32_t zone)
 {
 	struct zqueue *q = &s->zq[zone];
 
-	if (q->loaded && q->fresh && !q->waiting && q->batch->len < s->zones.block &&
+	if (q->loaded && (q->fresh || q->busy) && !q->waiting && q->batch->len < s->zones.block &&
 	    batch_hold(s, q, zone))
 		return;
 	batch_submit(s, q);
@@ -134,18 +137,21 @@ static void batch_done(struct zdev_io *io)
 	struct zbatch *b = container_of(io, struct zbatch, io);
 	struct store *s = b->s;
 	struct zchunk *c, *next;
+	unsigned n = 0;
 	uint32_t alen = store_block_up(s, b->len);
 	bool misplaced = io->res >= 0 && store_landed(s, b->zone, io->addr, alen);
 
 	if (io->res >= 0 && !misplaced)
 		zones_add_dead(&s->zones, b->zone, alen - b->len);
+	for (c = b->chunks; c; c = c->next)
+		n++;
 	/* Counted as batched only with company: a lone put goes this way too. */
-	if (b->chunks->next) {
+	if (n > 1) {
 		s->st.batches++;
-		for (c = b->chunks; c; c = c->next)
-			s->st.batched_records++;
+		s->st.batched_records += n;
 	}
-	s->zq[b->zone].loaded = b->chunks->next && b->len >= s->zones.block;
+	s->zq[b->zone].loaded = n > 1 && b->len >= s->zones.block;
+	s->zq[b->zone].busy = n >= BUSY_RECORDS;
 	/* Before its puts are answered: see batch_zone_ended. */
 	batch_zone_ended(s, b->zone);
 	/* The puts' index slots, one pass ahead: their cache misses overlap. */

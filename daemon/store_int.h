@@ -56,6 +56,7 @@ struct zqueue {
 	unsigned appending;
 	struct zbatch *batch;
 	bool loaded;  /* its last batch was several records filling a block: more are coming */
+	bool busy;    /* and many of them: their clients' next records come before long */
 	bool due;     /* on the store's list for the end of the loop's turn */
 	bool held;    /* on the store's list for the hold timer */
 	bool waiting; /* its partial batch waits for the next records, or the timer */

@@ -128,10 +128,10 @@ static void burst_done(zap_client *c, const struct zap_result *r, void *arg)
 }
 
 /*
- * The part of a burst left over behind its whole blocks goes when they
- * land: waiting for company there costs each burst a hold timer (1-2 ms
- * against 0.4 ms for the burst). A burst split across two reads may still
- * wait once, hence the margin.
+ * The part of a burst of a few left over behind its whole blocks goes when
+ * they land: waiting for company there costs each burst a hold timer (1-2
+ * ms against 0.4 ms for the burst). A burst split across two reads may
+ * still wait once, hence the margin.
  */
 static void test_bursts(zap_client *c)
 {
