@@ -12,10 +12,10 @@
  * append is in flight, unless the record across the cut would leave more
  * padding than sending it all. When the zone falls idle with less than a
  * block gathered, that goes too, except under load: the zone's last batch
- * was several records filling a block, and records joined since it went or
- * it answered many puts (BUSY_RECORDS), whose clients' next records come at
- * once. Then it waits for the next turn of the loop that brings records to
- * the zone, or for HOLD_USEC when the load has stopped (epoll's timeouts
+ * answered many puts (BUSY_RECORDS), whose clients' next records come at
+ * once, or it was several records filling a block and records joined since
+ * it went. Then it waits for the next turn of the loop that brings records
+ * to the zone, or for HOLD_USEC when the load has stopped (epoll's timeouts
  * are whole milliseconds: up to twice that). The leftover of a burst of a
  * few does not wait: its client waits for all its answers and sends nothing
  * before the leftover goes. Without the wait, packing depends on how fast
@@ -74,7 +74,7 @@ static void batch_go(struct store *s, uint32_t zone)
 {
 	struct zqueue *q = &s->zq[zone];
 
-	if (q->loaded && (q->fresh || q->busy) && !q->waiting && q->batch->len < s->zones.block &&
+	if ((q->busy || (q->loaded && q->fresh)) && !q->waiting && q->batch->len < s->zones.block &&
 	    batch_hold(s, q, zone))
 		return;
 	batch_submit(s, q);

@@ -55,8 +55,8 @@ struct zbatch {
 struct zqueue {
 	unsigned appending;
 	struct zbatch *batch;
-	bool loaded;  /* its last batch was several records filling a block: more are coming */
-	bool busy;    /* and many of them: their clients' next records come before long */
+	bool loaded;  /* its last batch was several records filling a block */
+	bool busy;    /* its last batch answered many puts: their clients' next come at once */
 	bool due;     /* on the store's list for the end of the loop's turn */
 	bool held;    /* on the store's list for the hold timer */
 	bool waiting; /* its partial batch waits for the next records, or the timer */
